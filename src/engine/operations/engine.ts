@@ -1,0 +1,386 @@
+// The operation engine: admits, runs, throttles, persists, cancels and recovers operations.
+// Tasks report progress; the engine alone decides status, publishes events and writes records.
+import { randomBytes } from 'node:crypto';
+import { ConflictError, NotFoundError, WildError } from '../../errors.js';
+import { logger, scrub } from '../../util/log.js';
+import type { PubSub } from '../../subscriptions/pubsub.js';
+import type { OperationTopics } from '../../subscriptions/events.js';
+import type { DataPaths } from '../../wild/paths.js';
+import { OperationStore } from './store.js';
+import {
+  isTerminal, type OperationKind, type OperationRecord, type OperationStatus, type OperationTask,
+  type ProgressUpdate, type RecoveryHook, type TaskContext, type TaskResult,
+} from './types.js';
+
+const log = logger('engine');
+const MAX_LOG_LINES_IN_MEMORY = 200;
+
+export interface EngineOptions {
+  paths: DataPaths;
+  pubsub: PubSub<OperationTopics>;
+  /** Operations running at once across all instances. Default 2 (one per core here). */
+  concurrency?: number;
+  /** Minimum time between two progress events of one operation. Default 250 ms. */
+  progressIntervalMs?: number;
+  /** Minimum time between two progress writes of one record to disk. Default 2 s. */
+  persistIntervalMs?: number;
+}
+
+/** Why an operation's signal was aborted. */
+export class CancelReason extends Error {
+  constructor(readonly by: 'user' | 'shutdown') {
+    super(by === 'user' ? 'cancelled' : 'the server is shutting down');
+  }
+}
+
+interface Active {
+  rec: OperationRecord;
+  task: OperationTask;
+  controller: AbortController;
+  lastPublish: number;
+  lastPersist: number;
+  trailing: NodeJS.Timeout | null;
+  rateSample: { t: number; bytes: number } | null;
+  finished: Promise<void>;
+  resolveFinished: () => void;
+}
+
+function newOperationId(): string {
+  return `op-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+}
+
+const appKey = (instance: string, app: string | undefined | null): string | null => (app ? `${instance}/${app}` : null);
+
+export class OperationEngine {
+  private readonly store: OperationStore;
+  private readonly records = new Map<string, OperationRecord>();
+  private readonly logs = new Map<string, string[]>();
+  private readonly active = new Map<string, Active>();
+  private readonly queue: string[] = [];
+  private readonly recoveryHooks = new Map<OperationKind, RecoveryHook>();
+  private readonly concurrency: number;
+  private readonly progressIntervalMs: number;
+  private readonly persistIntervalMs: number;
+  private stopping = false;
+
+  constructor(private readonly opts: EngineOptions) {
+    this.store = new OperationStore(opts.paths);
+    this.concurrency = Math.max(1, opts.concurrency ?? 2);
+    this.progressIntervalMs = opts.progressIntervalMs ?? 250;
+    this.persistIntervalMs = opts.persistIntervalMs ?? 2000;
+  }
+
+  onRecovery(kind: OperationKind, hook: RecoveryHook): void {
+    this.recoveryHooks.set(kind, hook);
+  }
+
+  /** Loads the records of these instances; what a crash left QUEUED or RUNNING becomes FAILED/INTERRUPTED. */
+  async init(instances: string[]): Promise<void> {
+    for (const inst of instances) {
+      for (const rec of await this.store.loadInstance(inst)) {
+        this.records.set(rec.id, rec);
+        if (isTerminal(rec.status)) continue;
+        const wasRunning = rec.status === 'RUNNING';
+        rec.status = 'FAILED';
+        rec.error = { code: 'INTERRUPTED', message: 'the server stopped while this operation was ' + (wasRunning ? 'running' : 'queued') };
+        rec.message = rec.error.message;
+        rec.finishedAt = new Date().toISOString();
+        const lines: string[] = [`${rec.finishedAt} interrupted: marked FAILED at start-up`];
+        const hook = this.recoveryHooks.get(rec.kind);
+        if (hook && wasRunning) {
+          try {
+            await hook(rec, (l) => lines.push(`${new Date().toISOString()} ${scrub(l)}`));
+            lines.push(`${new Date().toISOString()} recovery finished`);
+          } catch (err) {
+            lines.push(`${new Date().toISOString()} recovery failed: ${scrub((err as Error).message)}`);
+            log.error('recovery failed', { operation: rec.id, error: (err as Error).message });
+          }
+        }
+        rec.recovery = null;
+        await this.store.appendLog(rec, lines);
+        await this.store.save(rec);
+        log.warn('operation interrupted by a restart', { operation: rec.id, kind: rec.kind });
+      }
+    }
+  }
+
+  get(id: string): OperationRecord | undefined {
+    return this.records.get(id);
+  }
+
+  require(id: string): OperationRecord {
+    const rec = this.records.get(id);
+    if (!rec) throw new NotFoundError(`no operation with id "${id}"`);
+    return rec;
+  }
+
+  /** Records, newest first, filtered. */
+  list(filter: { instance?: string | null; status?: readonly OperationStatus[] | null; app?: string | null } = {}): OperationRecord[] {
+    const out: OperationRecord[] = [];
+    for (const rec of this.records.values()) {
+      if (filter.instance && rec.instanceName !== filter.instance) continue;
+      if (filter.app && rec.appName !== filter.app) continue;
+      if (filter.status && filter.status.length > 0 && !filter.status.includes(rec.status)) continue;
+      out.push(rec);
+    }
+    return out.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : a.id < b.id ? 1 : -1));
+  }
+
+  async logTail(id: string, last = 100): Promise<string[]> {
+    const rec = this.require(id);
+    const mem = this.logs.get(id);
+    if (mem && mem.length >= last) return mem.slice(-last);
+    return this.store.readLogTail(rec, last);
+  }
+
+  /** Operations that are queued or running. */
+  activeCount(): number {
+    return this.active.size;
+  }
+
+  /** Creates an operation for the task and queues it. Throws ConflictError when the app is busy and the task rejects conflicts. */
+  async submit(task: OperationTask): Promise<OperationRecord> {
+    if (this.stopping) throw new ConflictError('the server is shutting down');
+    const key = appKey(task.instance, task.app);
+    if (key && (task.onAppConflict ?? 'reject') === 'reject') {
+      for (const a of this.active.values()) {
+        if (appKey(a.rec.instanceName, a.rec.appName) === key) {
+          throw new ConflictError(`app "${task.app}" of instance "${task.instance}" is busy with operation ${a.rec.id} (${a.rec.kind}, ${a.rec.status})`);
+        }
+      }
+    }
+    const rec: OperationRecord = {
+      version: 1,
+      id: newOperationId(),
+      kind: task.kind,
+      status: 'QUEUED',
+      instanceName: task.instance,
+      appName: task.app ?? null,
+      progress: { phase: 'queued', bytesDone: 0, bytesTotal: null, bytesPerSecond: null, etaSeconds: null, currentItem: null },
+      message: null,
+      error: null,
+      createdAt: new Date().toISOString(),
+      startedAt: null,
+      finishedAt: null,
+      backupId: null,
+      recovery: null,
+    };
+    let resolveFinished!: () => void;
+    const finished = new Promise<void>((r) => (resolveFinished = r));
+    const a: Active = {
+      rec, task, controller: new AbortController(), lastPublish: 0, lastPersist: 0, trailing: null,
+      rateSample: null, finished, resolveFinished,
+    };
+    this.records.set(rec.id, rec);
+    this.active.set(rec.id, a);
+    this.queue.push(rec.id);
+    await this.store.save(rec);
+    this.publish(a, 'CREATED');
+    const created = structuredClone(rec);
+    this.pump();
+    return created;
+  }
+
+  /** Cancels a queued or running operation. A finished one is a ConflictError. */
+  async cancel(id: string): Promise<OperationRecord> {
+    const rec = this.require(id);
+    const a = this.active.get(id);
+    if (!a || isTerminal(rec.status)) throw new ConflictError(`operation ${id} has already finished (${rec.status})`);
+    if (rec.status === 'QUEUED') {
+      this.queue.splice(this.queue.indexOf(id), 1);
+      await this.finish(a, 'CANCELLED', { message: 'cancelled before it started' });
+      return rec;
+    }
+    this.appendLog(a, 'cancel requested');
+    a.controller.abort(new CancelReason('user'));
+    return rec;
+  }
+
+  /** Resolves when the operation reaches a terminal state. */
+  async waitFor(id: string): Promise<OperationRecord> {
+    const a = this.active.get(id);
+    if (a) await a.finished;
+    return this.require(id);
+  }
+
+  /** Stops admitting work, aborts what runs and waits (bounded) for it to reach a safe point. */
+  async stop(timeoutMs = 30_000): Promise<void> {
+    this.stopping = true;
+    for (const id of [...this.queue]) {
+      const a = this.active.get(id);
+      this.queue.splice(this.queue.indexOf(id), 1);
+      if (a) await this.finish(a, 'FAILED', { error: { code: 'INTERRUPTED', message: 'the server stopped before this operation started' } });
+    }
+    const running = [...this.active.values()];
+    for (const a of running) a.controller.abort(new CancelReason('shutdown'));
+    await Promise.race([
+      Promise.all(running.map((a) => a.finished)),
+      new Promise((r) => setTimeout(r, timeoutMs).unref()),
+    ]);
+  }
+
+  private canStart(a: Active, running: Active[]): boolean {
+    if (running.length >= this.concurrency) return false;
+    const key = appKey(a.rec.instanceName, a.rec.appName);
+    for (const r of running) {
+      if (r.rec.instanceName !== a.rec.instanceName) continue;
+      if (a.task.exclusive || r.task.exclusive) return false;
+      if (key && appKey(r.rec.instanceName, r.rec.appName) === key) return false;
+    }
+    // An exclusive task queued earlier on the same instance goes first (no starvation).
+    for (const qid of this.queue) {
+      if (qid === a.rec.id) break;
+      const q = this.active.get(qid);
+      if (q && q.rec.instanceName === a.rec.instanceName && (q.task.exclusive || appKey(q.rec.instanceName, q.rec.appName) === key)) return false;
+    }
+    return true;
+  }
+
+  private pump(): void {
+    if (this.stopping) return;
+    for (const id of [...this.queue]) {
+      const a = this.active.get(id);
+      if (!a) continue;
+      const running = [...this.active.values()].filter((x) => x.rec.status === 'RUNNING');
+      if (!this.canStart(a, running)) continue;
+      this.queue.splice(this.queue.indexOf(id), 1);
+      a.rec.status = 'RUNNING';
+      a.rec.startedAt = new Date().toISOString();
+      a.rec.progress = { ...a.rec.progress, phase: 'starting' };
+      void this.run(a);
+    }
+  }
+
+  private async run(a: Active): Promise<void> {
+    const { rec, task, controller } = a;
+    await this.persist(a);
+    this.publish(a, 'UPDATED');
+    this.appendLog(a, `started ${rec.kind}${rec.appName ? ` of ${rec.instanceName}/${rec.appName}` : ` on ${rec.instanceName}`}`);
+    const ctx: TaskContext = {
+      operationId: rec.id,
+      signal: controller.signal,
+      progress: (u) => this.onProgress(a, u),
+      log: (line) => this.appendLog(a, line),
+      setBackupId: (id) => {
+        rec.backupId = id;
+        this.publish(a, 'UPDATED');
+      },
+      saveRecovery: async (data) => {
+        rec.recovery = data;
+        await this.persist(a);
+      },
+    };
+    let result: TaskResult | void;
+    try {
+      result = await task.run(ctx);
+    } catch (err) {
+      const reason = controller.signal.reason;
+      if (controller.signal.aborted && reason instanceof CancelReason) {
+        if (reason.by === 'user') await this.finish(a, 'CANCELLED', { message: 'cancelled' });
+        else await this.finish(a, 'FAILED', { error: { code: 'INTERRUPTED', message: 'the server stopped while this operation was running' } });
+      } else {
+        const code = err instanceof WildError ? err.code : typeof (err as { code?: unknown }).code === 'string' ? String((err as { code: string }).code) : 'FAILED';
+        const message = scrub((err as Error)?.message ?? String(err));
+        if (!(err instanceof WildError)) log.error('operation failed', { operation: rec.id, error: message, stack: scrub((err as Error)?.stack ?? '') });
+        await this.finish(a, 'FAILED', { error: { code, message } });
+      }
+      return;
+    }
+    if (controller.signal.aborted && controller.signal.reason instanceof CancelReason && controller.signal.reason.by === 'user') {
+      // The task finished its work before it noticed the cancel; what it did stands.
+      this.appendLog(a, 'cancel came after the work was done');
+    }
+    if (result?.backupId) rec.backupId = result.backupId;
+    await this.finish(a, 'SUCCEEDED', { message: result?.message ?? null });
+  }
+
+  private onProgress(a: Active, u: ProgressUpdate): void {
+    const p = a.rec.progress;
+    const phaseChanged = u.phase !== undefined && u.phase !== p.phase;
+    Object.assign(p, Object.fromEntries(Object.entries(u).filter(([, v]) => v !== undefined)));
+    this.updateRate(a);
+    const now = Date.now();
+    if (phaseChanged || now - a.lastPublish >= this.progressIntervalMs) {
+      this.flushProgress(a);
+    } else if (!a.trailing) {
+      a.trailing = setTimeout(() => this.flushProgress(a), this.progressIntervalMs - (now - a.lastPublish));
+    }
+  }
+
+  private flushProgress(a: Active): void {
+    if (a.trailing) clearTimeout(a.trailing);
+    a.trailing = null;
+    if (isTerminal(a.rec.status)) return;
+    this.publish(a, 'UPDATED');
+    if (Date.now() - a.lastPersist >= this.persistIntervalMs) void this.persist(a);
+  }
+
+  /** Rate as an exponentially weighted average over samples at least 200 ms apart. */
+  private updateRate(a: Active): void {
+    const p = a.rec.progress;
+    const now = Date.now();
+    if (!a.rateSample || p.bytesDone < a.rateSample.bytes) {
+      a.rateSample = { t: now, bytes: p.bytesDone };
+      return;
+    }
+    const dt = (now - a.rateSample.t) / 1000;
+    if (dt < 0.2) return;
+    const instant = (p.bytesDone - a.rateSample.bytes) / dt;
+    p.bytesPerSecond = p.bytesPerSecond === null ? instant : 0.7 * p.bytesPerSecond + 0.3 * instant;
+    a.rateSample = { t: now, bytes: p.bytesDone };
+    p.etaSeconds = p.bytesTotal !== null && p.bytesPerSecond > 0 ? Math.max(0, (p.bytesTotal - p.bytesDone) / p.bytesPerSecond) : null;
+  }
+
+  private async finish(
+    a: Active,
+    status: OperationStatus,
+    extra: { message?: string | null; error?: { code: string; message: string } },
+  ): Promise<void> {
+    if (isTerminal(a.rec.status)) return;
+    if (a.trailing) clearTimeout(a.trailing);
+    a.trailing = null;
+    const rec = a.rec;
+    rec.status = status;
+    rec.finishedAt = new Date().toISOString();
+    rec.error = extra.error ?? null;
+    rec.message = extra.message ?? extra.error?.message ?? null;
+    rec.progress = { ...rec.progress, phase: status.toLowerCase(), etaSeconds: status === 'SUCCEEDED' ? 0 : null };
+    rec.recovery = null;
+    this.appendLog(a, `${status}${rec.error ? ` ${rec.error.code}: ${rec.error.message}` : rec.message ? `: ${rec.message}` : ''}`);
+    this.active.delete(rec.id);
+    try {
+      await this.persist(a);
+    } finally {
+      this.publish(a, 'FINISHED');
+      a.resolveFinished();
+      this.pump();
+    }
+  }
+
+  private appendLog(a: Active, line: string): void {
+    const entry = `${new Date().toISOString()} ${scrub(line)}`;
+    const mem = this.logs.get(a.rec.id) ?? [];
+    mem.push(entry);
+    if (mem.length > MAX_LOG_LINES_IN_MEMORY) mem.splice(0, mem.length - MAX_LOG_LINES_IN_MEMORY);
+    this.logs.set(a.rec.id, mem);
+    this.store.appendLog(a.rec, [entry]).catch((err) => log.warn('could not write operation log', { error: (err as Error).message }));
+  }
+
+  private async persist(a: Active): Promise<void> {
+    a.lastPersist = Date.now();
+    try {
+      await this.store.save(a.rec);
+    } catch (err) {
+      log.error('could not persist operation record', { operation: a.rec.id, error: (err as Error).message });
+    }
+  }
+
+  private publish(a: Active, type: 'CREATED' | 'UPDATED' | 'FINISHED'): void {
+    a.lastPublish = Date.now();
+    // Subscribers get a snapshot: later changes to the live record must not alter events in flight.
+    const snapshot: OperationRecord = structuredClone(a.rec);
+    const event = { type, operation: snapshot };
+    this.opts.pubsub.publish('operations', event);
+    this.opts.pubsub.publish(`operation:${snapshot.id}`, event);
+  }
+}

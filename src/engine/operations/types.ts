@@ -1,0 +1,84 @@
+// Operation records (persisted as instances/<n>/operations/<id>.json) and the task interface
+// that every kind of long job implements. The engine owns the lifecycle; tasks only report.
+
+export const OPERATION_KINDS = [
+  'BACKUP_APP', 'BACKUP_CLUSTER', 'RESTORE_APP', 'INIT_REPOSITORY', 'CHECK_REPOSITORY',
+  'APPLY_RETENTION', 'VERIFY_BACKUP', 'DELETE_BACKUP',
+] as const;
+export type OperationKind = (typeof OPERATION_KINDS)[number];
+
+export const OPERATION_STATUSES = ['QUEUED', 'RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED'] as const;
+export type OperationStatus = (typeof OPERATION_STATUSES)[number];
+
+export const TERMINAL_STATUSES: ReadonlySet<OperationStatus> = new Set(['SUCCEEDED', 'FAILED', 'CANCELLED']);
+export const isTerminal = (s: OperationStatus): boolean => TERMINAL_STATUSES.has(s);
+
+export interface OperationProgress {
+  phase: string;
+  bytesDone: number;
+  /** An estimate while streaming; null while unknown. */
+  bytesTotal: number | null;
+  bytesPerSecond: number | null;
+  etaSeconds: number | null;
+  currentItem: string | null;
+}
+
+export interface OperationErrorInfo {
+  code: string;
+  message: string;
+}
+
+export interface OperationRecord {
+  version: 1;
+  id: string;
+  kind: OperationKind;
+  status: OperationStatus;
+  instanceName: string;
+  appName: string | null;
+  progress: OperationProgress;
+  message: string | null;
+  error: OperationErrorInfo | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  /** The backup made or restored, where there is one (its backupId). */
+  backupId: string | null;
+  /** What a task needs to undo after a crash (e.g. replicas to scale back); task-defined. */
+  recovery: Record<string, unknown> | null;
+}
+
+export type ProgressUpdate = Partial<Omit<OperationProgress, 'bytesPerSecond' | 'etaSeconds'>>;
+
+export interface TaskContext {
+  readonly operationId: string;
+  /** Aborted on cancel and on shutdown; tasks pass it to every call that can take long. */
+  readonly signal: AbortSignal;
+  progress(update: ProgressUpdate): void;
+  log(line: string): void;
+  setBackupId(backupId: string): void;
+  /** Persists recovery data at once, before the task does what it would have to undo. */
+  saveRecovery(data: Record<string, unknown> | null): Promise<void>;
+}
+
+export interface TaskResult {
+  message?: string;
+  backupId?: string;
+}
+
+/** One kind of long job. The engine decides the final status and owns cancellation. */
+export interface OperationTask {
+  readonly kind: OperationKind;
+  readonly instance: string;
+  readonly app?: string;
+  /**
+   * Work on one app is serialised. 'reject' answers a second submission for an app that has
+   * active work with ConflictError; 'queue' waits its turn.
+   */
+  readonly onAppConflict?: 'reject' | 'queue';
+  /** Exclusive work (prune, check) waits until nothing else runs on the instance, and blocks new work. */
+  readonly exclusive?: boolean;
+  run(ctx: TaskContext): Promise<TaskResult | void>;
+}
+
+/** Called at start-up for each record that a crash left RUNNING, to put things back. */
+export type RecoveryHook = (record: OperationRecord, log: (line: string) => void) => Promise<void>;

@@ -1,0 +1,31 @@
+// The interface every database engine plugin implements (ARCHITECTURE.md §3).
+// Detection works from the app's manifest and the instance config alone, so the graph can say
+// what a backup will contain without reaching the cluster.
+import type { AppManifest } from '../../wild/schemas.js';
+
+export interface DetectionContext {
+  instance: string;
+  app: string;
+  manifest: AppManifest;
+  /** apps.<app> of config.yaml (may be empty). */
+  appConfig: Record<string, unknown>;
+}
+
+export interface DetectedDatabase {
+  /** Plugin name: postgres, mysql, redis. */
+  engine: string;
+  /** The database to dump; null for a whole-server dump (the database server apps themselves). */
+  databaseName: string | null;
+  included: boolean;
+  /** Why it is skipped (or what a whole-server dump covers). */
+  reason: string | null;
+}
+
+export interface DatabasePlugin {
+  readonly name: string;
+  readonly description: string;
+  readonly canRestore: boolean;
+  readonly canVerify: boolean;
+  /** The dependency this app has on the engine, or null when it has none. */
+  detect(ctx: DetectionContext): DetectedDatabase | null;
+}

@@ -1,0 +1,32 @@
+// DateTime (ISO-8601, UTC) and ByteCount (non-negative integer, a JSON number).
+import { Kind } from 'graphql';
+import { builder } from '../builder.js';
+
+builder.scalarType('DateTime', {
+  description: 'ISO-8601 string, UTC',
+  serialize: (v) => (v instanceof Date ? v : new Date(v)).toISOString(),
+  parseValue: (v) => {
+    if (typeof v !== 'string' || Number.isNaN(Date.parse(v))) throw new TypeError('DateTime must be an ISO-8601 string');
+    return new Date(v).toISOString();
+  },
+  parseLiteral: (ast) => {
+    if (ast.kind !== Kind.STRING || Number.isNaN(Date.parse(ast.value))) throw new TypeError('DateTime must be an ISO-8601 string');
+    return new Date(ast.value).toISOString();
+  },
+});
+
+function toByteCount(v: unknown): number {
+  const n = typeof v === 'bigint' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new TypeError('ByteCount must be a non-negative integer');
+  return n;
+}
+
+builder.scalarType('ByteCount', {
+  description: 'A non-negative integer count of bytes, serialized as a JSON number',
+  serialize: (v) => toByteCount(v),
+  parseValue: (v) => toByteCount(v),
+  parseLiteral: (ast) => {
+    if (ast.kind !== Kind.INT) throw new TypeError('ByteCount must be an integer');
+    return toByteCount(Number(ast.value));
+  },
+});

@@ -1,0 +1,197 @@
+// buildApp(): one HTTP server on one port: GraphQL over HTTP and SSE (Yoga), graphql-ws over
+// WebSocket, GraphiQL from local assets, /healthz. start() listens, stop() drains and closes.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { GraphQLError } from 'graphql';
+import { createYoga, shouldRenderGraphiQL, type Plugin as YogaPlugin } from 'graphql-yoga';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
+import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
+import { WebSocketServer } from 'ws';
+import { useServer } from 'graphql-ws/use/ws';
+import { schema } from './schema/index.js';
+import { WildError } from './errors.js';
+import { loadTokens, roleFor, type Tokens } from './auth.js';
+import type { GraphQLContext, Role, Services } from './context.js';
+import { OperationEngine } from './engine/operations/index.js';
+import { PubSub } from './subscriptions/pubsub.js';
+import type { OperationTopics } from './subscriptions/events.js';
+import { WildStore } from './wild/store.js';
+import { logger, processSecrets, scrub } from './util/log.js';
+
+const log = logger('server');
+
+export interface AppOptions {
+  /** Wild Central data directory. */
+  dataDir: string;
+  /** Interface to bind. Default 127.0.0.1: a LAN-wide bind must be asked for. */
+  host?: string;
+  /** Port; 0 picks a free one. Default 4000. */
+  port?: number;
+  /** Environment to read tokens from (WILD_BACKUP_TOKEN, WILD_BACKUP_READONLY_TOKEN). Default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Operations running at once. Default 2. */
+  concurrency?: number;
+  /** Deepest query accepted. Default 12. */
+  maxDepth?: number;
+  /** Highest query cost accepted (graphql-armor's measure). Default 20000. */
+  maxCost?: number;
+}
+
+export interface WildBackupApp {
+  readonly services: Services;
+  readonly tokens: Tokens;
+  readonly yoga: ReturnType<typeof createYoga<Record<string, unknown>, GraphQLContext>>;
+  /** Listens; resolves with the GraphQL URL. */
+  start(): Promise<{ url: string; port: number }>;
+  /** Stops taking requests, lets operations reach a safe point, closes every socket. */
+  stop(): Promise<void>;
+}
+
+/** Yoga plugin: every HTTP request but GraphiQL's page needs a valid bearer token. */
+function useBearerAuth(tokens: Tokens): YogaPlugin {
+  return {
+    onRequest({ request, endResponse, fetchAPI }) {
+      // GraphiQL's page holds no data: it is served to anyone (its queries need the token).
+      if (shouldRenderGraphiQL(request)) return;
+      if (!roleFor(tokens, request.headers.get('authorization'))) {
+        endResponse(
+          new fetchAPI.Response(JSON.stringify({ errors: [{ message: 'a valid bearer token is required', extensions: { code: 'UNAUTHENTICATED' } }] }), {
+            status: 401,
+            headers: { 'content-type': 'application/json', 'www-authenticate': 'Bearer' },
+          }),
+        );
+      }
+    },
+  };
+}
+
+export async function buildApp(opts: AppOptions): Promise<WildBackupApp> {
+  const store = new WildStore(opts.dataDir);
+  const tokens = await loadTokens(store.paths, opts.env ?? process.env);
+  processSecrets.add(tokens.admin, tokens.readOnly);
+  const pubsub = new PubSub<OperationTopics>();
+  const engine = new OperationEngine({ paths: store.paths, pubsub, concurrency: opts.concurrency });
+  const services: Services = { store, engine, pubsub };
+  await engine.init(await store.instanceNames());
+
+  const yoga = createYoga<Record<string, unknown>, GraphQLContext>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    logging: false,
+    context: (init) => {
+      const role = (init as { role?: Role }).role ?? roleFor(tokens, (init as { request?: Request }).request?.headers.get('authorization')) ?? 'readonly';
+      return { services, role };
+    },
+    maskedErrors: {
+      maskError(error, message) {
+        // graphql ships CJS and ESM builds, so `instanceof GraphQLError` is unreliable: duck-type.
+        const isGraphQLError = error instanceof Error && error.name === 'GraphQLError';
+        const original = isGraphQLError ? (error as GraphQLError).originalError ?? null : error;
+        if (original instanceof WildError) {
+          return new GraphQLError(scrub(original.message), { extensions: { code: original.code } });
+        }
+        if (isGraphQLError && !original) return error as GraphQLError;
+        log.error('unexpected error', { error: scrub(String((original as Error)?.stack ?? original)) });
+        return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+      },
+    },
+    graphiql: (request) => {
+      const token = new URL(request.url).searchParams.get('token');
+      const role = roleFor(tokens, token);
+      return {
+        title: 'Wild Backup',
+        subscriptionsProtocol: 'WS',
+        shouldPersistHeaders: false,
+        headers: role ? JSON.stringify({ Authorization: `Bearer ${token}` }) : JSON.stringify({ Authorization: 'Bearer <token>' }),
+        defaultQuery: '{\n  instances {\n    name\n    apps { name databases { engine databaseName included reason } }\n  }\n}\n',
+      };
+    },
+    renderGraphiQL,
+    plugins: [
+      useBearerAuth(tokens),
+      maxDepthPlugin({ n: opts.maxDepth ?? 12, ignoreIntrospection: true, exposeLimits: true }),
+      costLimitPlugin({ maxCost: opts.maxCost ?? 20_000, ignoreIntrospection: true, exposeLimits: true }),
+    ],
+  });
+
+  const server = http.createServer((req, res) => {
+    if (req.url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ ok: true, runningOperations: engine.activeCount() }));
+      return;
+    }
+    void yoga.handle(req, res);
+  });
+
+  const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
+  const wsServer = useServer<Record<string, unknown>, { role?: Role }>(
+    {
+      execute: (args) => (args.rootValue as { execute: (a: unknown) => never }).execute(args),
+      subscribe: (args) => (args.rootValue as { subscribe: (a: unknown) => never }).subscribe(args),
+      onConnect: (ctx) => {
+        const role = roleFor(tokens, ctx.connectionParams?.authorization);
+        if (!role) {
+          ctx.extra.socket.close(4401, 'Unauthorized');
+          return false;
+        }
+        (ctx.extra as { role?: Role }).role = role;
+        return true;
+      },
+      onSubscribe: async (ctx, _id, params) => {
+        const role = (ctx.extra as { role?: Role }).role;
+        const { schema: s, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params,
+          role,
+        });
+        let document;
+        try {
+          document = parse(params.query);
+        } catch (err) {
+          return [err instanceof GraphQLError ? err : new GraphQLError(String(err))];
+        }
+        const errors = validate(s, document);
+        if (errors.length > 0) return errors;
+        return {
+          schema: s,
+          operationName: params.operationName,
+          document,
+          variableValues: params.variables,
+          contextValue: await contextFactory(),
+          rootValue: { execute, subscribe },
+        };
+      },
+    },
+    wss,
+  );
+
+  let stopped = false;
+  return {
+    services,
+    tokens,
+    yoga,
+    async start() {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(opts.port ?? 4000, opts.host ?? '127.0.0.1', () => resolve());
+      });
+      const { port, address } = server.address() as AddressInfo;
+      const host = address.includes(':') ? `[${address}]` : address;
+      return { url: `http://${host}:${port}/graphql`, port };
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await engine.stop();
+      await wsServer.dispose();
+      for (const c of wss.clients) c.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,233 @@
+// The operation engine: lifecycle, progress throttling, cancel, conflicts, the concurrency limit,
+// exclusive work, persistence and recovery after a crash. Driven by a test-only task kind.
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { OperationEngine, type OperationRecord } from '../../src/engine/operations/index.js';
+import { PubSub } from '../../src/subscriptions/pubsub.js';
+import type { OperationEvent, OperationTopics } from '../../src/subscriptions/events.js';
+import { DataPaths } from '../../src/wild/paths.js';
+import { ConflictError, NotFoundError, RepositoryError } from '../../src/errors.js';
+import { tempDataDir, type TempDataDir } from '../helpers/data-dir.js';
+import { tickTask } from '../helpers/tasks.js';
+
+let data: TempDataDir;
+let paths: DataPaths;
+let pubsub: PubSub<OperationTopics>;
+let engines: OperationEngine[];
+
+function newEngine(opts: { concurrency?: number; progressIntervalMs?: number } = {}): OperationEngine {
+  const e = new OperationEngine({ paths, pubsub, ...opts });
+  engines.push(e);
+  return e;
+}
+
+beforeEach(async () => {
+  data = await tempDataDir();
+  paths = new DataPaths(data.dir);
+  pubsub = new PubSub<OperationTopics>();
+  engines = [];
+});
+afterEach(async () => {
+  await Promise.all(engines.map((e) => e.stop(2000)));
+  await data.cleanup();
+});
+
+const readRecord = async (rec: OperationRecord) =>
+  JSON.parse(await readFile(path.join(paths.operationsDir(rec.instanceName), `${rec.id}.json`), 'utf8')) as OperationRecord;
+
+describe('OperationEngine', () => {
+  it('runs a task QUEUED -> RUNNING -> SUCCEEDED, persists the record and its log', async () => {
+    const engine = newEngine();
+    const events: OperationEvent[] = [];
+    const sub = pubsub.subscribe('operations');
+    const collecting = (async () => { for await (const e of sub) { events.push(e); if (e.type === 'FINISHED') break; } })();
+    const rec = await engine.submit(tickTask({ steps: 3 }));
+    expect(rec.status).toBe('QUEUED');
+    const done = await engine.waitFor(rec.id);
+    await collecting;
+    expect(done.status).toBe('SUCCEEDED');
+    expect(done.message).toBe('ticked 3 times');
+    expect(done.progress.bytesDone).toBe(3000);
+    expect(events[0]?.type).toBe('CREATED');
+    expect(events.map((e) => e.operation.status)).toContain('RUNNING');
+    expect(events.at(-1)?.operation.status).toBe('SUCCEEDED');
+    const onDisk = await readRecord(rec);
+    expect(onDisk.status).toBe('SUCCEEDED');
+    expect(onDisk.finishedAt).not.toBeNull();
+    const log = await readFile(path.join(paths.operationsDir('home'), rec.id, 'output.log'), 'utf8');
+    expect(log).toContain('step 3 of 3');
+    expect(await engine.logTail(rec.id, 2)).toHaveLength(2);
+  });
+
+  it('throttles progress events to a few a second, and the last progress always arrives', async () => {
+    const engine = newEngine({ progressIntervalMs: 250 });
+    const rec = await engine.submit({
+      kind: 'CHECK_REPOSITORY', instance: 'home',
+      async run(ctx) {
+        ctx.progress({ phase: 'busy', bytesTotal: 10_000 });
+        for (let i = 1; i <= 10_000; i++) {
+          ctx.progress({ bytesDone: i });
+          if (i % 100 === 0) await new Promise((r) => setTimeout(r, 10)); // ~1 s in all
+        }
+        await new Promise((r) => setTimeout(r, 300));
+      },
+    });
+    const updates: OperationRecord[] = [];
+    const sub = pubsub.subscribe(`operation:${rec.id}`, { bufferSize: 10_000 });
+    for await (const e of sub) {
+      if (e.type === 'UPDATED' && e.operation.progress.phase === 'busy') updates.push(e.operation);
+      if (e.type === 'FINISHED') break;
+    }
+    // 10,000 progress calls in about a second become a handful of events.
+    expect(updates.length).toBeGreaterThan(1);
+    expect(updates.length).toBeLessThan(15);
+    expect(updates.at(-1)?.progress.bytesDone).toBe(10_000);
+    expect(updates.at(-1)?.progress.bytesPerSecond).toBeGreaterThan(0);
+    const done = engine.get(rec.id)!;
+    expect(done.status).toBe('SUCCEEDED');
+  });
+
+  it('cancels a running task through its AbortSignal and records CANCELLED', async () => {
+    const engine = newEngine();
+    let sawAbort = false;
+    const rec = await engine.submit(tickTask({ steps: 1000, stepMs: 20, onStart: (ctx) => ctx.signal.addEventListener('abort', () => { sawAbort = true; }) }));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(engine.get(rec.id)?.status).toBe('RUNNING');
+    await engine.cancel(rec.id);
+    const done = await engine.waitFor(rec.id);
+    expect(sawAbort).toBe(true);
+    expect(done.status).toBe('CANCELLED');
+    expect((await readRecord(rec)).status).toBe('CANCELLED');
+    await expect(engine.cancel(rec.id)).rejects.toBeInstanceOf(ConflictError);
+    await expect(engine.cancel('op-nope-00')).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('records a failure with the error code and a message', async () => {
+    const engine = newEngine();
+    const rec = await engine.submit(tickTask({ steps: 1, fail: new RepositoryError('repository is locked', 'REPOSITORY_LOCKED') }));
+    const done = await engine.waitFor(rec.id);
+    expect(done.status).toBe('FAILED');
+    expect(done.error).toEqual({ code: 'REPOSITORY_LOCKED', message: 'repository is locked' });
+  });
+
+  it('refuses a second operation on a busy app with ConflictError, and runs other apps side by side', async () => {
+    const engine = newEngine({ concurrency: 2 });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const a = await engine.submit(tickTask({ app: 'gitea', steps: 1, gate }));
+    await expect(engine.submit(tickTask({ app: 'gitea' }))).rejects.toBeInstanceOf(ConflictError);
+    const b = await engine.submit(tickTask({ app: 'immich', steps: 1, gate }));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(engine.get(a.id)?.status).toBe('RUNNING');
+    expect(engine.get(b.id)?.status).toBe('RUNNING');
+    release();
+    await engine.waitFor(a.id);
+    await engine.waitFor(b.id);
+    // Once the app is free again, a new operation is accepted.
+    const c = await engine.submit(tickTask({ app: 'gitea', steps: 1 }));
+    expect((await engine.waitFor(c.id)).status).toBe('SUCCEEDED');
+  });
+
+  it('holds work beyond the concurrency limit QUEUED until a slot frees', async () => {
+    const engine = newEngine({ concurrency: 1 });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const a = await engine.submit(tickTask({ app: 'gitea', steps: 1, gate }));
+    const b = await engine.submit(tickTask({ app: 'immich', steps: 1 }));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(engine.get(b.id)?.status).toBe('QUEUED');
+    release();
+    expect((await engine.waitFor(b.id)).status).toBe('SUCCEEDED');
+    expect(new Date(engine.get(b.id)!.startedAt!).getTime()).toBeGreaterThanOrEqual(new Date(engine.get(a.id)!.finishedAt!).getTime());
+  });
+
+  it('runs exclusive work alone on its instance: it waits for running work and blocks new work', async () => {
+    const engine = newEngine({ concurrency: 4 });
+    let releaseA!: () => void;
+    const gateA = new Promise<void>((r) => (releaseA = r));
+    const a = await engine.submit(tickTask({ app: 'gitea', steps: 1, gate: gateA }));
+    const prune = await engine.submit(tickTask({ kind: 'APPLY_RETENTION', exclusive: true, steps: 1 }));
+    const later = await engine.submit(tickTask({ app: 'immich', steps: 1 }));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(engine.get(prune.id)?.status).toBe('QUEUED');
+    expect(engine.get(later.id)?.status).toBe('QUEUED');
+    releaseA();
+    await engine.waitFor(later.id);
+    const [pa, pp, pl] = [engine.get(a.id)!, engine.get(prune.id)!, engine.get(later.id)!];
+    expect(pp.startedAt! >= pa.finishedAt!).toBe(true);
+    expect(pl.startedAt! >= pp.finishedAt!).toBe(true);
+  });
+
+  it('cancels a queued operation without running it', async () => {
+    const engine = newEngine({ concurrency: 1 });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    await engine.submit(tickTask({ app: 'gitea', steps: 1, gate }));
+    let ran = false;
+    const queued = await engine.submit({ kind: 'CHECK_REPOSITORY', instance: 'home', app: 'immich', run: async () => { ran = true; } });
+    const rec = await engine.cancel(queued.id);
+    expect(rec.status).toBe('CANCELLED');
+    release();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(ran).toBe(false);
+  });
+
+  it('on start-up marks what a crash left RUNNING as FAILED/INTERRUPTED and runs the recovery hook', async () => {
+    const dir = paths.operationsDir('home');
+    await mkdir(dir, { recursive: true });
+    const base = {
+      version: 1, kind: 'RESTORE_APP', instanceName: 'home', appName: 'gitea', message: null, error: null,
+      progress: { phase: 'swapping', bytesDone: 5, bytesTotal: 10, bytesPerSecond: null, etaSeconds: null, currentItem: null },
+      createdAt: '2026-11-26T10:00:00.000Z', startedAt: '2026-11-26T10:00:01.000Z', finishedAt: null, backupId: null,
+    };
+    await writeFile(path.join(dir, 'op-crashed-aa11.json'), JSON.stringify({ ...base, id: 'op-crashed-aa11', status: 'RUNNING', recovery: { replicas: { 'gitea/gitea': 1 } } }));
+    await writeFile(path.join(dir, 'op-done-bb22.json'), JSON.stringify({ ...base, id: 'op-done-bb22', status: 'SUCCEEDED', finishedAt: '2026-11-26T10:05:00.000Z', recovery: null }));
+    await writeFile(path.join(dir, 'op-junk-cc33.json'), '{ not json');
+    const engine = newEngine();
+    const recovered: unknown[] = [];
+    engine.onRecovery('RESTORE_APP', async (rec, log) => { recovered.push(rec.recovery); log('scaled gitea/gitea back to 1'); });
+    await engine.init(['home']);
+    const crashed = engine.get('op-crashed-aa11')!;
+    expect(crashed.status).toBe('FAILED');
+    expect(crashed.error?.code).toBe('INTERRUPTED');
+    expect(recovered).toEqual([{ replicas: { 'gitea/gitea': 1 } }]);
+    expect(engine.get('op-done-bb22')?.status).toBe('SUCCEEDED');
+    expect(engine.get('op-junk-cc33')).toBeUndefined();
+    const onDisk = JSON.parse(await readFile(path.join(dir, 'op-crashed-aa11.json'), 'utf8')) as OperationRecord;
+    expect(onDisk.status).toBe('FAILED');
+    expect(onDisk.recovery).toBeNull();
+    expect(await engine.logTail('op-crashed-aa11')).toEqual(expect.arrayContaining([expect.stringContaining('scaled gitea/gitea back to 1')]));
+  });
+
+  it('a stop during a run leaves the record FAILED/INTERRUPTED', async () => {
+    const engine = newEngine();
+    const rec = await engine.submit(tickTask({ steps: 1000, stepMs: 20 }));
+    await new Promise((r) => setTimeout(r, 60));
+    await engine.stop();
+    expect((await readRecord(rec)).error?.code).toBe('INTERRUPTED');
+  });
+});
+
+describe('PubSub', () => {
+  it('closes a subscriber that falls further behind than its buffer', async () => {
+    const ps = new PubSub<{ t: number }>();
+    const sub = ps.subscribe('t', { bufferSize: 10 });
+    for (let i = 0; i < 11; i++) ps.publish('t', i);
+    await expect(sub.next()).rejects.toThrow(/fell more than 10 events behind/);
+    expect(ps.subscriberCount('t')).toBe(0);
+  });
+
+  it('delivers in order to a subscriber that keeps up', async () => {
+    const ps = new PubSub<{ t: number }>();
+    const sub = ps.subscribe('t', { bufferSize: 10 });
+    const got: number[] = [];
+    for (let i = 0; i < 100; i++) {
+      ps.publish('t', i);
+      got.push((await sub.next()).value as number);
+    }
+    expect(got).toEqual([...Array(100).keys()]);
+    await sub.return?.();
+    expect(ps.subscriberCount()).toBe(0);
+  });
+});

@@ -1,0 +1,50 @@
+// A task kind that exists only in the tests: it reports progress in steps and honours cancel.
+import type { OperationKind, OperationTask, TaskContext } from '../../src/engine/operations/index.js';
+
+export interface TickOptions {
+  instance?: string;
+  app?: string;
+  kind?: OperationKind;
+  steps?: number;
+  stepMs?: number;
+  bytesPerStep?: number;
+  fail?: Error;
+  exclusive?: boolean;
+  onAppConflict?: 'reject' | 'queue';
+  /** Resolves when the test lets the task finish (used to hold a task RUNNING). */
+  gate?: Promise<void>;
+  onStart?: (ctx: TaskContext) => void;
+}
+
+export function tickTask(o: TickOptions = {}): OperationTask {
+  const steps = o.steps ?? 5;
+  const bytesPerStep = o.bytesPerStep ?? 1000;
+  return {
+    kind: o.kind ?? 'CHECK_REPOSITORY',
+    instance: o.instance ?? 'home',
+    app: o.app,
+    exclusive: o.exclusive,
+    onAppConflict: o.onAppConflict,
+    async run(ctx) {
+      o.onStart?.(ctx);
+      ctx.progress({ phase: 'ticking', bytesTotal: steps * bytesPerStep, bytesDone: 0 });
+      for (let i = 1; i <= steps; i++) {
+        await new Promise<void>((resolve, reject) => {
+          const t = setTimeout(resolve, o.stepMs ?? 10);
+          ctx.signal.addEventListener('abort', () => { clearTimeout(t); reject(ctx.signal.reason); }, { once: true });
+        });
+        ctx.progress({ bytesDone: i * bytesPerStep, currentItem: `step ${i}` });
+        ctx.log(`step ${i} of ${steps}`);
+      }
+      if (o.gate) {
+        await new Promise<void>((resolve, reject) => {
+          void o.gate!.then(resolve);
+          if (ctx.signal.aborted) reject(ctx.signal.reason);
+          ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true });
+        });
+      }
+      if (o.fail) throw o.fail;
+      return { message: `ticked ${steps} times` };
+    },
+  };
+}
