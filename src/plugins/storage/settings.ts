@@ -28,5 +28,10 @@ export interface RepositorySettings {
   endpoint?: string;
   region?: string;
   port?: number;
+  /**
+   * Path of a PEM file with extra CA certificates to trust for the backend's TLS (restic
+   * `--cacert`): a self-hosted MinIO or rest-server with its own certificate authority.
+   */
+  cacert?: string;
   credentials: StorageCredentials;
 }

@@ -1,0 +1,151 @@
+// Named restic failures, mapped from exit codes and stderr. Every message and stderr tail kept
+// here has passed through the redactor of the repository that produced it.
+
+export interface ResticErrorDetails {
+  /** restic's exit code (undefined when it was killed or never started). */
+  exitCode?: number;
+  /** The restic subcommand (backup, snapshots, ...). */
+  command?: string;
+  /** The last lines restic wrote to stderr, redacted. */
+  stderrTail?: string;
+  cause?: unknown;
+}
+
+export class ResticError extends Error {
+  override name = 'ResticError';
+  /** A stable machine-readable code for GraphQL's Error.code and operation records. */
+  readonly code: string = 'RESTIC_FAILED';
+  readonly exitCode: number | undefined;
+  readonly command: string | undefined;
+  readonly stderrTail: string;
+  constructor(message: string, details: ResticErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.exitCode = details.exitCode;
+    this.command = details.command;
+    this.stderrTail = details.stderrTail ?? '';
+  }
+}
+
+/** The repository password opens no key of the repository. */
+export class ResticWrongPasswordError extends ResticError {
+  override name = 'ResticWrongPasswordError';
+  override readonly code = 'RESTIC_WRONG_PASSWORD';
+}
+
+/** The backend answers but holds no repository there (restic init has not run). */
+export class ResticNotInitializedError extends ResticError {
+  override name = 'ResticNotInitializedError';
+  override readonly code = 'RESTIC_NOT_INITIALIZED';
+}
+
+/** `init` found a repository already there. */
+export class ResticAlreadyInitializedError extends ResticError {
+  override name = 'ResticAlreadyInitializedError';
+  override readonly code = 'RESTIC_ALREADY_INITIALIZED';
+}
+
+/** Another restic process holds a conflicting lock (or a stale lock was left behind). */
+export class ResticLockedError extends ResticError {
+  override name = 'ResticLockedError';
+  override readonly code = 'RESTIC_LOCKED';
+}
+
+/** The backend cannot be reached (connection refused, DNS, TLS, timeout). */
+export class ResticUnreachableError extends ResticError {
+  override name = 'ResticUnreachableError';
+  override readonly code = 'RESTIC_UNREACHABLE';
+}
+
+/** The backend refused the credentials (or, for SFTP, the server's host key changed). */
+export class ResticAccessDeniedError extends ResticError {
+  override name = 'ResticAccessDeniedError';
+  override readonly code = 'RESTIC_ACCESS_DENIED';
+}
+
+/** A snapshot or a path inside it does not exist. */
+export class ResticNotFoundError extends ResticError {
+  override name = 'ResticNotFoundError';
+  override readonly code = 'RESTIC_NOT_FOUND';
+}
+
+/** `backup` exited 3: a snapshot was written but some source data could not be read. */
+export class ResticPartialBackupError extends ResticError {
+  override name = 'ResticPartialBackupError';
+  override readonly code = 'RESTIC_PARTIAL_BACKUP';
+}
+
+/** The caller aborted (AbortSignal); restic was stopped (SIGINT, then SIGKILL). */
+export class ResticAbortError extends ResticError {
+  override name = 'AbortError';
+  override readonly code = 'ABORTED';
+}
+
+// Patterns of restic 0.14-0.18 and of the backends' libraries (minio-go, azure sdk, ssh, rclone).
+const WRONG_PASSWORD = /wrong password or no key found/i;
+const LOCKED = /repository is already locked|unable to create lock in backend|failed to lock/i;
+const ALREADY_INIT = /config file already exists|repository master key and config already initialized/i;
+const HOST_KEY = /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/i;
+const ACCESS_DENIED =
+  /Permission denied \(|Permission denied, please try again|Too many authentication failures|401 Unauthorized|403 Forbidden|Access Denied|AccessDenied|InvalidAccessKeyId|Access Key Id you provided does not exist|SignatureDoesNotMatch|AuthenticationFailed|AuthorizationFailure|Server failed to authenticate|invalid_grant|bad_auth_token|unauthorized/i;
+const UNREACHABLE =
+  /connection refused|no such host|i\/o timeout|network is unreachable|no route to host|connection reset|host unreachable|TLS handshake|x509:|certificate signed by unknown authority|certificate is not valid|Connection timed out|Could not resolve hostname|Connection closed by|kex_exchange_identification|context deadline exceeded|dial tcp|server misbehaving|error talking HTTP to rclone|didn't find section in config file|unable to start the sftp session/i;
+const NOT_FOUND_REPO =
+  /does not exist|no such file or directory|not found|NoSuchKey|NoSuchBucket|BlobNotFound|ContainerNotFound|\b404\b/i;
+const OPEN_CONFIG = /unable to open config file|Is there a repository at the following location/i;
+const NO_SNAPSHOT = /no matching ID found|invalid id|cannot dump file: path .* not found|path .* not found in snapshot|pathComponents|no snapshot found/i;
+
+/** The most telling stderr line: restic's "Fatal:" line, else the last non-empty one. */
+export function headline(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const fatal = lines.find((l) => l.startsWith('Fatal:'));
+  return (fatal ?? lines[lines.length - 1] ?? '').replace(/^Fatal:\s*/, '');
+}
+
+/** Maps a failed restic run to a named error. `stderr` must be redacted already. */
+export function classifyResticFailure(input: {
+  exitCode: number | undefined;
+  stderr: string;
+  command: string;
+  displayUri: string;
+}): ResticError {
+  const { exitCode, stderr, command, displayUri } = input;
+  const details: ResticErrorDetails = { exitCode, command, stderrTail: stderr };
+  const detail = headline(stderr);
+  const where = displayUri ? ` at ${displayUri}` : '';
+
+  if (exitCode === 12 || WRONG_PASSWORD.test(stderr)) {
+    return new ResticWrongPasswordError(`wrong repository password: no key of the repository${where} opens with it`, details);
+  }
+  if (exitCode === 11 || LOCKED.test(stderr)) {
+    return new ResticLockedError(
+      `the repository${where} is locked by another restic process; retry when it has finished, or remove a stale lock with unlock`,
+      details,
+    );
+  }
+  if (command === 'init' && ALREADY_INIT.test(stderr)) {
+    return new ResticAlreadyInitializedError(`a repository already exists${where}`, details);
+  }
+  if (HOST_KEY.test(stderr)) {
+    return new ResticAccessDeniedError(
+      `the SSH host key of the server${where} does not match the remembered one; remove it from the known_hosts of the data directory if the change is expected`,
+      details,
+    );
+  }
+  if (ACCESS_DENIED.test(stderr)) {
+    return new ResticAccessDeniedError(`the storage backend${where} rejected the credentials: ${detail}`, details);
+  }
+  if (UNREACHABLE.test(stderr)) {
+    return new ResticUnreachableError(`the storage backend${where} is unreachable: ${detail}`, details);
+  }
+  if (exitCode === 10 || (OPEN_CONFIG.test(stderr) && NOT_FOUND_REPO.test(stderr))) {
+    return new ResticNotInitializedError(`no restic repository${where}: initialise it first`, details);
+  }
+  if ((command === 'dump' || command === 'snapshots' || command === 'forget') && NO_SNAPSHOT.test(stderr)) {
+    return new ResticNotFoundError(`not found in the repository: ${detail}`, details);
+  }
+  if (command === 'backup' && exitCode === 3) {
+    return new ResticPartialBackupError(`backup incomplete: some source data could not be read (${detail})`, details);
+  }
+  const exit = exitCode === undefined ? 'was killed' : `exited ${exitCode}`;
+  return new ResticError(`restic ${command} failed (${exit})${detail ? `: ${detail}` : ''}`, details);
+}

@@ -1,0 +1,33 @@
+// The restic client: Wild Backup's storage engine (ARCHITECTURE §3-4). The public face of
+// src/engine/restic; everything else in this folder is internal.
+export { ResticRepository } from './repository.js';
+export type {
+  ResticRepositoryOptions,
+  CallOptions,
+  RepositoryStatus,
+  RepositoryStatistics,
+  SnapshotQuery,
+  BackupStdinOptions,
+  RetentionPolicy,
+  ForgetTarget,
+  ForgetOptions,
+  ForgetResult,
+  CheckOptions,
+  CheckResult,
+} from './types.js';
+export type { Snapshot, BackupProgress, BackupSummary, ResticStats, StatsMode, ForgetGroup } from './parse.js';
+export type { ResticSpawnInfo } from './process.js';
+export { detectResticVersion, featuresOf, type ResticVersion, type ResticFeatures } from './version.js';
+export {
+  ResticError,
+  ResticWrongPasswordError,
+  ResticNotInitializedError,
+  ResticAlreadyInitializedError,
+  ResticLockedError,
+  ResticUnreachableError,
+  ResticAccessDeniedError,
+  ResticNotFoundError,
+  ResticPartialBackupError,
+  ResticAbortError,
+} from './errors.js';
+export { StorageValidationError, type ValidationIssue } from '../../plugins/storage/types.js';

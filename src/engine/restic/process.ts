@@ -1,0 +1,205 @@
+// One restic child process: spawned in its own process group, stdin fed with backpressure,
+// stdout read line by line (or handed out as a stream), a redacted stderr tail kept for errors.
+// Abort or timeout sends SIGINT (restic then cleans up and writes no snapshot), then SIGKILL.
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import type { Logger } from '../../util/log.js';
+import { ResticAbortError, ResticError, ResticUnreachableError, classifyResticFailure } from './errors.js';
+
+export interface ResticSpawnInfo {
+  pid: number;
+  argv: string[];
+  command: string;
+}
+
+export interface ResticRunSpec {
+  binary: string;
+  /** Everything after the binary: global options, the subcommand and its options. Never a secret. */
+  argv: string[];
+  env: Record<string, string>;
+  /** The subcommand, for messages and classification. */
+  command: string;
+  displayUri: string;
+  redact: (text: string) => string;
+  log: Logger;
+  signal?: AbortSignal;
+  /** Stops restic after this long and fails with ResticUnreachableError (bounded status checks). */
+  timeoutMs?: number;
+  /** Fed to restic's stdin with backpressure; on its error restic is interrupted (no snapshot). */
+  stdin?: Readable;
+  onSpawn?: (info: ResticSpawnInfo) => void;
+  /** Time between SIGINT and SIGKILL. */
+  killGraceMs?: number;
+  /** More text to classify a failure by (a helper's own log), read once restic has exited. */
+  diagnostics?: () => Promise<string>;
+}
+
+const STDERR_TAIL = 16 * 1024;
+const MAX_LINE = 64 * 1024 * 1024;
+// restic draws its progress bar with ANSI sequences even on a pipe.
+const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;
+
+type StopReason = 'abort' | 'timeout' | 'source' | 'consumer';
+
+export class ResticProcess {
+  readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
+  private stderrTail = '';
+  private stopReason: StopReason | undefined;
+  private sourceError: unknown;
+  private killTimer: NodeJS.Timeout | undefined;
+  private timeoutTimer: NodeJS.Timeout | undefined;
+  private exited = false;
+  private readonly done: Promise<void>;
+  /** Bytes of the stdin source handed to restic so far. */
+  bytesFed = 0;
+
+  constructor(private readonly spec: ResticRunSpec) {
+    const { binary, argv, env, signal } = spec;
+    this.child = spawn(binary, argv, { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    const pid = this.child.pid;
+    if (pid !== undefined) spec.onSpawn?.({ pid, argv: [binary, ...argv], command: spec.command });
+    spec.log.debug('restic started', { command: spec.command, pid, repository: spec.displayUri });
+
+    this.child.stderr.setEncoding('utf8');
+    this.child.stderr.on('data', (chunk: string) => {
+      this.stderrTail = (this.stderrTail + chunk.replace(ANSI, '')).slice(-STDERR_TAIL);
+    });
+
+    const onAbort = () => this.stop('abort');
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (spec.timeoutMs !== undefined) this.timeoutTimer = setTimeout(() => this.stop('timeout'), spec.timeoutMs);
+
+    this.feedStdin();
+
+    this.done = new Promise<void>((resolve, reject) => {
+      let spawnError: Error | undefined;
+      this.child.on('error', (err) => {
+        spawnError = err;
+      });
+      this.child.on('exit', () => {
+        this.exited = true;
+      });
+      this.child.on('close', (code) => {
+        this.exited = true;
+        clearTimeout(this.killTimer);
+        clearTimeout(this.timeoutTimer);
+        signal?.removeEventListener('abort', onAbort);
+        spec.stdin?.unpipe(this.child.stdin);
+        const stderr = spec.redact(this.stderrTail.trim());
+        if (stderr) spec.log.debug('restic stderr', { command: spec.command, exitCode: code, stderr: stderr.slice(-2000) });
+        const details = { exitCode: code ?? undefined, command: spec.command, stderrTail: stderr };
+        if (this.stopReason === 'abort' || this.stopReason === 'consumer') {
+          reject(new ResticAbortError(`restic ${spec.command} was cancelled`, details));
+        } else if (this.stopReason === 'timeout') {
+          reject(
+            new ResticUnreachableError(
+              `no answer from the repository at ${spec.displayUri} within ${Math.round((spec.timeoutMs ?? 0) / 1000)} s`,
+              details,
+            ),
+          );
+        } else if (this.stopReason === 'source') {
+          reject(this.sourceError);
+        } else if (spawnError) {
+          reject(new ResticError(`cannot start restic (${spec.binary}): ${spec.redact(spawnError.message)}`, { ...details, cause: spawnError }));
+        } else if (code === 0) {
+          resolve();
+        } else {
+          void (spec.diagnostics?.() ?? Promise.resolve('')).then((extra) => {
+            const all = extra.trim() ? spec.redact(`${extra.trim()}\n${this.stderrTail.trim()}`.slice(-STDERR_TAIL)) : stderr;
+            reject(classifyResticFailure({ exitCode: code ?? undefined, stderr: all, command: spec.command, displayUri: spec.displayUri }));
+          });
+        }
+      });
+    });
+    if (signal?.aborted) this.stop('abort');
+  }
+
+  private feedStdin(): void {
+    const source = this.spec.stdin;
+    // EPIPE when restic exits before reading everything: its exit code tells what happened.
+    this.child.stdin.on('error', () => {});
+    if (!source) {
+      this.child.stdin.end();
+      return;
+    }
+    source.on('error', (err) => {
+      this.sourceError = err;
+      // Interrupt before anything could end restic's stdin: a clean EOF would commit a short snapshot.
+      this.stop('source');
+    });
+    // pipe() ends restic's stdin only on the source's 'end', never on its error or destroy.
+    source.pipe(this.child.stdin);
+    // Counted from the same tick as pipe(): a 'data' listener attached earlier would start the
+    // flow before restic could receive it.
+    source.on('data', (chunk: Buffer | string) => {
+      this.bytesFed += chunk.length;
+    });
+  }
+
+  /** Interrupts restic (SIGINT lets it remove its lock and write nothing), then kills its group. */
+  stop(reason: StopReason): void {
+    if (this.exited || this.stopReason) return;
+    this.stopReason = reason;
+    const pid = this.child.pid;
+    if (pid === undefined) return;
+    this.spec.stdin?.unpipe(this.child.stdin);
+    try {
+      process.kill(pid, 'SIGINT');
+    } catch {
+      // already gone
+    }
+    this.killTimer = setTimeout(() => {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }, this.spec.killGraceMs ?? 5_000);
+  }
+
+  /** Resolves when restic exited 0; rejects with a named, redacted error otherwise. */
+  wait(): Promise<void> {
+    return this.done;
+  }
+}
+
+/** Calls `onLine` for each stdout line (without the newline) as restic writes it. */
+export function readLines(stream: Readable, onLine: (line: string) => void): void {
+  const decoder = new StringDecoder('utf8');
+  let buffer = '';
+  stream.on('data', (chunk: Buffer) => {
+    buffer += decoder.write(chunk);
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      if (line.trim()) onLine(line);
+    }
+    // No restic line is this long (a listing of ~100k snapshots); drop garbage rather than grow.
+    if (buffer.length > MAX_LINE) buffer = '';
+  });
+  stream.on('end', () => {
+    buffer += decoder.end();
+    if (buffer.trim()) onLine(buffer);
+  });
+}
+
+/** Parses the lines that are JSON; restic mixes text into some --json outputs (forget --prune, 0.14 init). */
+export function jsonLines(lines: string[]): unknown[] {
+  const out: unknown[] = [];
+  for (const line of lines) {
+    const t = line.trim();
+    if (!t.startsWith('{') && !t.startsWith('[') && t !== 'null') continue;
+    try {
+      out.push(JSON.parse(t));
+    } catch {
+      // a text line that happens to start with a bracket
+    }
+  }
+  return out;
+}

@@ -1,0 +1,403 @@
+// ResticRepository: one restic repository (RepositorySettings + the data dir), every restic
+// command as a typed method. Each call asks the storage plugin for a fresh environment (temp key
+// files live only while restic runs), passes the password through the environment, and redacts.
+import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { logger, processSecrets, scrub, type Logger } from '../../util/log.js';
+import { pluginForUri } from '../../plugins/storage/registry.js';
+import type { RepositorySettings } from '../../plugins/storage/settings.js';
+import { StorageValidationError, type PreparedBackend, type StorageBackendName, type StoragePlugin } from '../../plugins/storage/types.js';
+import { SNAPSHOT_ID, backupArgs, checkArgs, checkTag, forgetArgs, invalid } from './args.js';
+import { ResticAbortError, ResticError, ResticNotInitializedError } from './errors.js';
+import {
+  parseBackupLine,
+  parseForget,
+  parseInitOutput,
+  parseSnapshots,
+  parseStats,
+  type BackupSummary,
+  type ResticStats,
+  type Snapshot,
+  type StatsMode,
+} from './parse.js';
+import { ResticProcess, jsonLines, readLines } from './process.js';
+import { repositoryCache } from './repository-cache.js';
+import type {
+  BackupStdinOptions,
+  CallOptions,
+  CheckOptions,
+  CheckResult,
+  ForgetOptions,
+  ForgetResult,
+  ForgetTarget,
+  RepositoryStatistics,
+  RepositoryStatus,
+  ResticRepositoryOptions,
+  SnapshotQuery,
+} from './types.js';
+import { detectResticVersion, featuresOf, type ResticFeatures, type ResticVersion } from './version.js';
+
+const DEFAULT_STATUS_TIMEOUT_MS = 20_000;
+// The child sees these of our environment, the plugin's variables and the password; nothing else
+// (no stray AWS_* or RESTIC_* of the server's own environment).
+const PASS_THROUGH_ENV = ['PATH', 'HOME', 'TMPDIR', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
+
+interface RunOptions extends CallOptions {
+  json?: boolean;
+  noLock?: boolean;
+  stdin?: Readable;
+  onLine?: (line: string) => void;
+  onStart?: (proc: ResticProcess) => void;
+  extraEnv?: Record<string, string>;
+}
+
+export class ResticRepository {
+  readonly plugin: StoragePlugin;
+  readonly backend: StorageBackendName;
+  /** The repository URI with credentials stripped. */
+  readonly displayUri: string;
+  private readonly settings: RepositorySettings;
+  private readonly binary: string;
+  private readonly log: Logger;
+  private readonly cacheKey: string;
+
+  /** Validates the settings at once: throws StorageValidationError listing every problem. */
+  constructor(private readonly options: ResticRepositoryOptions) {
+    this.settings = options.settings;
+    this.plugin = pluginForUri(options.settings?.repository);
+    const issues = this.plugin.validate(options.settings);
+    if (issues.length > 0) throw new StorageValidationError(issues);
+    this.backend = this.plugin.name;
+    this.displayUri = this.plugin.displayUri(this.settings.repository);
+    this.binary = options.binary ?? process.env.WILD_BACKUP_RESTIC ?? 'restic';
+    this.log = options.log ?? logger('restic');
+    const s = this.settings;
+    this.cacheKey = createHash('sha256').update(JSON.stringify([s.repository, s.endpoint, s.region, s.port])).digest('hex');
+  }
+
+  version(): Promise<ResticVersion> {
+    return detectResticVersion(this.binary);
+  }
+
+  async features(): Promise<ResticFeatures> {
+    return featuresOf(await this.version());
+  }
+
+  /** Creates the repository. Throws ResticAlreadyInitializedError when one is there. */
+  async init(opts: CallOptions = {}): Promise<{ repositoryId?: string }> {
+    try {
+      const lines = await this.run('init', [], opts);
+      this.log.info('repository initialised', { repository: this.displayUri });
+      return parseInitOutput(lines.join('\n'));
+    } finally {
+      this.invalidate();
+    }
+  }
+
+  /**
+   * Whether the repository can be reached and opened, within statusTimeoutMs: repository
+   * problems are reported (redacted), never thrown; only an abort throws.
+   */
+  async status(opts: CallOptions = {}): Promise<RepositoryStatus> {
+    try {
+      await this.openConfig(opts);
+      return { reachable: true, initialized: true };
+    } catch (err) {
+      if (err instanceof ResticAbortError) throw err;
+      const code = (err as ResticError | StorageValidationError).code;
+      return {
+        reachable: !['RESTIC_UNREACHABLE', 'VALIDATION', 'RESTIC_FAILED'].includes(code),
+        initialized: code === 'RESTIC_WRONG_PASSWORD' || code === 'RESTIC_LOCKED',
+        error: scrub((err as Error).message),
+        errorCode: code,
+      };
+    }
+  }
+
+  /** true/false within statusTimeoutMs; throws the named error when it cannot be known (unreachable, denied...). */
+  async isInitialized(opts: CallOptions = {}): Promise<boolean> {
+    try {
+      await this.openConfig(opts);
+      return true;
+    } catch (err) {
+      if (err instanceof ResticNotInitializedError) return false;
+      throw err;
+    }
+  }
+
+  /** `cat config` needs the backend, the repository and the password, and nothing more. */
+  private async openConfig(opts: CallOptions): Promise<void> {
+    const timeoutMs = opts.timeoutMs ?? this.options.statusTimeoutMs ?? DEFAULT_STATUS_TIMEOUT_MS;
+    await this.run('cat', ['config'], { ...opts, timeoutMs, noLock: true, json: false });
+  }
+
+  /** Snapshots, from the cache when it has them (shared per repository, cleared by our writes). */
+  async snapshots(query: SnapshotQuery = {}): Promise<Snapshot[]> {
+    for (const t of query.tags ?? []) checkTag(t);
+    let all = query.refresh ? undefined : repositoryCache.get<Snapshot[]>(this.cacheKey, 'snapshots');
+    if (!all) {
+      // One listing serves every waiting caller; each caller's own signal only stops its wait.
+      const shared = repositoryCache.load(this.cacheKey, 'snapshots', async () =>
+        parseSnapshots(jsonLines(await this.run('snapshots', [], { timeoutMs: query.timeoutMs, noLock: true }))[0] ?? []),
+      );
+      all = await raceAbort(shared, query.signal);
+    }
+    const tags = query.tags ?? [];
+    return all.filter((s) => tags.every((t) => s.tags.includes(t)) && (query.host === undefined || s.hostname === query.host));
+  }
+
+  /** Forgets what is cached about the repository (our own writes do this themselves). */
+  invalidate(): void {
+    repositoryCache.invalidate(this.cacheKey);
+  }
+
+  /** Streams `stdin` into a new snapshot; resolves with restic's summary and the full snapshot id. */
+  async backupStdin(opts: BackupStdinOptions): Promise<BackupSummary> {
+    const { filename, args } = backupArgs(opts);
+    let proc: ResticProcess | undefined;
+    let summary: (Omit<BackupSummary, 'snapshotId'> & { snapshotId?: string }) | undefined;
+    const errors: string[] = [];
+    try {
+      await this.run('backup', args, {
+        ...opts,
+        stdin: opts.stdin,
+        extraEnv: { RESTIC_PROGRESS_FPS: '2' },
+        onStart: (p) => (proc = p),
+        onLine: (line) => {
+          const [json] = jsonLines([line]);
+          if (json === undefined) return;
+          const msg = parseBackupLine(json);
+          if (msg.type === 'status') {
+            opts.onProgress?.({
+              bytesDone: msg.status.bytes_done ?? 0,
+              bytesRead: proc?.bytesFed ?? 0,
+              secondsElapsed: msg.status.seconds_elapsed,
+              percentDone: msg.status.percent_done,
+              currentFiles: msg.status.current_files ?? [],
+            });
+          } else if (msg.type === 'summary') summary = msg.summary;
+          else if (msg.type === 'error') errors.push(msg.message);
+        },
+      });
+    } finally {
+      this.invalidate();
+    }
+    if (!summary?.snapshotId) {
+      throw new ResticError(`restic backup finished without a snapshot${errors.length ? `: ${scrub(errors.join('; '))}` : ''}`, { command: 'backup' });
+    }
+    const snapshotId = summary.snapshotId.length === 64 ? summary.snapshotId : await this.resolveSnapshotId(summary.snapshotId, opts);
+    this.log.info('backup stored', { repository: this.displayUri, snapshotId, filename, dataAdded: summary.dataAdded, bytes: summary.totalBytesProcessed });
+    return { ...summary, snapshotId };
+  }
+
+  /** restic 0.14 reports the short id in the summary; the rest of Wild Backup keys on the full one. */
+  private async resolveSnapshotId(shortId: string, opts: CallOptions): Promise<string> {
+    const lines = await this.run('snapshots', [shortId], { signal: opts.signal, noLock: true });
+    const found = parseSnapshots(jsonLines(lines)[0] ?? []).find((s) => s.id.startsWith(shortId));
+    if (!found) throw new ResticError(`snapshot ${shortId} was written but cannot be listed`, { command: 'snapshots' });
+    return found.id;
+  }
+
+  /**
+   * `restic dump <snapshot> <path>` as a stream with backpressure (restic blocks while the reader
+   * is slow). Errors (named, redacted) arrive as the stream's error, after the bytes restic wrote;
+   * destroying the stream stops restic.
+   */
+  dump(snapshotId: string, path: string, opts: CallOptions = {}): Readable {
+    let proc: ResticProcess | undefined;
+    let finished = false;
+    const out = new Readable({
+      read() {
+        proc?.child.stdout.resume();
+      },
+      destroy(err, callback) {
+        if (!finished) proc?.stop('consumer');
+        callback(err);
+      },
+    });
+    const bad = !(SNAPSHOT_ID.test(snapshotId) || snapshotId === 'latest')
+      ? invalid('snapshotId', 'must be a hex snapshot id')
+      : !path.startsWith('/')
+        ? invalid('path', 'must be absolute, as stored in the snapshot')
+        : undefined;
+    if (bad) {
+      process.nextTick(() => out.destroy(bad));
+      return out;
+    }
+    this.start('dump', [snapshotId, path], { ...opts, json: false })
+      .then(({ process: p, prepared }) => {
+        proc = p;
+        if (out.destroyed) p.stop('consumer');
+        p.child.stdout.on('data', (chunk: Buffer) => {
+          if (!out.push(chunk)) p.child.stdout.pause();
+        });
+        p.wait()
+          .then(
+            () => {
+              finished = true;
+              out.push(null);
+            },
+            (err: unknown) => {
+              finished = true;
+              out.destroy(err as Error);
+            },
+          )
+          .finally(() => void prepared.cleanup());
+      })
+      .catch((err: unknown) => out.destroy(err as Error));
+    return out;
+  }
+
+  /** `restic stats --mode raw-data` (bytes stored) or `restore-size` (bytes a restore writes). */
+  async stats(mode: StatsMode, opts: CallOptions = {}): Promise<ResticStats> {
+    const lines = await this.run('stats', ['--mode', mode], { ...opts, noLock: true });
+    const [json] = jsonLines(lines);
+    if (json === undefined) throw new ResticError('restic stats printed no JSON', { command: 'stats' });
+    return parseStats(mode, json);
+  }
+
+  /** The figures of GraphQL's RepositoryStats, cached like snapshots until our next write. */
+  async repositoryStats(opts: CallOptions & { refresh?: boolean } = {}): Promise<RepositoryStatistics> {
+    const cached = opts.refresh ? undefined : repositoryCache.get<RepositoryStatistics>(this.cacheKey, 'stats');
+    if (cached) return cached;
+    const shared = repositoryCache.load(this.cacheKey, 'stats', async () => {
+      const [raw, restore, snapshots] = await Promise.all([
+        this.stats('raw-data', { timeoutMs: opts.timeoutMs }),
+        this.stats('restore-size', { timeoutMs: opts.timeoutMs }),
+        this.snapshots({ timeoutMs: opts.timeoutMs }),
+      ]);
+      const times = snapshots.map((s) => s.time).sort();
+      return {
+        totalSize: raw.totalSize,
+        totalUncompressedSize: raw.totalUncompressedSize,
+        logicalSize: restore.totalSize,
+        deduplicationRatio: raw.totalSize > 0 ? restore.totalSize / raw.totalSize : 0,
+        compressionRatio: raw.compressionRatio,
+        snapshotCount: snapshots.length,
+        oldestSnapshotAt: times[0],
+        latestSnapshotAt: times[times.length - 1],
+      };
+    });
+    return raceAbort(shared, opts.signal);
+  }
+
+  /** Removes snapshots by id, or by a keep policy; with prune also frees their data. */
+  async forget(target: ForgetTarget, opts: ForgetOptions = {}): Promise<ForgetResult> {
+    if ('snapshotIds' in target && target.snapshotIds.length === 0) return { groups: [], removedIds: [] };
+    const args = forgetArgs(target, opts);
+    try {
+      const lines = await this.run('forget', args, opts);
+      if ('snapshotIds' in target) return { groups: [], removedIds: [...target.snapshotIds] };
+      const groups = jsonLines(lines).filter(Array.isArray).flatMap((json) => parseForget(json));
+      return { groups, removedIds: groups.flatMap((g) => g.remove.map((s) => s.id)) };
+    } finally {
+      if (!opts.dryRun) this.invalidate();
+    }
+  }
+
+  /** `restic check`: a damaged repository is a result (ok: false), not an exception. */
+  async check(opts: CheckOptions = {}): Promise<CheckResult> {
+    const args = checkArgs(opts.readDataSubset);
+    try {
+      const lines = await this.run('check', args, { ...opts, json: (await this.features()).jsonCheck });
+      return { ok: true, messages: lines.map(scrub) };
+    } catch (err) {
+      // Any other named error (password, lock, network) says nothing about the data: rethrow.
+      if (err instanceof ResticError && err.constructor === ResticError && err.exitCode === 1) {
+        return { ok: false, messages: err.stderrTail.split('\n').filter(Boolean) };
+      }
+      throw err;
+    }
+  }
+
+  /** Removes stale locks (all locks with removeAll: only when no other restic can be running). */
+  async unlock(opts: CallOptions & { removeAll?: boolean } = {}): Promise<void> {
+    await this.run('unlock', opts.removeAll ? ['--remove-all'] : [], { ...opts, json: false });
+  }
+
+  // --- plumbing ---
+
+  private async run(command: string, args: string[], opts: RunOptions): Promise<string[]> {
+    let started: { process: ResticProcess; prepared: PreparedBackend };
+    try {
+      started = await this.start(command, args, opts);
+    } catch (err) {
+      opts.stdin?.destroy();
+      throw err;
+    }
+    const { process: proc, prepared } = started;
+    opts.onStart?.(proc);
+    try {
+      const lines: string[] = [];
+      readLines(proc.child.stdout, (line) => (opts.onLine ? opts.onLine(line) : lines.push(line)));
+      await proc.wait();
+      return lines;
+    } catch (err) {
+      if (opts.stdin && !opts.stdin.destroyed) opts.stdin.destroy();
+      throw err;
+    } finally {
+      await prepared.cleanup();
+    }
+  }
+
+  private async start(command: string, args: string[], opts: RunOptions): Promise<{ process: ResticProcess; prepared: PreparedBackend }> {
+    if (opts.signal?.aborted) throw new ResticAbortError(`restic ${command} was cancelled`, { command });
+    const version = await this.version();
+    const dataDir = this.options.dataDir;
+    const prepared = await this.plugin.prepare(this.settings, { dataDir, resticVersion: version, signal: opts.signal });
+    try {
+      processSecrets.merge(prepared.secrets);
+      const cacheDir = join(dataDir, 'cache', 'restic');
+      await mkdir(cacheDir, { recursive: true, mode: 0o700 });
+      const env: Record<string, string> = { LC_ALL: 'C' };
+      for (const key of PASS_THROUGH_ENV) {
+        const v = process.env[key];
+        if (v !== undefined) env[key] = v;
+      }
+      Object.assign(env, prepared.env, opts.extraEnv, { RESTIC_PASSWORD: this.settings.password });
+      const argv = [
+        ...(opts.json === false ? [] : ['--json']),
+        ...(opts.noLock ? ['--no-lock'] : []),
+        '--cache-dir', cacheDir,
+        ...prepared.args,
+        command,
+        ...args,
+      ];
+      const proc = new ResticProcess({
+        binary: this.binary,
+        argv,
+        env,
+        command,
+        displayUri: this.displayUri,
+        redact: (text) => prepared.secrets.redact(scrub(text)),
+        log: this.log,
+        signal: opts.signal,
+        timeoutMs: opts.timeoutMs,
+        stdin: opts.stdin,
+        onSpawn: this.options.onSpawn,
+        killGraceMs: this.options.killGraceMs,
+        diagnostics: prepared.diagnostics,
+      });
+      return { process: proc, prepared };
+    } catch (err) {
+      await prepared.cleanup();
+      throw err;
+    }
+  }
+}
+
+/** Waits for `promise`, or rejects with ResticAbortError when `signal` fires first. */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(new ResticAbortError('cancelled'));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new ResticAbortError('cancelled'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
+      (e: unknown) => (signal.removeEventListener('abort', onAbort), reject(e)),
+    );
+  });
+}

@@ -1,0 +1,100 @@
+// Helper pods: a short-lived pod that mounts a PVC so its data can be streamed with tar while no
+// app pod mounts it (app scaled down, or a restore into a fresh volume). Always deleted afterwards,
+// on failure and on cancel too; `activeDeadlineSeconds` bounds it if this process dies first.
+import { randomBytes } from 'node:crypto';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { CallOptions, KubeClient } from './client.js';
+import { podInfo, mountOf } from './discovery.js';
+import { KubeAbortedError, KubeNotFoundError, KubeTimeoutError } from './errors.js';
+import { sleep } from './workloads.js';
+import { logger } from '../util/log.js';
+
+const log = logger('kube.helper');
+
+/** Default image; it needs `sh` and `tar` (busybox's are enough). */
+export const DEFAULT_HELPER_IMAGE = 'docker.io/library/alpine:3.20';
+
+export interface HelperPodOptions extends CallOptions {
+  namespace: string;
+  pvc: string;
+  image?: string;
+  /** Requested mount path (default /data); the path to use is the one the API reports back. */
+  mountPath?: string;
+  readOnly?: boolean;
+  /** How long to wait for it to run (default 3 min). */
+  startTimeoutMs?: number;
+  /** Extra labels, e.g. the operation id. */
+  labels?: Record<string, string>;
+}
+
+export interface HelperPod {
+  name: string;
+  namespace: string;
+  container: string;
+  /** Where the PVC is mounted in the helper, as reported by the API server. */
+  mountPath: string;
+}
+
+export const HELPER_LABEL = 'wild-backup/helper';
+
+export async function createHelperPod(client: KubeClient, o: HelperPodOptions): Promise<HelperPod> {
+  const name = `wild-backup-helper-${randomBytes(4).toString('hex')}`;
+  const body: V1Pod = {
+    apiVersion: 'v1', kind: 'Pod',
+    metadata: { name, namespace: o.namespace, labels: { 'app.kubernetes.io/managed-by': 'wild-backup', [HELPER_LABEL]: 'true', ...o.labels } },
+    spec: {
+      restartPolicy: 'Never',
+      terminationGracePeriodSeconds: 0,
+      activeDeadlineSeconds: 24 * 3600,
+      containers: [{
+        name: 'helper', image: o.image ?? DEFAULT_HELPER_IMAGE,
+        command: ['sleep', '86400'],
+        securityContext: { runAsUser: 0 },
+        volumeMounts: [{ name: 'data', mountPath: o.mountPath ?? '/data', readOnly: o.readOnly ?? false }],
+      }],
+      volumes: [{ name: 'data', persistentVolumeClaim: { claimName: o.pvc, readOnly: o.readOnly ?? false } }],
+    },
+  };
+  await client.call((c) => client.core.createNamespacedPod({ namespace: o.namespace, body }, c), o);
+  return { name, namespace: o.namespace, container: 'helper', mountPath: o.mountPath ?? '/data' };
+}
+
+/** Waits until the pod runs; returns it with the mount path the API reports. */
+export async function waitForHelperPod(client: KubeClient, h: HelperPod, o: HelperPodOptions): Promise<HelperPod> {
+  const deadline = Date.now() + (o.startTimeoutMs ?? 180_000);
+  let why = 'not scheduled yet';
+  for (;;) {
+    if (o.signal?.aborted) throw new KubeAbortedError(`starting helper pod ${h.namespace}/${h.name}`, o.signal.reason);
+    const pod = await client.call((c) => client.core.readNamespacedPod({ namespace: h.namespace, name: h.name }, c), o, { kind: 'pod', namespace: h.namespace, name: h.name });
+    const info = podInfo(pod);
+    if (info.ready) {
+      const mount = mountOf([pod], o.pvc);
+      return { ...h, mountPath: mount?.mountPath ?? h.mountPath };
+    }
+    if (info.phase === 'Failed' || info.phase === 'Succeeded') throw new KubeTimeoutError(`helper pod ${h.namespace}/${h.name} ended (${info.phase}) before it ran: ${pod.status?.message ?? ''}`);
+    why = pod.status?.conditions?.find((c) => c.status === 'False')?.message ?? pod.status?.containerStatuses?.[0]?.state?.waiting?.reason ?? info.phase;
+    if (Date.now() > deadline) throw new KubeTimeoutError(`helper pod ${h.namespace}/${h.name} did not start in time: ${why}`);
+    await sleep(200, o.signal);
+  }
+}
+
+/** Deletes the pod (grace 0); a pod already gone is fine. Uses its own timeout, not the caller's signal. */
+export async function deleteHelperPod(client: KubeClient, h: Pick<HelperPod, 'name' | 'namespace'>): Promise<void> {
+  try {
+    await client.call((c) => client.core.deleteNamespacedPod({ namespace: h.namespace, name: h.name, gracePeriodSeconds: 0 }, c), { timeoutMs: 15_000 }, { kind: 'pod', namespace: h.namespace, name: h.name });
+  } catch (err) {
+    if (!(err instanceof KubeNotFoundError)) throw err;
+  }
+}
+
+/** Runs `fn` with a running helper pod mounting the PVC; the pod is deleted whatever happens. */
+export async function withHelperPod<T>(client: KubeClient, o: HelperPodOptions, fn: (pod: HelperPod) => Promise<T>): Promise<T> {
+  const created = await createHelperPod(client, o);
+  try {
+    const running = await waitForHelperPod(client, created, o);
+    return await fn(running);
+  } finally {
+    // A failed delete must not hide the original error; activeDeadlineSeconds ends the pod anyway.
+    await deleteHelperPod(client, created).catch((err: unknown) => log.warn('helper pod not deleted', { pod: `${created.namespace}/${created.name}`, error: String(err) }));
+  }
+}

@@ -1,0 +1,66 @@
+// restic's stderr (as restic 0.14 and its backends print it) mapped to named errors; version parsing.
+import { describe, expect, it } from 'vitest';
+import {
+  ResticAccessDeniedError,
+  ResticError,
+  ResticLockedError,
+  ResticNotFoundError,
+  ResticNotInitializedError,
+  ResticPartialBackupError,
+  ResticUnreachableError,
+  ResticWrongPasswordError,
+  featuresOf,
+} from '../../src/engine/restic/index.js';
+import { classifyResticFailure } from '../../src/engine/restic/errors.js';
+import { parseResticVersion } from '../../src/engine/restic/version.js';
+
+const classify = (stderr: string, exitCode = 1, command = 'snapshots') =>
+  classifyResticFailure({ exitCode, stderr, command, displayUri: 's3:https://h/b' });
+
+describe('classifyResticFailure', () => {
+  it.each([
+    ['Fatal: wrong password or no key found', ResticWrongPasswordError],
+    ['unable to create lock in backend: repository is already locked by PID 9255 on vm by root (UID 0, GID 0)\nlock was created at 2026-11-26 19:31:01', ResticLockedError],
+    ['Fatal: unable to open config file: stat /srv/nope/config: no such file or directory\nIs there a repository at the following location?', ResticNotInitializedError],
+    ['Fatal: unable to open config file: Stat: The specified key does not exist.\nIs there a repository at the following location?', ResticNotInitializedError],
+    ['Fatal: unable to open config file: <config/> does not exist\nIs there a repository', ResticNotInitializedError],
+    ['Fatal: unable to open config file: blob.GetProperties: storage: service returned error: StatusCode=404, ErrorCode=404 The specified blob does not exist.', ResticNotInitializedError],
+    ['Fatal: unable to open config file: Stat: Get "https://127.0.0.1:1/b/?location=": dial tcp 127.0.0.1:1: connect: connection refused\nIs there a repository at the following location?', ResticUnreachableError],
+    ['Fatal: unable to open config file: Stat: Get "https://h/": x509: certificate signed by unknown authority', ResticUnreachableError],
+    ['subprocess ssh: ssh: connect to host 127.0.0.1 port 2298: Connection refused\nFatal: unable to open repository at sftp:x: unable to start the sftp session, error: EOF', ResticUnreachableError],
+    ['subprocess ssh: root@127.0.0.1: Permission denied (publickey,password).\nFatal: unable to open repository: unable to start the sftp session, error: EOF', ResticAccessDeniedError],
+    ['Fatal: unable to open config file: unexpected HTTP response (401): 401 Unauthorized', ResticAccessDeniedError],
+    ['Fatal: unable to open config file: Stat: The AWS Access Key Id you provided does not exist in our records.', ResticAccessDeniedError],
+    ['subprocess ssh: Host key verification failed.', ResticAccessDeniedError],
+  ])('%s', (stderr, expected) => {
+    const err = classify(stderr);
+    expect(err).toBeInstanceOf(expected);
+    expect(err.message.length).toBeGreaterThan(10);
+    expect(err.stderrTail).toBe(stderr);
+  });
+
+  it('uses the named exit codes of newer restic', () => {
+    expect(classify('', 10)).toBeInstanceOf(ResticNotInitializedError);
+    expect(classify('', 11)).toBeInstanceOf(ResticLockedError);
+    expect(classify('', 12)).toBeInstanceOf(ResticWrongPasswordError);
+  });
+
+  it('maps exit 3 of backup to a partial backup, unknown failures to ResticError with the Fatal line', () => {
+    expect(classify('error: read /x: input/output error', 3, 'backup')).toBeInstanceOf(ResticPartialBackupError);
+    expect(classify('Fatal: no matching ID found for prefix "abcdef12"', 1, 'dump')).toBeInstanceOf(ResticNotFoundError);
+    const generic = classify('some noise\nFatal: something odd happened\n', 1, 'check');
+    expect(generic.constructor).toBe(ResticError);
+    expect(generic.message).toBe('restic check failed (exited 1): something odd happened');
+  });
+});
+
+describe('restic version', () => {
+  it('parses restic version output and derives features', () => {
+    const v14 = parseResticVersion('restic 0.14.0 compiled with go1.19.8 on linux/amd64\n')!;
+    expect(v14).toMatchObject({ major: 0, minor: 14, patch: 0 });
+    expect(featuresOf(v14)).toMatchObject({ jsonInit: false, compressionStats: false, fullSnapshotIdInSummary: false, retryLock: false });
+    const v18 = parseResticVersion('restic 0.18.0 compiled with go1.24.1 on linux/amd64')!;
+    expect(featuresOf(v18)).toMatchObject({ jsonInit: true, compressionStats: true, fullSnapshotIdInSummary: true, namedExitCodes: true, jsonCheck: true });
+    expect(parseResticVersion('nonsense')).toBeUndefined();
+  });
+});
