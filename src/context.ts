@@ -1,5 +1,8 @@
 // What every resolver receives: the services it may ask, and who is asking.
 import type { OperationEngine } from './engine/operations/index.js';
+import type { RepositoryService } from './engine/repository/service.js';
+import type { BackupService } from './engine/backup/service.js';
+import type { ClusterService } from './engine/cluster.js';
 import type { PubSub } from './subscriptions/pubsub.js';
 import type { OperationTopics } from './subscriptions/events.js';
 import type { WildStore } from './wild/store.js';
@@ -9,6 +12,9 @@ export type Role = 'admin' | 'readonly';
 export interface Services {
   store: WildStore;
   engine: OperationEngine;
+  repositories: RepositoryService;
+  backups: BackupService;
+  cluster: ClusterService;
   pubsub: PubSub<OperationTopics>;
 }
 

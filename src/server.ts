@@ -14,6 +14,10 @@ import { WildError } from './errors.js';
 import { loadTokens, roleFor, type Tokens } from './auth.js';
 import type { GraphQLContext, Role, Services } from './context.js';
 import { OperationEngine } from './engine/operations/index.js';
+import { RepositoryService } from './engine/repository/service.js';
+import { BackupService } from './engine/backup/service.js';
+import { ClusterService } from './engine/cluster.js';
+import { clusterPlanner } from './engine/backup/planner.js';
 import { PubSub } from './subscriptions/pubsub.js';
 import type { OperationTopics } from './subscriptions/events.js';
 import { WildStore } from './wild/store.js';
@@ -32,6 +36,12 @@ export interface AppOptions {
   env?: NodeJS.ProcessEnv;
   /** Operations running at once. Default 2. */
   concurrency?: number;
+  /** Bound of a repository status check or testRepository. Default 20 s. */
+  repositoryTimeoutMs?: number;
+  /** Bound of a cluster API call made for a query. Default 5 s. */
+  clusterTimeoutMs?: number;
+  /** Image of helper pods that mount a PVC nobody mounts (needs sh and tar). */
+  helperImage?: string;
   /** Deepest query accepted. Default 12. */
   maxDepth?: number;
   /** Highest query cost accepted (graphql-armor's measure). Default 20000. */
@@ -72,7 +82,18 @@ export async function buildApp(opts: AppOptions): Promise<WildBackupApp> {
   processSecrets.add(tokens.admin, tokens.readOnly);
   const pubsub = new PubSub<OperationTopics>();
   const engine = new OperationEngine({ paths: store.paths, pubsub, concurrency: opts.concurrency });
-  const services: Services = { store, engine, pubsub };
+  const repositories = new RepositoryService(store, engine, { statusTimeoutMs: opts.repositoryTimeoutMs });
+  const backups = new BackupService(store, engine, repositories);
+  for (const kind of ['BACKUP_APP', 'BACKUP_CLUSTER'] as const) {
+    engine.onRecovery(kind, async (rec, log) => {
+      if (!rec.backupId) return;
+      const inst = await store.instance(rec.instanceName);
+      if (inst) await backups.removeIncomplete(inst, rec.backupId, log);
+    });
+  }
+  const cluster = new ClusterService({ timeoutMs: opts.clusterTimeoutMs });
+  backups.planner = clusterPlanner(cluster, { helperImage: opts.helperImage });
+  const services: Services = { store, engine, pubsub, repositories, backups, cluster };
   await engine.init(await store.instanceNames());
 
   const yoga = createYoga<Record<string, unknown>, GraphQLContext>({

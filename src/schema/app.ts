@@ -1,6 +1,6 @@
 // Apps of an instance: their manifest, and the databases a backup of them covers.
 import { builder } from '../builder.js';
-import { databasePlugins } from '../plugins/databases/registry.js';
+import { detectDatabases } from '../plugins/databases/registry.js';
 import type { DetectedDatabase } from '../plugins/databases/types.js';
 import type { AppInfo } from '../wild/store.js';
 import { ConfigProblemRef, InstanceRef } from './instance.js';
@@ -16,13 +16,6 @@ const DatabaseDependencyRef = builder.objectRef<DetectedDatabase>('DatabaseDepen
     reason: t.exposeString('reason', { nullable: true }),
   }),
 });
-
-/** The databases of an app, as every registered engine plugin detects them. */
-export function detectDatabases(app: AppInfo): DetectedDatabase[] {
-  if (!app.manifest) return [];
-  const ctx = { instance: app.instance, app: app.name, manifest: app.manifest, appConfig: app.config };
-  return databasePlugins.map((p) => p.detect(ctx)).filter((d): d is DetectedDatabase => d !== null);
-}
 
 AppRef.implement({
   interfaces: [NodeInterface],

@@ -8,6 +8,9 @@ import './instance.js';
 import './app.js';
 import './plugins.js';
 import './operation.js';
+import './repository.js';
+import './backup.js';
+import './cluster.js';
 
 builder.queryType({});
 builder.mutationType({});

@@ -24,6 +24,7 @@ export const backupSectionSchema = z.looseObject({
       endpoint: z.string().optional(),
       region: z.string().optional(),
       port: z.number().int().min(1).max(65535).optional(),
+      cacert: z.string().optional(),
     })
     .optional(),
 });

@@ -102,6 +102,9 @@ export async function updateYamlFile(file: string, edit: YamlEdit, mode: number)
 
 /** Sets (or, with undefined, deletes) a value at a key path; nested maps are created as needed. */
 export function setPath(doc: Document, keys: string[], value: unknown): void {
-  if (value === undefined) doc.deleteIn(keys);
-  else doc.setIn(keys, value);
+  if (value === undefined) {
+    if (doc.hasIn(keys)) doc.deleteIn(keys);
+  } else {
+    doc.setIn(keys, value);
+  }
 }

@@ -13,7 +13,7 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-export async function startTestApp(opts: { data?: TempDataDir; concurrency?: number; maxDepth?: number; maxCost?: number } = {}): Promise<TestApp> {
+export async function startTestApp(opts: { data?: TempDataDir; concurrency?: number; maxDepth?: number; maxCost?: number; repositoryTimeoutMs?: number } = {}): Promise<TestApp> {
   const data = opts.data ?? (await tempDataDir());
   const app = await buildApp({
     dataDir: data.dir,
@@ -21,6 +21,7 @@ export async function startTestApp(opts: { data?: TempDataDir; concurrency?: num
     concurrency: opts.concurrency,
     maxDepth: opts.maxDepth,
     maxCost: opts.maxCost,
+    repositoryTimeoutMs: opts.repositoryTimeoutMs,
     env: { WILD_BACKUP_TOKEN: ADMIN_TOKEN, WILD_BACKUP_READONLY_TOKEN: READONLY_TOKEN },
   });
   return {

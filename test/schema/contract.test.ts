@@ -13,19 +13,6 @@ const CONTRACT = path.resolve(import.meta.dirname, '../../../shared/schema-contr
 
 /** Contract names not served yet, by the issue that delivers them. */
 const PENDING: Record<string, string[]> = {
-  'issue 3 (kube/sim)': ['App.volumes', 'Volume'],
-  'issue 4 (restic/storage)': [
-    'Instance.backupConfig', 'Instance.repository', 'BackupConfig', 'RetentionPolicy', 'Repository', 'RepositoryStatus', 'RepositoryStats',
-    'RetentionPolicyInput', 'S3CredentialsInput', 'SftpCredentialsInput', 'AzureCredentialsInput', 'GcsCredentialsInput', 'CredentialsInput',
-    'BackupConfigInput', 'UpdateBackupConfigInput', 'TestRepositoryInput', 'InstanceInput', 'BackupConfigPayload', 'RepositoryStatusPayload',
-    'UpdateBackupConfigResult', 'TestRepositoryResult', 'InitRepositoryResult', 'OperationPayload',
-    'Mutation.updateBackupConfig', 'Mutation.testRepository', 'Mutation.initRepository',
-  ],
-  'issue 5 (backups)': [
-    'Instance.backups', 'App.backups', 'App.latestBackup', 'Operation.backup', 'BackupKind', 'BackupStatus', 'Backup', 'BackupArtifact', 'Snapshot',
-    'Verification', 'BackupConnection', 'BackupEdge', 'BackupAppInput', 'BackupClusterInput', 'BackupAppResult', 'BackupClusterResult',
-    'DeleteBackupResult', 'Mutation.backupApp', 'Mutation.backupCluster', 'Mutation.deleteBackup',
-  ],
   'issue 6 (restore)': ['RestoreComponent', 'RestoreBackupInput', 'RestoreBackupResult', 'VerifyBackupResult', 'Mutation.restoreBackup', 'Mutation.verifyBackup'],
   'issue 7 (lifecycle)': [
     'ApplyRetentionInput', 'CheckRepositoryInput', 'RetentionPreviewPayload', 'ApplyRetentionResult', 'CheckRepositoryResult',

@@ -263,6 +263,8 @@ export class OperationEngine {
       log: (line) => this.appendLog(a, line),
       setBackupId: (id) => {
         rec.backupId = id;
+        // Persisted at once: after a crash, recovery needs to know which snapshots to clean up.
+        void this.persist(a);
         this.publish(a, 'UPDATED');
       },
       saveRecovery: async (data) => {

@@ -1,6 +1,37 @@
-// MySQL / MariaDB engine plugin.
-import type { DatabasePlugin } from './types.js';
+// MySQL / MariaDB engine plugin: a single-transaction mysqldump with routines, triggers and events
+// of the app's database (tables only, so it can be restored into any schema), or of every
+// database for the mysql app itself. The root password comes from the mysql-secret secret and
+// reaches the client on stdin (read into MYSQL_PWD by the pod's shell), never on argv.
+import type { ArtifactSource } from '../../engine/backup/source.js';
+import type { KubeClient } from '../../kube/index.js';
+import { execSource, podText, type PodTarget } from '../exec-source.js';
+import type { ClusterContext, DatabasePlugin } from './types.js';
 import { detectSqlDependency } from './detect.js';
+import { adminPassword, checkDatabaseName, engineServer, serverPod } from './server.js';
+
+/** `sh -c` script: the first stdin line becomes MYSQL_PWD, then the client runs with "$@". */
+const WITH_PASSWORD = 'IFS= read -r MYSQL_PWD; export MYSQL_PWD; exec "$@"';
+
+export function mysqlCommand(argv: string[]): string[] {
+  return ['sh', '-c', WITH_PASSWORD, 'wild-backup', ...argv];
+}
+
+export async function mysqlQuery(client: KubeClient, target: PodTarget, password: string, sql: string, db?: string, signal?: AbortSignal): Promise<string[][]> {
+  const out = await podText(client, target, mysqlCommand(['mysql', '-uroot', '-N', '-B', ...(db ? [`--database=${db}`] : []), '-e', sql]), signal, `${password}\n`);
+  return out ? out.split('\n').map((l) => l.split('\t')) : [];
+}
+
+const quoteIdent = (s: string) => '`' + s.replace(/`/g, '``') + '`';
+
+export async function mysqlRowCounts(client: KubeClient, target: PodTarget, password: string, db: string, signal?: AbortSignal): Promise<Record<string, number>> {
+  const tables = await mysqlQuery(client, target, password, `select table_name from information_schema.tables where table_schema = '${db}' and table_type = 'BASE TABLE' order by 1`, undefined, signal);
+  if (tables.length === 0) return {};
+  const sql = tables.map(([t]) => `select '${t!.replace(/'/g, "''")}', count(*) from ${quoteIdent(db)}.${quoteIdent(t!)}`).join(' union all ');
+  const rows = await mysqlQuery(client, target, password, sql, undefined, signal);
+  return Object.fromEntries(rows.map(([t, n]) => [t!, Number(n)]));
+}
+
+const DUMP_FLAGS = ['--single-transaction', '--routines', '--triggers', '--events', '--hex-blob', '--default-character-set=utf8mb4'];
 
 export const mysqlPlugin: DatabasePlugin = {
   name: 'mysql',
@@ -8,4 +39,34 @@ export const mysqlPlugin: DatabasePlugin = {
   canRestore: false,
   canVerify: false,
   detect: (ctx) => detectSqlDependency(ctx, 'mysql', 'MariaDB'),
+
+  async sources(ctx: ClusterContext, dep, signal): Promise<ArtifactSource[]> {
+    const server = engineServer(ctx.inst, 'mysql');
+    const target = await serverPod(ctx.client, server, 'mysql', signal);
+    const password = await adminPassword(ctx.client, server, signal);
+    const [[version] = ['']] = await mysqlQuery(ctx.client, target, password, 'select version()', undefined, signal);
+    if (dep.databaseName === null) {
+      return [execSource({
+        client: ctx.client, target, artifact: { kind: 'mysql', name: 'all' }, extension: '.sql', stdin: `${password}\n`,
+        command: mysqlCommand(['mysqldump', '-uroot', ...DUMP_FLAGS, '--all-databases']),
+        estimate: async (s) => Number((await mysqlQuery(ctx.client, target, password, 'select sum(data_length + index_length) from information_schema.tables', undefined, s))[0]?.[0]) || null,
+        meta: async () => ({ serverVersion: version }),
+      })];
+    }
+    const db = checkDatabaseName(dep.databaseName);
+    let before: Record<string, number> = {};
+    return [execSource({
+      client: ctx.client, target, artifact: { kind: 'mysql', name: db }, extension: '.sql', stdin: `${password}\n`,
+      command: mysqlCommand(['mysqldump', '-uroot', ...DUMP_FLAGS, '--', db]),
+      estimate: async (s) => {
+        before = await mysqlRowCounts(ctx.client, target, password, db, s);
+        const rows = await mysqlQuery(ctx.client, target, password, `select sum(data_length + index_length) from information_schema.tables where table_schema = '${db}'`, undefined, s);
+        return Number(rows[0]?.[0]) || null;
+      },
+      meta: async (s) => {
+        const after = await mysqlRowCounts(ctx.client, target, password, db, s);
+        return { serverVersion: version, database: db, rowCounts: after, rowCountsExact: JSON.stringify(after) === JSON.stringify(before) };
+      },
+    })];
+  },
 };

@@ -2,6 +2,9 @@
 // Detection works from the app's manifest and the instance config alone, so the graph can say
 // what a backup will contain without reaching the cluster.
 import type { AppManifest } from '../../wild/schemas.js';
+import type { ArtifactSource } from '../../engine/backup/source.js';
+import type { KubeClient } from '../../kube/index.js';
+import type { AppInfo, InstanceInfo } from '../../wild/store.js';
 
 export interface DetectionContext {
   instance: string;
@@ -28,4 +31,13 @@ export interface DatabasePlugin {
   readonly canVerify: boolean;
   /** The dependency this app has on the engine, or null when it has none. */
   detect(ctx: DetectionContext): DetectedDatabase | null;
+  /** The byte streams that back up this dependency (a dump, the roles it needs...). */
+  sources?(ctx: ClusterContext, dep: DetectedDatabase, signal: AbortSignal): Promise<ArtifactSource[]>;
+}
+
+/** What a plugin gets to reach the cluster for one app. */
+export interface ClusterContext {
+  client: KubeClient;
+  inst: InstanceInfo;
+  app: AppInfo;
 }

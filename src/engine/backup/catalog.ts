@@ -1,0 +1,139 @@
+// The backups of an instance, read from its restic snapshots: grouped by backup id, COMPLETE when
+// the manifest snapshot exists. Manifests are immutable, so each is read from restic once and
+// then kept on disk (<state>/manifests/<snapshot id>.json): listings never wait on `restic dump`
+// for a manifest they have seen before.
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { ResticRepository, Snapshot } from '../restic/index.js';
+import { writeFileAtomic } from '../../wild/writer.js';
+import { logger } from '../../util/log.js';
+import { backupManifestSchema, MAX_MANIFEST_BYTES, type BackupManifest } from './manifest.js';
+import { MANIFEST_ARTIFACT, parseTags, type ParsedTags } from './tags.js';
+
+const log = logger('catalog');
+
+export interface BackupArtifactView {
+  kind: string;
+  name: string;
+  snapshot: Snapshot;
+  sizeBytes: number;
+}
+
+export interface BackupView {
+  instance: string;
+  backupId: string;
+  kind: 'APP' | 'CLUSTER';
+  status: 'COMPLETE' | 'INCOMPLETE';
+  appName: string | null;
+  createdAt: string;
+  sizeBytes: number;
+  addedBytes: number | null;
+  artifacts: BackupArtifactView[];
+  manifest: BackupManifest | null;
+  /** Every snapshot of the backup, the manifest's included. */
+  snapshots: Snapshot[];
+}
+
+export async function readAll(stream: NodeJS.ReadableStream, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of stream) {
+    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
+    n += b.length;
+    if (n > limit) throw new Error(`larger than ${limit} bytes`);
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks);
+}
+
+export class BackupCatalog {
+  private readonly memory = new Map<string, BackupManifest>();
+
+  constructor(private readonly manifestDir: string) {}
+
+  private file(snapshotId: string): string {
+    return path.join(this.manifestDir, `${snapshotId.replace(/[^0-9a-f]/g, '')}.json`);
+  }
+
+  /** The manifest stored in a manifest snapshot (memory, then disk, then restic). */
+  async manifest(repo: ResticRepository, snap: Snapshot, signal?: AbortSignal): Promise<BackupManifest | null> {
+    const hit = this.memory.get(snap.id);
+    if (hit) return hit;
+    let manifest: BackupManifest | null = null;
+    try {
+      manifest = backupManifestSchema.parse(JSON.parse(await readFile(this.file(snap.id), 'utf8')));
+    } catch {
+      const filePath = snap.paths[0];
+      if (!filePath) return null;
+      try {
+        const text = await readAll(repo.dump(snap.id, filePath, { signal }), MAX_MANIFEST_BYTES);
+        manifest = backupManifestSchema.parse(JSON.parse(text.toString('utf8')));
+        await mkdir(this.manifestDir, { recursive: true });
+        await writeFileAtomic(this.file(snap.id), JSON.stringify(manifest), 0o600);
+      } catch (err) {
+        log.warn('unreadable backup manifest', { snapshot: snap.shortId, error: (err as Error).message });
+        return null;
+      }
+    }
+    this.memory.set(snap.id, manifest);
+    return manifest;
+  }
+
+  /** Remembers a manifest we just wrote, so the next listing needs no dump. */
+  async remember(snapshotId: string, manifest: BackupManifest): Promise<void> {
+    this.memory.set(snapshotId, manifest);
+    await mkdir(this.manifestDir, { recursive: true });
+    await writeFileAtomic(this.file(snapshotId), JSON.stringify(manifest), 0o600);
+  }
+
+  /** Every backup of an instance, newest first. */
+  async list(repo: ResticRepository, instance: string, signal?: AbortSignal): Promise<BackupView[]> {
+    const snaps = await repo.snapshots({ tags: ['wild-backup', `instance:${instance}`], signal });
+    const groups = new Map<string, Array<{ snap: Snapshot; tags: ParsedTags }>>();
+    for (const snap of snaps) {
+      const tags = parseTags(snap.tags);
+      if (!tags || tags.instance !== instance) continue;
+      const g = groups.get(tags.backupId) ?? [];
+      g.push({ snap, tags });
+      groups.set(tags.backupId, g);
+    }
+    const views = await Promise.all([...groups].map(([id, members]) => this.view(repo, instance, id, members, signal)));
+    return views.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : a.backupId < b.backupId ? 1 : -1));
+  }
+
+  private async view(
+    repo: ResticRepository, instance: string, backupId: string,
+    members: Array<{ snap: Snapshot; tags: ParsedTags }>, signal?: AbortSignal,
+  ): Promise<BackupView> {
+    const manifestSnap = members.find((m) => m.tags.artifact.kind === MANIFEST_ARTIFACT)?.snap;
+    const manifest = manifestSnap ? await this.manifest(repo, manifestSnap, signal) : null;
+    const first = members[0]!.tags;
+    const bySnap = new Map(members.map((m) => [m.snap.id, m.snap]));
+    const artifacts: BackupArtifactView[] = [];
+    if (manifest) {
+      for (const a of manifest.artifacts) {
+        const snap = bySnap.get(a.snapshotId);
+        if (snap) artifacts.push({ kind: a.kind, name: a.name, snapshot: snap, sizeBytes: a.sizeBytes });
+      }
+      if (manifestSnap) artifacts.push({ kind: MANIFEST_ARTIFACT, name: 'backup.json', snapshot: manifestSnap, sizeBytes: 0 });
+    } else {
+      for (const m of members) artifacts.push({ kind: m.tags.artifact.kind, name: m.tags.artifact.name, snapshot: m.snap, sizeBytes: 0 });
+    }
+    // Complete only when the manifest is there and every artifact it lists still exists.
+    const complete = manifest !== null && manifest.artifacts.every((a) => bySnap.has(a.snapshotId));
+    const times = members.map((m) => m.snap.time).sort();
+    return {
+      instance,
+      backupId,
+      kind: first.cluster ? 'CLUSTER' : 'APP',
+      status: complete ? 'COMPLETE' : 'INCOMPLETE',
+      appName: manifest?.app ?? first.app,
+      createdAt: manifest?.createdAt ?? new Date(times[0]!).toISOString(),
+      sizeBytes: manifest ? manifest.artifacts.reduce((n, a) => n + a.sizeBytes, 0) : 0,
+      addedBytes: manifest ? manifest.artifacts.reduce((n, a) => n + (a.addedBytes ?? 0), 0) : null,
+      artifacts,
+      manifest,
+      snapshots: members.map((m) => m.snap),
+    };
+  }
+}

@@ -1,0 +1,37 @@
+// backup.json: what a complete backup holds, written as the last snapshot of the backup.
+// Verification and restore rely on it; a backup without it is incomplete.
+import { z } from 'zod';
+
+export const artifactRecordSchema = z.object({
+  kind: z.string(),
+  name: z.string(),
+  /** Path inside the snapshot, without the leading "/". */
+  filename: z.string(),
+  snapshotId: z.string(),
+  sizeBytes: z.number().nonnegative(),
+  addedBytes: z.number().nonnegative().nullable(),
+  /** Plugin-specific facts for verification: server version, per-table row counts, file count... */
+  meta: z.record(z.string(), z.unknown()).default({}),
+});
+export type ArtifactRecord = z.infer<typeof artifactRecordSchema>;
+
+export const backupManifestSchema = z.object({
+  format: z.literal('wild-backup/v1'),
+  backupId: z.string(),
+  kind: z.enum(['APP', 'CLUSTER']),
+  instance: z.string(),
+  app: z.string().nullable(),
+  createdAt: z.string(),
+  finishedAt: z.string(),
+  /** The operation that made it. */
+  operationId: z.string().nullable(),
+  /** Why it was made: "manual", "schedule", "safety" (before a restore). */
+  reason: z.string().default('manual'),
+  artifacts: z.array(artifactRecordSchema),
+  /** What was deliberately left out, and why (e.g. a redis cache). */
+  skipped: z.array(z.object({ kind: z.string(), name: z.string(), reason: z.string() })).default([]),
+});
+export type BackupManifest = z.infer<typeof backupManifestSchema>;
+
+/** Manifests stay small; a larger file is not ours. */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;

@@ -1,0 +1,136 @@
+// Backups of apps and instances: listing (from the snapshot cache and the manifest store),
+// starting BACKUP_APP / BACKUP_CLUSTER / DELETE_BACKUP operations.
+import { NotFoundError, ValidationError } from '../../errors.js';
+import type { OperationEngine, OperationRecord } from '../operations/index.js';
+import type { RepositoryService } from '../repository/service.js';
+import type { AppInfo, InstanceInfo, WildStore } from '../../wild/store.js';
+import { appConfigSource } from '../../plugins/config/app-config.js';
+import { clusterConfigSource, etcdSnapshotSource, etcdUnavailableReason } from '../../plugins/config/cluster-config.js';
+import { BackupCatalog, type BackupView } from './catalog.js';
+import type { BackupManifest } from './manifest.js';
+import { removeBackupSnapshots, runBackup } from './pipeline.js';
+import type { ArtifactSource } from './source.js';
+import { BACKUP_ID } from './tags.js';
+
+/** What an app's backup will contain: the sources to stream and what is skipped, with reasons. */
+export interface AppBackupPlan {
+  sources: ArtifactSource[];
+  skipped: BackupManifest['skipped'];
+}
+
+/** Builds the plan of an app backup (databases and volumes come from the cluster plugins). */
+export type AppPlanner = (inst: InstanceInfo, app: AppInfo, signal: AbortSignal) => Promise<AppBackupPlan>;
+
+export interface BackupFilter {
+  app?: string | null;
+  kind?: 'APP' | 'CLUSTER' | null;
+  status?: 'COMPLETE' | 'INCOMPLETE' | null;
+}
+
+export class BackupService {
+  readonly catalog: BackupCatalog;
+  /** Set by the cluster layer; without it an app backup holds only its config. */
+  planner: AppPlanner = async () => ({ sources: [], skipped: [] });
+
+  constructor(
+    private readonly store: WildStore,
+    private readonly engine: OperationEngine,
+    private readonly repositories: RepositoryService,
+  ) {
+    this.catalog = new BackupCatalog(`${store.paths.stateDir}/manifests`);
+  }
+
+  /** Backups of an instance, newest first. An uninitialised repository has none. */
+  async list(inst: InstanceInfo, filter: BackupFilter = {}): Promise<BackupView[]> {
+    const st = await this.repositories.status(inst);
+    if (!st.initialized || !st.reachable) return [];
+    const repo = await this.repositories.open(inst);
+    const all = await this.catalog.list(repo, inst.name);
+    return all.filter((b) =>
+      (!filter.app || b.appName === filter.app) && (!filter.kind || b.kind === filter.kind) && (!filter.status || b.status === filter.status));
+  }
+
+  async get(inst: InstanceInfo, backupId: string): Promise<BackupView | null> {
+    if (!BACKUP_ID.test(backupId)) return null;
+    return (await this.list(inst)).find((b) => b.backupId === backupId) ?? null;
+  }
+
+  async backupApp(instance: string, appName: string, reason = 'manual'): Promise<OperationRecord> {
+    const inst = await this.store.requireInstance(instance);
+    const app = await this.store.requireApp(inst, appName);
+    if (!app.manifest) throw ValidationError.fromIssues(app.problems.map((p) => ({ path: `${p.file}${p.path ? `#${p.path}` : ''}`, message: p.message })), `app "${appName}" cannot be backed up until its files are fixed`);
+    const repo = await this.repositories.open(inst);
+    return this.engine.submit({
+      kind: 'BACKUP_APP',
+      instance,
+      app: appName,
+      run: async (ctx) => {
+        ctx.progress({ phase: 'planning' });
+        const plan = await this.planner(inst, app, ctx.signal);
+        for (const s of plan.skipped) ctx.log(`skipping ${s.kind}:${s.name}: ${s.reason}`);
+        try {
+          const result = await runBackup({
+            repo, catalog: this.catalog, instance, app: appName, reason, ctx,
+            sources: [...plan.sources, appConfigSource(this.store, app)],
+            skipped: plan.skipped,
+          });
+          return { backupId: result.backupId, message: `backup ${result.backupId}: ${result.manifest.artifacts.length} artifacts, ${result.manifest.artifacts.reduce((n, a) => n + a.sizeBytes, 0)} bytes` };
+        } finally {
+          this.repositories.invalidate(instance);
+        }
+      },
+    });
+  }
+
+  async backupCluster(instance: string): Promise<OperationRecord> {
+    const inst = await this.store.requireInstance(instance);
+    const repo = await this.repositories.open(inst);
+    return this.engine.submit({
+      kind: 'BACKUP_CLUSTER',
+      instance,
+      run: async (ctx) => {
+        const sources: ArtifactSource[] = [clusterConfigSource(this.store, inst)];
+        const skipped: BackupManifest['skipped'] = [];
+        const why = etcdUnavailableReason(inst);
+        if (why) {
+          skipped.push({ kind: 'etcd', name: inst.name, reason: why });
+          ctx.log(`etcd snapshot skipped: ${why}`);
+        } else sources.push(etcdSnapshotSource(inst));
+        try {
+          const result = await runBackup({ repo, catalog: this.catalog, instance, app: null, sources, skipped, ctx });
+          return { backupId: result.backupId };
+        } finally {
+          this.repositories.invalidate(instance);
+        }
+      },
+    });
+  }
+
+  /** DELETE_BACKUP: forgets every snapshot of the backup (space is reclaimed by the next prune). */
+  async deleteBackup(instance: string, backupId: string): Promise<OperationRecord> {
+    const inst = await this.store.requireInstance(instance);
+    const backup = await this.get(inst, backupId);
+    if (!backup) throw new NotFoundError(`instance "${instance}" has no backup "${backupId}"`);
+    const repo = await this.repositories.open(inst);
+    return this.engine.submit({
+      kind: 'DELETE_BACKUP',
+      instance,
+      app: backup.appName ?? undefined,
+      run: async (ctx) => {
+        ctx.setBackupId(backupId);
+        ctx.progress({ phase: 'forgetting snapshots', currentItem: backupId });
+        await repo.forget({ snapshotIds: backup.snapshots.map((s) => s.id) }, { signal: ctx.signal });
+        this.repositories.invalidate(instance);
+        return { message: `backup ${backupId} deleted (${backup.snapshots.length} snapshots forgotten)` };
+      },
+    });
+  }
+
+  /** Forgets leftovers of a backup that a crash interrupted (used by the start-up recovery). */
+  async removeIncomplete(inst: InstanceInfo, backupId: string, log: (l: string) => void): Promise<void> {
+    const repo = await this.repositories.open(inst);
+    const b = await this.get(inst, backupId);
+    if (b && b.status === 'COMPLETE') return;
+    await removeBackupSnapshots(repo, backupId, log);
+  }
+}

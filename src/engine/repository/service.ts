@@ -1,0 +1,266 @@
+// Repository configuration, status and statistics of each instance, and the INIT_REPOSITORY task.
+// Resolvers ask this service; it alone turns config files into a restic repository.
+import { readFile } from 'node:fs/promises';
+import { ResticError, ResticRepository, type ResticStats } from '../restic/index.js';
+import { StorageValidationError, displayRepositoryUri, findPluginForUri, validateRepositorySettings } from '../../plugins/storage/registry.js';
+import type { RepositorySettings, StorageCredentials } from '../../plugins/storage/settings.js';
+import { RepositoryError, ValidationError, type Issue } from '../../errors.js';
+import type { OperationEngine, OperationRecord } from '../operations/index.js';
+import type { InstanceInfo, WildStore } from '../../wild/store.js';
+import type { Retention } from '../../wild/schemas.js';
+import { setPath, updateYamlFile, writeFileAtomic } from '../../wild/writer.js';
+import { configuredCredentials, registerSecrets, resolveSettings } from './settings.js';
+
+export interface BackupConfigView {
+  /** Display URI (credentials stripped); null when the embedded default is used. */
+  repository: string | null;
+  /** Where the repository actually is (the default's path when none is configured). */
+  effectiveRepository: string;
+  backend: string;
+  isDefault: boolean;
+  retention: Retention;
+  endpoint: string | null;
+  region: string | null;
+  port: number | null;
+  cacert: string | null;
+  hasPassword: boolean;
+  configuredCredentials: string[];
+}
+
+export interface RepositoryStatusView {
+  initialized: boolean;
+  reachable: boolean;
+  error: string | null;
+  errorCode: string | null;
+  lastBackupAt: string | null;
+  snapshotCount: number;
+}
+
+export interface RepositoryStatsView extends ResticStats {
+  logicalSize: number;
+  snapshotCount: number;
+  oldestSnapshotAt: string | null;
+  latestSnapshotAt: string | null;
+}
+
+/** What updateBackupConfig and testRepository take (the contract's BackupConfigInput). */
+export interface BackupConfigInput {
+  repository: string;
+  password?: string | null;
+  retention?: Retention | null;
+  endpoint?: string | null;
+  region?: string | null;
+  port?: number | null;
+  cacert?: string | null;
+  credentials?: StorageCredentials | null;
+}
+
+export interface RepositoryServiceOptions {
+  /** Bound of a status check or testRepository. Default 20 s. */
+  statusTimeoutMs?: number;
+  /** How long a status answer is reused by queries. Default 15 s. */
+  statusTtlMs?: number;
+  resticBinary?: string;
+}
+
+const STATS_TTL_MS = 60_000;
+
+function toRepositoryError(err: unknown): unknown {
+  if (err instanceof StorageValidationError) return ValidationError.fromIssues(err.issues, 'invalid repository settings');
+  if (err instanceof ResticError) return new RepositoryError(err.message, err.code);
+  return err;
+}
+
+export class RepositoryService {
+  private readonly statusCache = new Map<string, { at: number; value: Promise<RepositoryStatusView> }>();
+  private readonly statsCache = new Map<string, { at: number; value: Promise<RepositoryStatsView> }>();
+
+  constructor(
+    private readonly store: WildStore,
+    private readonly engine: OperationEngine,
+    private readonly opts: RepositoryServiceOptions = {},
+  ) {}
+
+  /** The restic repository of an instance (the embedded default gets its password on first use). */
+  async open(inst: InstanceInfo, settings?: RepositorySettings): Promise<ResticRepository> {
+    const s = settings ?? (await resolveSettings(this.store, inst, { ensurePassword: true })).settings;
+    try {
+      return new ResticRepository({
+        settings: s,
+        dataDir: this.store.paths.stateDir,
+        binary: this.opts.resticBinary,
+        statusTimeoutMs: this.opts.statusTimeoutMs,
+      });
+    } catch (err) {
+      throw toRepositoryError(err);
+    }
+  }
+
+  async config(inst: InstanceInfo): Promise<BackupConfigView> {
+    const r = await resolveSettings(this.store, inst);
+    const s = r.settings;
+    return {
+      repository: r.isDefault ? null : displayRepositoryUri(s.repository),
+      effectiveRepository: displayRepositoryUri(s.repository),
+      backend: findPluginForUri(s.repository)?.name ?? 'unknown',
+      isDefault: r.isDefault,
+      retention: r.retention,
+      endpoint: s.endpoint ?? null,
+      region: s.region ?? null,
+      port: s.port ?? null,
+      cacert: s.cacert ?? null,
+      hasPassword: r.hasPassword || r.isDefault, // the default's password is generated on first use
+      configuredCredentials: configuredCredentials(s.credentials),
+    };
+  }
+
+  /** Drops cached status and stats of an instance (after our own writes or a config change). */
+  invalidate(instance: string): void {
+    this.statusCache.delete(instance);
+    this.statsCache.delete(instance);
+  }
+
+  /** Status for queries: reused for a few seconds, bounded in time, never throws for repository problems. */
+  status(inst: InstanceInfo): Promise<RepositoryStatusView> {
+    const hit = this.statusCache.get(inst.name);
+    if (hit && Date.now() - hit.at < (this.opts.statusTtlMs ?? 15_000)) return hit.value;
+    const value = this.computeStatus(inst);
+    this.statusCache.set(inst.name, { at: Date.now(), value });
+    value.catch(() => this.statusCache.delete(inst.name));
+    return value;
+  }
+
+  private async computeStatus(inst: InstanceInfo, settings?: RepositorySettings): Promise<RepositoryStatusView> {
+    let repo: ResticRepository;
+    try {
+      repo = await this.open(inst, settings);
+    } catch (err) {
+      const e = toRepositoryError(err) as Error & { code?: string };
+      return { initialized: false, reachable: false, error: e.message, errorCode: e.code ?? 'INVALID', lastBackupAt: null, snapshotCount: 0 };
+    }
+    const st = await repo.status();
+    if (!st.reachable || !st.initialized || st.error) {
+      return { initialized: st.initialized, reachable: st.reachable, error: st.error ?? null, errorCode: st.errorCode ?? null, lastBackupAt: null, snapshotCount: 0 };
+    }
+    const snaps = await repo.snapshots({ timeoutMs: this.opts.statusTimeoutMs ?? 20_000 });
+    const latest = snaps.reduce<string | null>((m, s) => (m === null || s.time > m ? s.time : m), null);
+    return { initialized: true, reachable: true, error: null, errorCode: null, lastBackupAt: latest, snapshotCount: snaps.length };
+  }
+
+  /** Repository statistics (raw-data and restore-size), cached for a minute and dropped on our writes. */
+  stats(inst: InstanceInfo): Promise<RepositoryStatsView> {
+    const hit = this.statsCache.get(inst.name);
+    if (hit && Date.now() - hit.at < STATS_TTL_MS) return hit.value;
+    const value = (async () => {
+      const repo = await this.open(inst);
+      const [raw, restore, snaps] = await Promise.all([repo.stats('raw-data'), repo.stats('restore-size'), repo.snapshots()]);
+      const times = snaps.map((s) => s.time).sort();
+      return { ...raw, logicalSize: restore.totalSize, snapshotCount: snaps.length, oldestSnapshotAt: times[0] ?? null, latestSnapshotAt: times.at(-1) ?? null };
+    })();
+    this.statsCache.set(inst.name, { at: Date.now(), value });
+    value.catch(() => this.statsCache.delete(inst.name));
+    return value;
+  }
+
+  /** The candidate settings: the input, with stored secrets kept where the input omits them. */
+  private async candidate(inst: InstanceInfo, input: BackupConfigInput): Promise<RepositorySettings> {
+    const stored = (await resolveSettings(this.store, inst)).settings;
+    const credentials: StorageCredentials = { ...stored.credentials };
+    for (const [k, v] of Object.entries(input.credentials ?? {})) {
+      if (v) (credentials as Record<string, unknown>)[k] = Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null && x !== undefined));
+    }
+    const settings: RepositorySettings = {
+      repository: input.repository,
+      password: input.password ?? stored.password,
+      ...(input.endpoint ? { endpoint: input.endpoint } : {}),
+      ...(input.region ? { region: input.region } : {}),
+      ...(input.port ? { port: input.port } : {}),
+      ...(input.cacert ? { cacert: input.cacert } : {}),
+      credentials,
+    };
+    registerSecrets(settings);
+    const issues: Issue[] = validateRepositorySettings(settings);
+    if (issues.length > 0) {
+      throw ValidationError.fromIssues(issues.map((i) => ({ path: `input.config.${i.path}`, message: i.message })), 'invalid backup configuration');
+    }
+    return settings;
+  }
+
+  /**
+   * Validates, then writes config.yaml and secrets.yaml (comments and other keys kept). An omitted
+   * password or credential keeps the stored one; endpoint, region, port and cacert are replaced.
+   * If the second write fails, the first file is put back as it was.
+   */
+  async update(instance: string, input: BackupConfigInput): Promise<BackupConfigView> {
+    const inst = await this.store.requireInstance(instance);
+    const settings = await this.candidate(inst, input);
+    const secretsFile = this.store.paths.secretsFile(instance);
+    const before = await readFile(secretsFile, 'utf8').catch(() => null);
+    const secretsChanged = Boolean(input.password) || Object.values(input.credentials ?? {}).some(Boolean);
+    if (secretsChanged) {
+      await updateYamlFile(secretsFile, (doc) => {
+        if (input.password) setPath(doc, ['cloud', 'backup', 'password'], input.password);
+        for (const [k, v] of Object.entries(input.credentials ?? {})) {
+          if (v) setPath(doc, ['cloud', 'backup', 'credentials', k], (settings.credentials as Record<string, unknown>)[k]);
+        }
+      }, 0o600);
+    }
+    try {
+      await updateYamlFile(this.store.paths.configFile(instance), (doc) => {
+        setPath(doc, ['cloud', 'backup', 'repository'], input.repository);
+        for (const key of ['endpoint', 'region', 'port', 'cacert'] as const) {
+          setPath(doc, ['cloud', 'backup', 'backend', key], input[key] ?? undefined);
+        }
+        const backend = doc.getIn(['cloud', 'backup', 'backend']) as { items?: unknown[] } | undefined;
+        if (backend && Array.isArray(backend.items) && backend.items.length === 0) doc.deleteIn(['cloud', 'backup', 'backend']);
+        if (input.retention) {
+          const r = Object.fromEntries(Object.entries(input.retention).filter(([, v]) => v !== null && v !== undefined));
+          setPath(doc, ['cloud', 'backup', 'retention'], r);
+        }
+      }, 0o644);
+    } catch (err) {
+      if (secretsChanged) {
+        if (before === null) await writeFileAtomic(secretsFile, '', 0o600).catch(() => undefined);
+        else await writeFileAtomic(secretsFile, before, 0o600).catch(() => undefined);
+      }
+      throw err;
+    }
+    this.invalidate(instance);
+    return this.config(await this.store.requireInstance(instance));
+  }
+
+  /**
+   * Tries the stored settings, or a candidate merged with the stored secrets, without saving.
+   * A reachable repository answers with its status (initialized or not); a wrong password, an
+   * unreachable or locked backend is a RepositoryError.
+   */
+  async test(instance: string, input?: BackupConfigInput | null): Promise<RepositoryStatusView> {
+    const inst = await this.store.requireInstance(instance);
+    const settings = input ? await this.candidate(inst, input) : undefined;
+    const st = await this.computeStatus(inst, settings);
+    if (st.error && st.errorCode !== 'RESTIC_NOT_INITIALIZED') throw new RepositoryError(st.error, st.errorCode ?? 'REPOSITORY_ERROR');
+    return st;
+  }
+
+  /** Starts INIT_REPOSITORY. Settings are checked first, so a bad configuration creates no operation. */
+  async init(instance: string): Promise<OperationRecord> {
+    const inst = await this.store.requireInstance(instance);
+    const repo = await this.open(inst);
+    return this.engine.submit({
+      kind: 'INIT_REPOSITORY',
+      instance,
+      exclusive: true,
+      run: async (ctx) => {
+        ctx.progress({ phase: 'initializing', currentItem: repo.displayUri });
+        try {
+          await repo.init({ signal: ctx.signal });
+        } catch (err) {
+          throw toRepositoryError(err);
+        } finally {
+          this.invalidate(instance);
+        }
+        return { message: `repository initialized at ${repo.displayUri}` };
+      },
+    });
+  }
+}

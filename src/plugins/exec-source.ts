@@ -1,0 +1,70 @@
+// An artifact source that streams a command's stdout out of a pod (the database and volume
+// plugins' common shape): argv only, secrets through stdin, facts for the manifest at the end.
+import { execStream, execText, type KubeClient } from '../kube/index.js';
+import type { ArtifactSource } from '../engine/backup/source.js';
+import type { ArtifactRef } from '../engine/backup/tags.js';
+
+export interface PodTarget {
+  namespace: string;
+  pod: string;
+  container?: string;
+}
+
+export interface ExecSourceSpec {
+  client: KubeClient;
+  target: PodTarget;
+  artifact: ArtifactRef;
+  extension: string;
+  command: string[];
+  /** Given to the command on stdin (e.g. a password line); never on argv. */
+  stdin?: string;
+  estimate?: (signal: AbortSignal) => Promise<number | null>;
+  /** Facts gathered after the command succeeded (row counts, listing). */
+  meta?: (signal: AbortSignal) => Promise<Record<string, unknown>>;
+  /** Transforms the stream on its way out (e.g. a tar scanner), given the same bytes. */
+  through?: () => { transform: NodeJS.ReadWriteStream; result: () => Record<string, unknown> };
+  /** Called when the stream is done either way (helper pod removal). */
+  cleanup?: () => Promise<void>;
+}
+
+export function execSource(spec: ExecSourceSpec): ArtifactSource {
+  return {
+    artifact: spec.artifact,
+    extension: spec.extension,
+    estimate: (signal) => (spec.estimate ? spec.estimate(signal) : Promise.resolve(null)),
+    async open(signal) {
+      const stdin = spec.stdin === undefined ? undefined : Buffer.from(spec.stdin);
+      let ex;
+      try {
+        ex = await execStream(spec.client, {
+          ...spec.target, command: spec.command, signal,
+          ...(stdin ? { stdin, stdinLength: stdin.length } : {}),
+        });
+      } catch (err) {
+        await spec.cleanup?.().catch(() => undefined);
+        throw err;
+      }
+      const through = spec.through?.();
+      const stream = through ? ex.stdout.pipe(through.transform as unknown as NodeJS.WritableStream & import('node:stream').Readable) : ex.stdout;
+      if (through) ex.stdout.on('error', (e) => (through.transform as unknown as import('node:stream').Duplex).destroy(e));
+      const finished = (async () => {
+        try {
+          await ex.done;
+          const facts = spec.meta ? await spec.meta(signal) : {};
+          return { ...facts, ...(through ? through.result() : {}) };
+        } finally {
+          await spec.cleanup?.().catch(() => undefined);
+        }
+      })();
+      finished.catch(() => undefined);
+      return { stream: stream as import('node:stream').Readable, finished };
+    },
+  };
+}
+
+/** Runs a short command in a pod and returns its trimmed stdout. */
+export async function podText(client: KubeClient, target: PodTarget, command: string[], signal?: AbortSignal, stdin?: string): Promise<string> {
+  const input = stdin === undefined ? undefined : Buffer.from(stdin);
+  const { stdout } = await execText(client, { ...target, command, signal, ...(input ? { stdin: input, stdinLength: input.length } : {}) });
+  return stdout.trim();
+}

@@ -1,0 +1,96 @@
+// PVC volumes: an uncompressed tar stream of the volume (restic deduplicates and compresses it),
+// read from the running pod that mounts it, or from a helper pod when none runs. Other volumes
+// mounted inside the PVC's mount path (a configMap file by subPath, say) are left out: they are
+// not on the volume. Optional exclude patterns: apps.<app>.backup.exclude.
+import type { V1Pod } from '@kubernetes/client-node';
+import { createHelperPod, deleteHelperPod, waitForHelperPod, type KubeClient } from '../../kube/index.js';
+import type { ArtifactSource } from '../../engine/backup/source.js';
+import type { AppVolume } from '../../engine/cluster.js';
+import type { AppInfo } from '../../wild/store.js';
+import { execSource, podText, type PodTarget } from '../exec-source.js';
+import { TarScanner } from './tar-scan.js';
+
+/** apps.<app>.backup.exclude: tar --exclude patterns (relative to the volume root). */
+export function excludePatterns(app: AppInfo): string[] {
+  const backup = app.config.backup as { exclude?: unknown } | undefined;
+  const ex = backup?.exclude;
+  return Array.isArray(ex) ? ex.filter((p): p is string => typeof p === 'string' && p.length > 0 && p.length < 1024) : [];
+}
+
+/** Mounts of other volumes that sit inside `mountPath` in the same container, as tar excludes. */
+function nestedMounts(pod: V1Pod, container: string, mountPath: string): string[] {
+  const c = pod.spec?.containers?.find((x) => x.name === container);
+  const root = mountPath.replace(/\/+$/, '');
+  return (c?.volumeMounts ?? [])
+    .map((m) => m.mountPath.replace(/\/+$/, ''))
+    .filter((p) => p !== root && p.startsWith(root + '/'))
+    .map((p) => './' + p.slice(root.length + 1));
+}
+
+export function tarCommand(mountPath: string, excludes: string[]): string[] {
+  // GNU tar and busybox tar both take these; --exclude values are argv, never shell text.
+  return ['tar', '-c', '-f', '-', ...excludes.map((e) => `--exclude=${e}`), '-C', mountPath, '.'];
+}
+
+export interface VolumeSourceOptions {
+  client: KubeClient;
+  app: AppInfo;
+  volume: AppVolume;
+  helperImage?: string;
+}
+
+export function pvcSource(o: VolumeSourceOptions): ArtifactSource {
+  const { client, app, volume } = o;
+  const patterns = excludePatterns(app);
+  // The pod and path are found when the source opens (the estimate may run on another pod).
+  const locate = async (signal: AbortSignal): Promise<{ target: PodTarget; mountPath: string; excludes: string[]; cleanup?: () => Promise<void> }> => {
+    const mount = volume.mount && !volume.mount.subPath ? volume.mount : undefined;
+    if (mount) {
+      const pod = await client.call((c) => client.core.readNamespacedPod({ namespace: app.name, name: mount.pod }, c), { signal, timeoutMs: 15_000 });
+      return {
+        target: { namespace: app.name, pod: mount.pod, container: mount.container },
+        mountPath: mount.mountPath,
+        excludes: [...nestedMounts(pod, mount.container, mount.mountPath), ...patterns],
+      };
+    }
+    const helper = await createHelperPod(client, { namespace: app.name, pvc: volume.name, readOnly: true, image: o.helperImage, signal });
+    try {
+      const running = await waitForHelperPod(client, helper, { namespace: app.name, pvc: volume.name, signal });
+      return {
+        target: { namespace: running.namespace, pod: running.name, container: running.container },
+        mountPath: running.mountPath,
+        excludes: patterns,
+        cleanup: () => deleteHelperPod(client, helper),
+      };
+    } catch (err) {
+      await deleteHelperPod(client, helper).catch(() => undefined);
+      throw err;
+    }
+  };
+  let located: Awaited<ReturnType<typeof locate>> | undefined;
+  return {
+    artifact: { kind: 'pvc', name: volume.name },
+    extension: '.tar',
+    async estimate(signal) {
+      // Only a running pod is asked for `du`; a helper pod is not started just for an estimate.
+      if (!volume.mount || volume.mount.subPath) return volume.capacityBytes ?? null;
+      const l = await locate(signal);
+      const out = await podText(client, l.target, ['du', '-s', '-k', l.mountPath], signal);
+      return Number(out.split(/\s+/)[0]) * 1024 || null;
+    },
+    async open(signal) {
+      located = await locate(signal);
+      const l = located;
+      const source = execSource({
+        client, target: l.target, artifact: { kind: 'pvc', name: volume.name }, extension: '.tar',
+        command: tarCommand(l.mountPath, l.excludes),
+        through: () => {
+          const scanner = new TarScanner();
+          return { transform: scanner, result: () => ({ ...scanner.result(), excludes: l.excludes, pod: l.target.pod }) };
+        },
+        cleanup: l.cleanup,
+      });
+      return source.open(signal);
+    },
+  };
+}

@@ -1,0 +1,48 @@
+// A simulated cluster with Wild Backup serving its data directory, for end-to-end tests.
+import { startSimCluster, type SimCluster, type SimClusterOptions } from '../../src/sim/fixture.js';
+import { buildApp, type AppOptions, type WildBackupApp } from '../../src/server.js';
+import { ADMIN_TOKEN, READONLY_TOKEN } from './app.js';
+import type { OperationRecord } from '../../src/engine/operations/index.js';
+
+export interface SimApp {
+  sim: SimCluster;
+  app: WildBackupApp;
+  gql<T = Record<string, unknown>>(query: string, variables?: Record<string, unknown>, token?: string): Promise<{ data?: T; errors?: Array<{ message: string }> }>;
+  /** Runs a mutation that answers OperationPayload and waits for the operation to finish. */
+  runOperation(mutation: string, variables?: Record<string, unknown>): Promise<OperationRecord>;
+  close(): Promise<void>;
+}
+
+export async function startSimApp(simOpts: SimClusterOptions = {}, appOpts: Partial<AppOptions> = {}): Promise<SimApp> {
+  const sim = await startSimCluster(simOpts);
+  let app: WildBackupApp;
+  try {
+    app = await buildApp({ dataDir: sim.dataDir, port: 0, env: { WILD_BACKUP_TOKEN: ADMIN_TOKEN, WILD_BACKUP_READONLY_TOKEN: READONLY_TOKEN }, ...appOpts });
+  } catch (err) {
+    await sim.stop();
+    throw err;
+  }
+  const gql: SimApp['gql'] = async (query, variables, token = ADMIN_TOKEN) => {
+    const res = await app.yoga.fetch('http://localhost/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query, variables }),
+    });
+    return (await res.json()) as never;
+  };
+  return {
+    sim, app, gql,
+    async runOperation(mutation, variables) {
+      const res = await gql<Record<string, { __typename: string; operation?: { operationId: string }; message?: string }>>(mutation, variables);
+      const payload = Object.values(res.data ?? {})[0];
+      if (!payload?.operation) throw new Error(`no operation: ${JSON.stringify(res)}`);
+      return app.services.engine.waitFor(payload.operation.operationId);
+    },
+    async close() {
+      await app.stop();
+      await sim.stop();
+    },
+  };
+}
+
+export const OP_FIELDS = `__typename ... on OperationPayload { operation { operationId status } } ... on Error { code message }`;
