@@ -42,6 +42,8 @@ export interface AppOptions {
   clusterTimeoutMs?: number;
   /** Image of helper pods that mount a PVC nobody mounts (needs sh and tar). */
   helperImage?: string;
+  /** A backup artifact that moves no byte for this long fails (STALLED). Default 2 min. */
+  stallTimeoutMs?: number;
   /** Deepest query accepted. Default 12. */
   maxDepth?: number;
   /** Highest query cost accepted (graphql-armor's measure). Default 20000. */
@@ -83,7 +85,7 @@ export async function buildApp(opts: AppOptions): Promise<WildBackupApp> {
   const pubsub = new PubSub<OperationTopics>();
   const engine = new OperationEngine({ paths: store.paths, pubsub, concurrency: opts.concurrency });
   const repositories = new RepositoryService(store, engine, { statusTimeoutMs: opts.repositoryTimeoutMs });
-  const backups = new BackupService(store, engine, repositories);
+  const backups = new BackupService(store, engine, repositories, { stallTimeoutMs: opts.stallTimeoutMs });
   for (const kind of ['BACKUP_APP', 'BACKUP_CLUSTER'] as const) {
     engine.onRecovery(kind, async (rec, log) => {
       if (!rec.backupId) return;

@@ -52,7 +52,11 @@ export const credentialsSchema = z.looseObject({
 export const secretsSchema = z.looseObject({
   cloud: z
     .looseObject({
-      backup: z.looseObject({ password: secretString.optional(), credentials: credentialsSchema.optional() }).nullish(),
+      backup: z.looseObject({
+        password: secretString.optional(),
+        defaultRepositoryPassword: secretString.optional(),
+        credentials: credentialsSchema.optional(),
+      }).nullish(),
     })
     .nullish(),
   apps: z.record(z.string(), appConfigSchema.nullish()).nullish(),

@@ -61,7 +61,7 @@ describe('the embedded default repository', () => {
     expect((await stat(secretsFile)).mode & 0o777).toBe(0o600);
     const secretsText = await readFile(secretsFile, 'utf8');
     expect(secretsText).toContain('example-gitea-db-password'); // unrelated keys kept
-    const generated = /password: (\S+)\n/.exec(secretsText.split('backup:')[1] ?? '')?.[1];
+    const generated = /defaultRepositoryPassword: (\S+)\n/.exec(secretsText)?.[1];
     expect(generated?.length).toBeGreaterThanOrEqual(24);
     SECRETS.push(generated!);
 

@@ -23,6 +23,15 @@ export class ArtifactFailedError extends WildError {
   }
 }
 
+/** No byte moved for too long: the repository or the source stopped answering. */
+export class StalledError extends WildError {
+  readonly code = 'STALLED';
+  override name = 'StalledError';
+}
+
+/** Default stall bound: restic retries an unreachable backend for many minutes; we do not wait that long. */
+export const DEFAULT_STALL_TIMEOUT_MS = 120_000;
+
 export interface BackupRun {
   repo: ResticRepository;
   catalog: BackupCatalog;
@@ -33,6 +42,8 @@ export interface BackupRun {
   skipped: BackupManifest['skipped'];
   reason?: string;
   ctx: TaskContext;
+  /** An artifact that moves no byte for this long fails with StalledError. Default 2 minutes. */
+  stallTimeoutMs?: number;
 }
 
 export interface BackupResult {
@@ -65,18 +76,29 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
       const filename = artifactFilename(scope, src.artifact, src.extension);
       ctx.progress({ phase: `backing up ${label(src)}`, currentItem: filename });
       let opened: Awaited<ReturnType<ArtifactSource['open']>> | undefined;
+      // One signal per artifact: the operation's cancel, or the stall watchdog.
+      const stall = new AbortController();
+      const signal = AbortSignal.any([ctx.signal, stall.signal]);
+      const stallMs = run.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+      let lastMove = Date.now();
+      const watchdog = setInterval(() => {
+        if (Date.now() - lastMove > stallMs) {
+          stall.abort(new StalledError(`no progress for ${Math.round(stallMs / 1000)} s: the repository or the source stopped answering`));
+        }
+      }, Math.min(1000, stallMs / 4));
       try {
-        opened = await src.open(ctx.signal);
+        opened = await src.open(signal);
         let counted = 0;
         const counter = gatedCounter(opened.finished, (n) => {
           counted = n;
+          lastMove = Date.now();
           ctx.progress({ bytesDone: base + n });
         });
         // A failing source must fail restic's stdin (and so restic), never end it quietly.
         const feeding = pipeline(opened.stream, counter).catch((err: unknown) => { counter.destroy(err as Error); throw err; });
         const finished = opened.finished;
         const [summary, meta] = await Promise.all([
-          repo.backupStdin({ stdin: counter, filename, host: instance, signal: ctx.signal, tags: tagsFor({ instance, app, backupId, artifact: src.artifact }) }),
+          repo.backupStdin({ stdin: counter, filename, host: instance, signal, tags: tagsFor({ instance, app, backupId, artifact: src.artifact }) }),
           finished,
           feeding,
         ]);
@@ -87,7 +109,9 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
         // Close the source (its exec stream or process) whatever failed.
         opened?.stream.destroy();
         if (ctx.signal.aborted) throw err;
-        throw new ArtifactFailedError(label(src), err);
+        throw new ArtifactFailedError(label(src), stall.signal.aborted ? stall.signal.reason : err);
+      } finally {
+        clearInterval(watchdog);
       }
     }
 
@@ -116,9 +140,11 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
 /** Forgets every snapshot tagged with the backup id (ours to remove: the backup did not complete). */
 export async function removeBackupSnapshots(repo: ResticRepository, backupId: string, log: (line: string) => void): Promise<void> {
   try {
-    const snaps = await repo.snapshots({ tags: [`backup:${backupId}`], refresh: true, timeoutMs: 60_000 });
+    // Bounded: when the repository itself is what failed, this cannot succeed, and restic never
+    // commits a snapshot whose upload failed; incomplete leftovers are also swept by retention.
+    const snaps = await repo.snapshots({ tags: [`backup:${backupId}`], refresh: true, timeoutMs: 20_000 });
     if (snaps.length === 0) return;
-    await repo.forget({ snapshotIds: snaps.map((s) => s.id) }, { timeoutMs: 120_000 });
+    await repo.forget({ snapshotIds: snaps.map((s) => s.id) }, { timeoutMs: 60_000 });
     log(`removed ${snaps.length} snapshot(s) of the incomplete backup ${backupId}`);
   } catch (err) {
     log(`could not remove the snapshots of the incomplete backup ${backupId}: ${(err as Error).message}`);

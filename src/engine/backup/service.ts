@@ -36,6 +36,7 @@ export class BackupService {
     private readonly store: WildStore,
     private readonly engine: OperationEngine,
     private readonly repositories: RepositoryService,
+    private readonly opts: { stallTimeoutMs?: number } = {},
   ) {
     this.catalog = new BackupCatalog(`${store.paths.stateDir}/manifests`);
   }
@@ -70,7 +71,7 @@ export class BackupService {
         for (const s of plan.skipped) ctx.log(`skipping ${s.kind}:${s.name}: ${s.reason}`);
         try {
           const result = await runBackup({
-            repo, catalog: this.catalog, instance, app: appName, reason, ctx,
+            repo, catalog: this.catalog, instance, app: appName, reason, ctx, stallTimeoutMs: this.opts.stallTimeoutMs,
             sources: [...plan.sources, appConfigSource(this.store, app)],
             skipped: plan.skipped,
           });
@@ -97,7 +98,7 @@ export class BackupService {
           ctx.log(`etcd snapshot skipped: ${why}`);
         } else sources.push(etcdSnapshotSource(inst));
         try {
-          const result = await runBackup({ repo, catalog: this.catalog, instance, app: null, sources, skipped, ctx });
+          const result = await runBackup({ repo, catalog: this.catalog, instance, app: null, sources, skipped, ctx, stallTimeoutMs: this.opts.stallTimeoutMs });
           return { backupId: result.backupId };
         } finally {
           this.repositories.invalidate(instance);

@@ -164,7 +164,9 @@ export class RepositoryService {
 
   /** The candidate settings: the input, with stored secrets kept where the input omits them. */
   private async candidate(inst: InstanceInfo, input: BackupConfigInput): Promise<RepositorySettings> {
-    const stored = (await resolveSettings(this.store, inst)).settings;
+    const resolved = await resolveSettings(this.store, inst);
+    // The default repository's generated password is not a candidate for another repository.
+    const stored = resolved.isDefault ? { ...resolved.settings, password: (await this.store.secrets(inst.name)).cloud?.backup?.password ?? '' } : resolved.settings;
     const credentials: StorageCredentials = { ...stored.credentials };
     for (const [k, v] of Object.entries(input.credentials ?? {})) {
       if (v) (credentials as Record<string, unknown>)[k] = Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null && x !== undefined));

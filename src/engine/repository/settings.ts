@@ -1,11 +1,15 @@
 // An instance's repository settings, from config.yaml (cloud.backup) and secrets.yaml
-// (cloud.backup.password, .credentials), with the embedded default when none is configured.
+// (cloud.backup.password, .credentials), with the embedded default when none is configured
+// (its generated password in cloud.backup.defaultRepositoryPassword).
 import { randomBytes } from 'node:crypto';
 import type { RepositorySettings, StorageCredentials } from '../../plugins/storage/settings.js';
 import { processSecrets } from '../../util/log.js';
 import type { InstanceInfo, WildStore } from '../../wild/store.js';
 import { setPath, updateYamlFile } from '../../wild/writer.js';
 import type { Retention } from '../../wild/schemas.js';
+
+/** Where the embedded default repository's generated password lives in secrets.yaml. */
+export const DEFAULT_PASSWORD_KEY = ['cloud', 'backup', 'defaultRepositoryPassword'];
 
 export interface ResolvedSettings {
   settings: RepositorySettings;
@@ -40,14 +44,16 @@ export async function resolveSettings(store: WildStore, inst: InstanceInfo, opts
   const secrets = await store.secrets(inst.name);
   const sb = secrets.cloud?.backup ?? {};
   const isDefault = !backup.repository;
-  let password = sb.password ?? '';
+  // The embedded default keeps its own password key, so configuring another repository (with
+  // its own password) never loses the key to the backups already in the default one.
+  let password = (isDefault ? sb.defaultRepositoryPassword : sb.password) ?? '';
   if (!password && isDefault && opts.ensurePassword) {
     password = randomBytes(24).toString('base64url');
     await updateYamlFile(store.paths.secretsFile(inst.name), (doc) => {
       // Another writer may have set one meanwhile: never replace a password that exists.
-      if (!doc.getIn(['cloud', 'backup', 'password'])) setPath(doc, ['cloud', 'backup', 'password'], password);
+      if (!doc.getIn(DEFAULT_PASSWORD_KEY)) setPath(doc, DEFAULT_PASSWORD_KEY, password);
     }, 0o600);
-    password = (await store.secrets(inst.name)).cloud?.backup?.password ?? password;
+    password = (await store.secrets(inst.name)).cloud?.backup?.defaultRepositoryPassword ?? password;
   }
   const b = backup.backend ?? {};
   const settings: RepositorySettings = {

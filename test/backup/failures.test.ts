@@ -1,0 +1,139 @@
+// Failed backups leave no COMPLETE backup and no stray snapshot: a dump command that fails, the
+// database pod deleted mid-dump, the repository server stopping mid-stream, and a cancel. No exec
+// socket or restic process is left behind.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openExecSockets, kubeClientFor } from '../../src/kube/index.js';
+import type { OperationRecord } from '../../src/engine/operations/index.js';
+import { setPath, updateYamlFile } from '../../src/wild/writer.js';
+import { freePort, waitForPort } from '../../src/util/net.js';
+import { OP_FIELDS, startSimApp, type SimApp } from '../helpers/sim-app.js';
+
+let s: SimApp;
+let rcloneDir: string;
+let rclonePort: number;
+let rclone: ChildProcess | undefined;
+
+async function startRclone(): Promise<void> {
+  rclone = spawn('rclone', ['serve', 'restic', '--addr', `127.0.0.1:${rclonePort}`, path.join(rcloneDir, 'data')], {
+    stdio: 'ignore', env: { ...process.env, RCLONE_CONFIG: path.join(rcloneDir, 'rclone.conf') },
+  });
+  await waitForPort(rclonePort);
+}
+
+async function stopRclone(): Promise<void> {
+  const p = rclone;
+  rclone = undefined;
+  if (!p || p.exitCode !== null) return;
+  const gone = new Promise((r) => p.once('exit', r));
+  p.kill('SIGKILL');
+  await gone;
+}
+
+beforeAll(async () => {
+  s = await startSimApp({ apps: ['gitea', 'website'] }, { stallTimeoutMs: 4000 });
+  rcloneDir = await mkdtemp(path.join(os.tmpdir(), 'wild-rclone-'));
+  rclonePort = await freePort();
+  const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
+  expect(init.status).toBe('SUCCEEDED');
+}, 180_000);
+afterAll(async () => {
+  await stopRclone();
+  await s?.close();
+  if (rcloneDir) await rm(rcloneDir, { recursive: true, force: true });
+});
+
+const startBackup = async (app: string) => {
+  const res = await s.gql<{ backupApp: { operation: { operationId: string } } }>(`mutation($app: String!) { backupApp(input: { instance: "test", app: $app }) { ${OP_FIELDS} } }`, { app });
+  return res.data!.backupApp.operation.operationId;
+};
+
+/** Resolves once the operation streams the named artifact with at least `minBytes` done. */
+function whenStreaming(opId: string, artifact: string, minBytes: number): Promise<void> {
+  return (async () => {
+    for await (const ev of s.app.services.pubsub.subscribe(`operation:${opId}`, { bufferSize: 10_000 })) {
+      const p = ev.operation.progress;
+      if (p.phase.includes(artifact) && p.bytesDone >= minBytes) return;
+      if (ev.type === 'FINISHED') throw new Error(`finished before streaming ${artifact}: ${ev.operation.status} ${JSON.stringify(ev.operation.error)}`);
+    }
+  })();
+}
+
+async function expectNothingLeft(rec: OperationRecord, app: string): Promise<void> {
+  const inst = await s.app.services.store.requireInstance('test');
+  const repo = await s.app.services.repositories.open(inst);
+  expect(rec.backupId).toBeTruthy();
+  expect(await repo.snapshots({ tags: [`backup:${rec.backupId}`], refresh: true })).toEqual([]);
+  s.app.services.repositories.invalidate('test');
+  const latest = await s.gql<{ instance: { app: { backups: { edges: Array<{ node: { backupId: string; status: string } }> } } } }>(
+    `query($app: String!) { instance(name: "test") { app(name: $app) { backups { edges { node { backupId status } } } } } }`, { app });
+  expect(latest.data!.instance.app.backups.edges.map((e) => e.node.backupId)).not.toContain(rec.backupId);
+  expect(openExecSockets()).toBe(0);
+  const restics = spawn('pgrep', ['-P', String(process.pid), 'restic']);
+  const code = await new Promise((r) => restics.on('close', r));
+  expect(code, 'no restic child left running').toBe(1);
+}
+
+describe('failed backups', () => {
+  it('a dump command that fails: FAILED naming the artifact and the stderr tail, nothing left', async () => {
+    const config = path.join(s.sim.instanceDir, 'config.yaml');
+    await updateYamlFile(config, (doc) => setPath(doc, ['apps', 'gitea', 'dbName'], 'no_such_db'), 0o644);
+    try {
+      const rec = await s.app.services.engine.waitFor(await startBackup('gitea'));
+      expect(rec.status).toBe('FAILED');
+      expect(rec.error?.message).toMatch(/postgres:no_such_db/);
+      expect(rec.error?.message).toMatch(/does not exist/);
+      await expectNothingLeft(rec, 'gitea');
+    } finally {
+      await updateYamlFile(config, (doc) => setPath(doc, ['apps', 'gitea', 'dbName'], 'gitea'), 0o644);
+    }
+  });
+
+  it('cancelled mid-stream through GraphQL: CANCELLED, nothing left', async () => {
+    await writeFile(path.join(s.sim.pvcDir('website', 'website-content'), 'big.bin'), randomBytes(96 << 20));
+    const opId = await startBackup('website');
+    await whenStreaming(opId, 'pvc:website-content', 1 << 20);
+    const res = await s.gql<{ cancelOperation: { __typename: string } }>(`mutation($id: ID!) { cancelOperation(id: $id) { __typename } }`, { id: opId });
+    expect(res.data!.cancelOperation.__typename).toBe('CancelOperationPayload');
+    const rec = await s.app.services.engine.waitFor(opId);
+    expect(rec.status).toBe('CANCELLED');
+    await expectNothingLeft(rec, 'website');
+  });
+
+  it('the database pod deleted mid-dump: FAILED with a lost connection, nothing left', async () => {
+    const pg = s.sim.databases.postgres!;
+    await pg.query(`create table if not exists bulk as select g as id, repeat(md5(g::text), 30) as payload from generate_series(1, 250000) g`, 'gitea');
+    const opId = await startBackup('gitea');
+    await whenStreaming(opId, 'postgres:gitea', 1 << 20);
+    const client = kubeClientFor(s.sim.kubeconfigPath);
+    const pods = await client.core.listNamespacedPod({ namespace: 'postgres', labelSelector: 'app=postgres' });
+    await client.core.deleteNamespacedPod({ namespace: 'postgres', name: pods.items[0]!.metadata!.name!, gracePeriodSeconds: 0 });
+    const rec = await s.app.services.engine.waitFor(opId);
+    expect(rec.status).toBe('FAILED');
+    expect(rec.error?.message).toMatch(/postgres:gitea/);
+    await expectNothingLeft(rec, 'gitea');
+  });
+  it('the repository server stops mid-stream: FAILED, and once it is back no snapshot of that backup exists', async () => {
+    await startRclone();
+    const upd = await s.gql<{ updateBackupConfig: { __typename: string } }>(
+      `mutation($r: String!) { updateBackupConfig(input: { instance: "test", config: { repository: $r, password: "rest-repo-password-1" } }) { __typename ... on Error { message } } }`,
+      { r: `rest:http://127.0.0.1:${rclonePort}/` });
+    expect(upd.data!.updateBackupConfig.__typename).toBe('BackupConfigPayload');
+    const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
+    expect(init.status, JSON.stringify(init.error)).toBe('SUCCEEDED');
+    const opId = await startBackup('website');
+    await whenStreaming(opId, 'pvc:website-content', 1 << 20);
+    await stopRclone();
+    const rec = await s.app.services.engine.waitFor(opId);
+    expect(rec.status).toBe('FAILED');
+    expect(rec.error?.message).toMatch(/pvc:website-content/);
+    expect(rec.error?.code).toBe('STALLED');
+    await startRclone();
+    await expectNothingLeft(rec, 'website');
+  }, 120_000);
+
+});
