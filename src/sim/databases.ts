@@ -52,6 +52,12 @@ function openPath(root: string, dir: string): void {
   for (let cur = path.dirname(dir); cur.startsWith(top) && cur !== top; cur = path.dirname(cur)) {
     if (existsSync(cur)) chmodSync(cur, statSync(cur).mode | 0o111);
   }
+  // Above the sim's own root we change nothing: say clearly what blocks the postgres user.
+  for (let cur = top; cur !== path.dirname(cur); cur = path.dirname(cur)) {
+    if (existsSync(cur) && (statSync(cur).mode & 0o001) === 0) {
+      throw new Error(`PostgreSQL runs as the postgres user and cannot reach ${dir}: ${cur} is not searchable by others (chmod o+x ${cur}, or choose a directory under /tmp)`);
+    }
+  }
 }
 
 abstract class LocalServer implements PodBacking {

@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:
 import os from 'node:os';
 import path from 'node:path';
 import { startSimCluster, type SimCluster } from './fixture.js';
+import { buildApp, type WildBackupApp } from '../server.js';
 
 interface Flags { port?: number; data?: string; readyFile?: string }
 
@@ -25,8 +26,6 @@ function parseFlags(argv: string[]): Flags {
   return f;
 }
 
-interface ServerHandle { start(): Promise<{ url: string }>; stop(): Promise<void> }
-type BuildApp = (opts: { dataDir: string; host?: string; port?: number; token?: string }) => Promise<ServerHandle>;
 
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
@@ -34,7 +33,7 @@ async function main(): Promise<void> {
   mkdirSync(root, { recursive: true });
   console.log(`demo: starting the simulated Wild Cloud cluster in ${root} ...`);
   let sim: SimCluster | undefined;
-  let server: ServerHandle | undefined;
+  let server: WildBackupApp | undefined;
   let stopping = false;
   const stop = async (code: number): Promise<void> => {
     if (stopping) return;
@@ -54,19 +53,11 @@ async function main(): Promise<void> {
     console.log(`demo: cluster up (${sim.apiUrl}), instance "demo" with apps: ${sim.apps.join(', ')}`);
     const token = process.env.WILD_BACKUP_TOKEN ?? randomBytes(24).toString('base64url');
 
-    // The GraphQL server (src/server.ts) is built by the lead; hook it up when it exists.
-    let buildApp: BuildApp | undefined;
-    try {
-      const serverModule = './../server.js';
-      buildApp = ((await import(serverModule)) as { buildApp?: BuildApp }).buildApp;
-    } catch (err) {
-      console.warn(`demo: src/server.ts not loadable yet (${(err as Error).message.split('\n')[0]}); running the cluster only.`);
-    }
-    let graphqlUrl: string | null = null;
-    if (buildApp) {
-      server = await buildApp({ dataDir: sim.dataDir, host: '127.0.0.1', ...(flags.port !== undefined ? { port: flags.port } : {}), token });
-      graphqlUrl = (await server.start()).url;
-    }
+    server = await buildApp({
+      dataDir: sim.dataDir, host: '127.0.0.1', port: flags.port ?? 4000,
+      env: { ...process.env, WILD_BACKUP_TOKEN: token },
+    });
+    const graphqlUrl = (await server.start()).url;
     const ready = { graphqlUrl, token, kubeconfig: sim.kubeconfigPath, dataDir: sim.dataDir };
     if (flags.readyFile) {
       const tmp = `${flags.readyFile}.tmp`;
@@ -74,7 +65,7 @@ async function main(): Promise<void> {
       renameSync(tmp, flags.readyFile);
     }
     console.log('');
-    console.log(`  GraphiQL:   ${graphqlUrl ?? '(server not available yet)'}`);
+    console.log(`  GraphiQL:   ${graphqlUrl}?token=${token}`);
     console.log(`  Token:      ${token}   (Authorization: Bearer <token>)`);
     console.log(`  Kubeconfig: ${sim.kubeconfigPath}   (kubectl --kubeconfig ... get pods -A)`);
     console.log(`  Data dir:   ${sim.dataDir}   (WILD_CENTRAL_DATA)`);
