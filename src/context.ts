@@ -3,6 +3,7 @@ import type { OperationEngine } from './engine/operations/index.js';
 import type { RepositoryService } from './engine/repository/service.js';
 import type { BackupService } from './engine/backup/service.js';
 import type { ClusterService } from './engine/cluster.js';
+import type { RestoreService } from './engine/restore/service.js';
 import type { PubSub } from './subscriptions/pubsub.js';
 import type { OperationTopics } from './subscriptions/events.js';
 import type { WildStore } from './wild/store.js';
@@ -15,6 +16,7 @@ export interface Services {
   repositories: RepositoryService;
   backups: BackupService;
   cluster: ClusterService;
+  restores: RestoreService;
   pubsub: PubSub<OperationTopics>;
 }
 

@@ -18,6 +18,7 @@ import { RepositoryService } from './engine/repository/service.js';
 import { BackupService } from './engine/backup/service.js';
 import { ClusterService } from './engine/cluster.js';
 import { clusterPlanner } from './engine/backup/planner.js';
+import { RestoreService } from './engine/restore/service.js';
 import { PubSub } from './subscriptions/pubsub.js';
 import type { OperationTopics } from './subscriptions/events.js';
 import { WildStore } from './wild/store.js';
@@ -95,7 +96,13 @@ export async function buildApp(opts: AppOptions): Promise<WildBackupApp> {
   }
   const cluster = new ClusterService({ timeoutMs: opts.clusterTimeoutMs });
   backups.planner = clusterPlanner(cluster, { helperImage: opts.helperImage });
-  const services: Services = { store, engine, pubsub, repositories, backups, cluster };
+  const restores = new RestoreService(store, engine, repositories, backups, cluster, { helperImage: opts.helperImage });
+  engine.onRecovery('RESTORE_APP', async (rec, log) => {
+    await restores.recover(rec, log);
+    const inst = rec.backupId ? await store.instance(rec.instanceName) : null;
+    if (inst && rec.backupId) await backups.removeIncomplete(inst, rec.backupId, log); // an unfinished safety backup
+  });
+  const services: Services = { store, engine, pubsub, repositories, backups, cluster, restores };
   await engine.init(await store.instanceNames());
 
   const yoga = createYoga<Record<string, unknown>, GraphQLContext>({

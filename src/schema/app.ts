@@ -19,7 +19,7 @@ const DatabaseDependencyRef = builder.objectRef<DetectedDatabase>('DatabaseDepen
 
 AppRef.implement({
   interfaces: [NodeInterface],
-  isTypeOf: (v) => typeof v === 'object' && v !== null && 'manifest' in v,
+  isTypeOf: (v) => typeof v === 'object' && v !== null && 'manifest' in v && 'dir' in v && 'config' in v,
   fields: (t) => ({
     id: t.id({ resolve: (a) => encodeGlobalId('App', `${a.instance}/${a.name}`) }),
     name: t.exposeString('name'),

@@ -68,7 +68,6 @@ BackupRef.implement({
     operationId: t.string({ nullable: true, resolve: (b) => b.manifest?.operationId ?? null }),
     artifacts: t.field({ type: [BackupArtifactRef], resolve: (b) => b.artifacts.map((a) => ({ ...a, instance: b.instance })) }),
     skipped: t.stringList({ description: 'what was deliberately left out, with why', resolve: (b) => (b.manifest?.skipped ?? []).map((s) => `${s.kind}:${s.name}: ${s.reason}`) }),
-    verification: t.field({ type: VerificationRef, nullable: true, resolve: () => null }),
   }),
 });
 

@@ -11,6 +11,7 @@ import './operation.js';
 import './repository.js';
 import './backup.js';
 import './cluster.js';
+import './restore.js';
 
 builder.queryType({});
 builder.mutationType({});

@@ -13,7 +13,6 @@ const CONTRACT = path.resolve(import.meta.dirname, '../../../shared/schema-contr
 
 /** Contract names not served yet, by the issue that delivers them. */
 const PENDING: Record<string, string[]> = {
-  'issue 6 (restore)': ['RestoreComponent', 'RestoreBackupInput', 'RestoreBackupResult', 'VerifyBackupResult', 'Mutation.restoreBackup', 'Mutation.verifyBackup'],
   'issue 7 (lifecycle)': [
     'ApplyRetentionInput', 'CheckRepositoryInput', 'RetentionPreviewPayload', 'ApplyRetentionResult', 'CheckRepositoryResult',
     'Mutation.applyRetention', 'Mutation.checkRepository',

@@ -1,0 +1,58 @@
+// Restoring an app's `config` artifact: its apps.<app> slices go back into config.yaml and
+// secrets.yaml (comments and other apps untouched); the previous text is kept to undo.
+import { readFile } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { extract } from 'tar-stream';
+import { parse } from 'yaml';
+import type { WildStore } from '../../wild/store.js';
+import { setPath, updateYamlFile, writeFileAtomic } from '../../wild/writer.js';
+
+async function tarFiles(stream: Readable, limit = 8 << 20): Promise<Map<string, Buffer>> {
+  const ex = extract();
+  const files = new Map<string, Buffer>();
+  let total = 0;
+  const done = new Promise<void>((resolve, reject) => {
+    ex.on('entry', (header, body, next) => {
+      const chunks: Buffer[] = [];
+      body.on('data', (c: Buffer) => {
+        total += c.length;
+        if (total > limit) ex.destroy(new Error('config artifact larger than expected'));
+        chunks.push(c);
+      });
+      body.on('end', () => { files.set(header.name, Buffer.concat(chunks)); next(); });
+      body.resume();
+    });
+    ex.on('finish', resolve);
+    ex.on('error', reject);
+  });
+  stream.pipe(ex);
+  stream.once('error', (e) => ex.destroy(e));
+  await done;
+  return files;
+}
+
+export interface ConfigUndo {
+  undo(): Promise<void>;
+}
+
+export async function restoreAppConfig(store: WildStore, instance: string, app: string, stream: Readable): Promise<ConfigUndo> {
+  const files = await tarFiles(stream);
+  const slice = (name: string) => {
+    const text = files.get(name)?.toString('utf8');
+    const doc = text ? (parse(text) as { apps?: Record<string, unknown> }) : undefined;
+    return doc?.apps?.[app];
+  };
+  const configFile = store.paths.configFile(instance);
+  const secretsFile = store.paths.secretsFile(instance);
+  const before = { config: await readFile(configFile, 'utf8'), secrets: await readFile(secretsFile, 'utf8').catch(() => null) };
+  const cfg = slice('config.yaml');
+  const sec = slice('secrets.yaml');
+  if (cfg !== undefined) await updateYamlFile(configFile, (doc) => setPath(doc, ['apps', app], cfg), 0o644);
+  if (sec !== undefined) await updateYamlFile(secretsFile, (doc) => setPath(doc, ['apps', app], sec), 0o600);
+  return {
+    async undo() {
+      await writeFileAtomic(configFile, before.config, 0o644);
+      if (before.secrets !== null) await writeFileAtomic(secretsFile, before.secrets, 0o600);
+    },
+  };
+}

@@ -1,0 +1,251 @@
+// RESTORE_APP and VERIFY_BACKUP. A restore never leaves the user worse off: a safety backup of the
+// current state first, the app quiesced, every artifact restored beside the live data and checked,
+// then swapped in; the old data goes only when everything succeeded, and any failure, cancel or
+// crash puts the old data and the replicas back.
+import { randomBytes } from 'node:crypto';
+import { Transform, type Readable } from 'node:stream';
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
+import type { OperationEngine, OperationRecord, TaskContext } from '../operations/index.js';
+import type { RepositoryService } from '../repository/service.js';
+import type { BackupService } from '../backup/service.js';
+import type { BackupView } from '../backup/catalog.js';
+import type { ArtifactRecord } from '../backup/manifest.js';
+import { runBackup } from '../backup/pipeline.js';
+import { appConfigSource } from '../../plugins/config/app-config.js';
+import type { ClusterService } from '../cluster.js';
+import type { ResticRepository } from '../restic/index.js';
+import type { InstanceInfo, WildStore } from '../../wild/store.js';
+import { writeFileAtomic } from '../../wild/writer.js';
+import { componentOf, restorers } from '../../plugins/restorers.js';
+import { restorePostgresRoles } from '../../plugins/databases/postgres-restore.js';
+import { quiesce, resume, type ReplicaMap } from './quiesce.js';
+import { restoreAppConfig, type ConfigUndo } from './config.js';
+import type { RestoreTarget, SideDescription, SideRestore } from './side.js';
+
+export type RestoreComponent = 'DATABASES' | 'VOLUMES' | 'CONFIG';
+
+export interface RestoreInput {
+  backup: BackupView;
+  targetApp?: string | null;
+  components?: RestoreComponent[] | null;
+  safetyBackup?: boolean | null;
+}
+
+interface SideState { description: SideDescription; state: 'side' | 'swapping' | 'swapped' }
+interface RestoreRecovery { namespace: string; replicas: ReplicaMap; sides: SideState[] }
+
+export interface Verification { verifiedAt: string; ok: boolean; details: string | null }
+
+function counted(stream: Readable, onBytes: (n: number) => void): Readable {
+  let n = 0;
+  const t = new Transform({ transform(chunk: Buffer, _e, cb) { n += chunk.length; onBytes(n); cb(null, chunk); } });
+  stream.once('error', (e) => t.destroy(e));
+  t.on('error', () => undefined); // the consumer fails the operation; this copy of the error is not news
+  return stream.pipe(t);
+}
+
+export class RestoreService {
+  constructor(
+    private readonly store: WildStore,
+    private readonly engine: OperationEngine,
+    private readonly repositories: RepositoryService,
+    private readonly backups: BackupService,
+    private readonly cluster: ClusterService,
+    private readonly opts: { helperImage?: string } = {},
+  ) {}
+
+  private artifactsFor(b: BackupView, components: Set<RestoreComponent>): ArtifactRecord[] {
+    return (b.manifest?.artifacts ?? []).filter((a) => {
+      const c = componentOf(a.kind);
+      return c !== null && components.has(c) && (a.kind === 'postgres-roles' || a.kind === 'config' || a.kind in restorers);
+    });
+  }
+
+  async restore(input: RestoreInput): Promise<OperationRecord> {
+    const b = input.backup;
+    if (b.kind !== 'APP' || !b.appName || !b.manifest) throw new ValidationError('only COMPLETE app backups can be restored', [{ path: 'input.backupId', message: 'is not a complete app backup' }]);
+    if (b.status !== 'COMPLETE') throw new ValidationError(`backup ${b.backupId} is INCOMPLETE and cannot be restored`, [{ path: 'input.backupId', message: 'is incomplete' }]);
+    const inst = await this.store.requireInstance(b.instance);
+    const targetName = input.targetApp ?? b.appName;
+    const app = await this.store.requireApp(inst, targetName);
+    if (!app.manifest) throw new ValidationError(`app "${targetName}" has broken files and cannot be restored into`, [{ path: 'input.targetApp', message: 'has problems' }]);
+    const clone = targetName !== b.appName;
+    if (clone && input.components?.includes('CONFIG')) {
+      throw new ValidationError('CONFIG cannot be restored into another app: it would overwrite the clone\'s own settings', [{ path: 'input.components', message: 'CONFIG only restores into the same app' }]);
+    }
+    const components = new Set<RestoreComponent>(input.components ?? (clone ? ['DATABASES', 'VOLUMES'] : ['DATABASES', 'VOLUMES', 'CONFIG']));
+    const artifacts = this.artifactsFor(b, components);
+    if (clone) {
+      const { detectDatabases } = await import('../../plugins/databases/registry.js');
+      const targetDbs = detectDatabases(app).map((d) => `${d.engine}:${d.databaseName}`);
+      for (const a of artifacts.filter((x) => x.kind === 'postgres' || x.kind === 'mysql')) {
+        if (targetDbs.includes(`${a.kind}:${a.name}`)) throw new ValidationError(`the clone "${targetName}" uses the same ${a.kind} database "${a.name}" as the source`, [{ path: 'input.targetApp', message: 'shares a database with the source app' }]);
+      }
+    }
+    const repo = await this.repositories.open(inst);
+    return this.engine.submit({
+      kind: 'RESTORE_APP',
+      instance: inst.name,
+      app: targetName,
+      run: (ctx) => this.run(ctx, { inst, repo, backup: b, app: targetName, clone, artifacts, safety: input.safetyBackup !== false }),
+    });
+  }
+
+  private async run(ctx: TaskContext, r: { inst: InstanceInfo; repo: ResticRepository; backup: BackupView; app: string; clone: boolean; artifacts: ArtifactRecord[]; safety: boolean }) {
+    const { inst, repo, backup } = r;
+    const app = await this.store.requireApp(inst, r.app);
+    ctx.log(`restoring backup ${backup.backupId} of ${backup.appName} into ${r.app}: ${r.artifacts.map((a) => `${a.kind}:${a.name}`).join(', ') || 'nothing'}`);
+    let safetyId: string | null = null;
+    if (r.safety) {
+      ctx.progress({ phase: 'safety backup' });
+      const plan = await this.backups.planner(inst, app, ctx.signal);
+      const safety = await runBackup({ repo, catalog: this.backups.catalog, instance: inst.name, app: r.app, reason: 'safety', ctx, sources: [...plan.sources, appConfigSource(this.store, app)], skipped: plan.skipped });
+      safetyId = safety.backupId;
+      ctx.log(`safety backup ${safetyId} taken: restoring it undoes this restore`);
+      this.repositories.invalidate(inst.name);
+    }
+    const client = await this.cluster.client(inst);
+    const target: RestoreTarget = { client, inst, app, sourceApp: backup.appName!, helperImage: this.opts.helperImage };
+    const suffix = randomBytes(3).toString('hex');
+    const recovery: RestoreRecovery = { namespace: r.app, replicas: {}, sides: [] };
+    const save = () => ctx.saveRecovery(recovery as unknown as Record<string, unknown>);
+    const sides: Array<{ side: SideRestore; st: SideState }> = [];
+    let configUndo: ConfigUndo | null = null;
+    const total = r.artifacts.reduce((n, a) => n + a.sizeBytes, 0);
+    let base = 0;
+    ctx.progress({ phase: 'quiescing', bytesDone: 0, bytesTotal: total });
+    try {
+      recovery.replicas = await quiesce(client, r.app, async (rep) => { recovery.replicas = rep; await save(); }, ctx.signal);
+      ctx.log(`quiesced ${Object.keys(recovery.replicas).join(', ') || 'no workloads'}`);
+      for (const a of [...r.artifacts].sort((x, y) => (x.kind === 'postgres-roles' ? -1 : y.kind === 'postgres-roles' ? 1 : 0))) {
+        ctx.signal.throwIfAborted();
+        ctx.progress({ phase: `restoring ${a.kind}:${a.name}`, currentItem: a.filename });
+        const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal: ctx.signal }), (n) => ctx.progress({ bytesDone: base + n }));
+        if (a.kind === 'postgres-roles') {
+          const created = await restorePostgresRoles(target, stream, ctx.signal);
+          ctx.log(created.length ? `created missing roles: ${created.join(', ')}` : 'all roles exist already');
+        } else if (a.kind === 'config') {
+          continue; // applied after the data is swapped in
+        } else {
+          const side = await restorers[a.kind]!.restoreSide(target, a, stream, suffix, ctx.signal);
+          const st: SideState = { description: side.description, state: 'side' };
+          sides.push({ side, st });
+          recovery.sides.push(st);
+          await save();
+          ctx.log(await side.check(ctx.signal));
+        }
+        base += a.sizeBytes;
+      }
+      ctx.progress({ phase: 'swapping in' });
+      for (const s of sides) {
+        s.st.state = 'swapping';
+        await save();
+        await s.side.swapIn();
+        s.st.state = 'swapped';
+        await save();
+        ctx.log(`swapped in ${s.st.description.kind} ${JSON.stringify(s.st.description)}`);
+      }
+      const config = r.artifacts.find((a) => a.kind === 'config');
+      if (config) {
+        configUndo = await restoreAppConfig(this.store, inst.name, r.app, repo.dump(config.snapshotId, `/${config.filename}`, { signal: ctx.signal }));
+        ctx.log('restored the app\'s config.yaml and secrets.yaml settings');
+      }
+      ctx.progress({ phase: 'cleaning up' });
+      for (const s of sides) await s.side.commit().catch((err: unknown) => ctx.log(`could not remove the old data of ${s.st.description.kind}: ${(err as Error).message}`));
+      recovery.sides = [];
+      await save();
+    } catch (err) {
+      ctx.log(`restore failed: ${(err as Error).message}; putting everything back`);
+      await configUndo?.undo().catch((e: unknown) => ctx.log(`config undo failed: ${(e as Error).message}`));
+      for (const s of [...sides].reverse()) {
+        if (s.st.state !== 'side') await s.side.swapBack().catch((e: unknown) => ctx.log(`swap back failed: ${(e as Error).message}`));
+        await s.side.discard().catch((e: unknown) => ctx.log(`discard failed: ${(e as Error).message}`));
+      }
+      throw err;
+    } finally {
+      await resume(client, r.app, recovery.replicas, (l) => ctx.log(l)).catch((e: unknown) => ctx.log(`could not scale back: ${(e as Error).message}`));
+    }
+    return { backupId: safetyId ?? undefined, message: `restored backup ${backup.backupId} into ${r.app}${safetyId ? `; safety backup ${safetyId}` : ''}` };
+  }
+
+  /** Start-up recovery of a restore that a crash interrupted: old data back, side copies gone, replicas back. */
+  async recover(rec: OperationRecord, log: (l: string) => void): Promise<void> {
+    const data = rec.recovery as unknown as RestoreRecovery | null;
+    if (!data) return;
+    const inst = await this.store.requireInstance(rec.instanceName);
+    const client = await this.cluster.client(inst);
+    for (const st of [...data.sides].reverse()) {
+      const restorer = restorers[st.description.kind];
+      if (!restorer) continue;
+      const side = await restorer.fromDescription({ client, inst, helperImage: this.opts.helperImage }, st.description);
+      if (st.state !== 'side') {
+        await side.swapBack();
+        log(`put the old ${st.description.kind} data back`);
+      }
+      await side.discard();
+    }
+    await resume(client, data.namespace, data.replicas, log);
+  }
+
+  // ---- verification (restore drills) ------------------------------------------------------------
+
+  private verificationFile(instance: string, backupId: string): string {
+    return path.join(this.store.paths.stateDir, 'verifications', instance, `${backupId}.json`);
+  }
+
+  async verification(instance: string, backupId: string): Promise<Verification | null> {
+    try {
+      return JSON.parse(await readFile(this.verificationFile(instance, backupId), 'utf8')) as Verification;
+    } catch {
+      return null;
+    }
+  }
+
+  async verify(b: BackupView): Promise<OperationRecord> {
+    if (b.status !== 'COMPLETE' || !b.manifest) throw new ConflictError(`backup ${b.backupId} is incomplete: there is nothing to verify`);
+    const inst = await this.store.requireInstance(b.instance);
+    if (b.kind !== 'APP' || !b.appName) throw new NotFoundError('only app backups can be verified by a restore drill');
+    const app = await this.store.requireApp(inst, b.appName);
+    const repo = await this.repositories.open(inst);
+    const artifacts = this.artifactsFor(b, new Set(['DATABASES', 'VOLUMES'])).filter((a) => a.kind in restorers);
+    return this.engine.submit({
+      kind: 'VERIFY_BACKUP',
+      instance: inst.name,
+      app: b.appName,
+      run: async (ctx) => {
+        ctx.setBackupId(b.backupId);
+        const client = await this.cluster.client(inst);
+        const target: RestoreTarget = { client, inst, app, sourceApp: b.appName!, helperImage: this.opts.helperImage };
+        const lines: string[] = [];
+        let ok = true;
+        const total = artifacts.reduce((n, a) => n + a.sizeBytes, 0);
+        let base = 0;
+        ctx.progress({ phase: 'verifying', bytesTotal: total, bytesDone: 0 });
+        for (const a of artifacts) {
+          ctx.progress({ phase: `verifying ${a.kind}:${a.name}`, currentItem: a.filename });
+          let side: SideRestore | undefined;
+          try {
+            const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal: ctx.signal }), (n) => ctx.progress({ bytesDone: base + n }));
+            side = await restorers[a.kind]!.restoreSide(target, a, stream, `v${randomBytes(2).toString('hex')}`, ctx.signal);
+            lines.push(await side.check(ctx.signal));
+          } catch (err) {
+            if (ctx.signal.aborted) throw err;
+            ok = false;
+            lines.push(`${a.kind}:${a.name}: ${(err as Error).message}`);
+          } finally {
+            await side?.discard().catch((e: unknown) => ctx.log(`scratch cleanup failed: ${(e as Error).message}`));
+          }
+          ctx.log(lines.at(-1)!);
+          base += a.sizeBytes;
+        }
+        const result: Verification = { verifiedAt: new Date().toISOString(), ok, details: lines.join('\n') || 'no restorable artifacts' };
+        await mkdir(path.dirname(this.verificationFile(inst.name, b.backupId)), { recursive: true });
+        await writeFileAtomic(this.verificationFile(inst.name, b.backupId), JSON.stringify(result, null, 2), 0o644);
+        if (!ok) throw Object.assign(new Error(`verification of ${b.backupId} failed: ${lines.filter((l) => !l.includes('as recorded')).join('; ')}`), { code: 'VERIFICATION_FAILED' });
+        return { backupId: b.backupId, message: `backup ${b.backupId} verified: ${lines.length} artifacts restored and checked` };
+      },
+    });
+  }
+}

@@ -1,0 +1,135 @@
+// PostgreSQL restore: the dump goes into a side database (pg_restore from restic's stream), is
+// checked against the manifest's tables and row counts, then swapped in by renaming (connections
+// to the live one terminated); the old database is dropped only when the whole restore succeeded.
+import type { Readable } from 'node:stream';
+import { execStream } from '../../kube/index.js';
+import type { ArtifactRecord } from '../../engine/backup/manifest.js';
+import type { ArtifactRestorer, RestoreTarget, SideDescription, SideRestore } from '../../engine/restore/side.js';
+import { readAll } from '../../engine/backup/catalog.js';
+import { podText, type PodTarget } from '../exec-source.js';
+import type { KubeClient } from '../../kube/index.js';
+import { appDatabaseName } from './detect.js';
+import { postgresRowCounts } from './postgres.js';
+import { checkDatabaseName, engineServer, serverPod } from './server.js';
+import { compareRowCounts } from './verify.js';
+
+const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
+
+function psql(client: KubeClient, target: PodTarget, sql: string, db = 'postgres', signal?: AbortSignal): Promise<string> {
+  return podText(client, target, ['psql', '-U', 'postgres', `--dbname=${db}`, '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', sql], signal);
+}
+
+const exists = async (client: KubeClient, target: PodTarget, db: string) =>
+  (await psql(client, target, `select 1 from pg_database where datname = '${db}'`)) === '1';
+
+async function terminate(client: KubeClient, target: PodTarget, db: string): Promise<void> {
+  await psql(client, target, `select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = '${db}' and pid <> pg_backend_pid()`);
+}
+
+async function rename(client: KubeClient, target: PodTarget, from: string, to: string): Promise<void> {
+  await terminate(client, target, from);
+  await psql(client, target, `alter database ${q(from)} rename to ${q(to)}`);
+}
+
+/** Creates the roles of a roles-only dump that do not exist yet; existing roles are left as they are. */
+export async function applyMissingRoles(client: KubeClient, target: PodTarget, rolesSql: string, signal?: AbortSignal): Promise<string[]> {
+  const existing = new Set((await psql(client, target, 'select rolname from pg_roles', 'postgres', signal)).split('\n'));
+  const name = (raw: string) => (raw.startsWith('"') ? raw.slice(1, -1).replace(/""/g, '"') : raw);
+  const missing = new Set<string>();
+  for (const m of rolesSql.matchAll(/^CREATE ROLE ("(?:[^"]|"")+"|[^\s;]+);$/gm)) if (!existing.has(name(m[1]!))) missing.add(m[1]!);
+  const lines = rolesSql.split('\n').filter((l) => [...missing].some((r) => l.startsWith(`CREATE ROLE ${r};`) || l.startsWith(`ALTER ROLE ${r} `)));
+  if (lines.length === 0) return [];
+  const script = lines.join('\n') + '\n';
+  await podText(client, target, ['psql', '-U', 'postgres', '--dbname=postgres', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-'], signal, script);
+  return [...missing].map(name);
+}
+
+interface PgDescription extends SideDescription {
+  kind: 'postgres';
+  live: string;
+  side: string;
+  old: string;
+  hadLive: boolean;
+}
+
+function handle(client: KubeClient, target: PodTarget, d: PgDescription, artifact?: ArtifactRecord): SideRestore {
+  return {
+    description: d,
+    async check(signal) {
+      const counts = await postgresRowCounts(client, target, d.side, signal);
+      return compareRowCounts(`database ${d.live}`, counts, artifact?.meta);
+    },
+    async swapIn() {
+      if (d.hadLive) await rename(client, target, d.live, d.old);
+      try {
+        await rename(client, target, d.side, d.live);
+      } catch (err) {
+        if (d.hadLive) await rename(client, target, d.old, d.live);
+        throw err;
+      }
+    },
+    async swapBack() {
+      // Works from any point of swapIn (also after a crash): the restored copy goes back aside,
+      // the old data back in place.
+      const [oldThere, liveThere, sideThere] = await Promise.all([exists(client, target, d.old), exists(client, target, d.live), exists(client, target, d.side)]);
+      if (liveThere && !sideThere && (oldThere || !d.hadLive)) await rename(client, target, d.live, d.side);
+      if (oldThere) await rename(client, target, d.old, d.live);
+    },
+    async commit() {
+      await terminate(client, target, d.old);
+      await psql(client, target, `drop database if exists ${q(d.old)}`);
+    },
+    async discard() {
+      await terminate(client, target, d.side);
+      await psql(client, target, `drop database if exists ${q(d.side)}`);
+    },
+  };
+}
+
+/** Side names stay within PostgreSQL's 63-byte identifiers. */
+export function sideNames(live: string, suffix: string): { side: string; old: string } {
+  const base = live.slice(0, 63 - 6 - suffix.length);
+  return { side: `${base}_wbr_${suffix}`, old: `${base}_wbo_${suffix}` };
+}
+
+export const postgresRestorer: ArtifactRestorer = {
+  async restoreSide(t: RestoreTarget, artifact, stream: Readable, suffix, signal) {
+    if (artifact.name === 'all') throw new Error('a whole-server dump (pg_dumpall) is for rebuilding a server; restore each app from its own backup');
+    const target = await serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres', signal);
+    const live = checkDatabaseName(t.app.name === t.sourceApp ? artifact.name : appDatabaseName({ instance: t.inst.name, app: t.app.name, manifest: t.app.manifest!, appConfig: t.app.config }));
+    const { side, old } = sideNames(live, suffix);
+    const clone = t.app.name !== t.sourceApp;
+    const owner = clone
+      ? String(t.app.config.dbUser ?? t.app.config.dbUsername ?? 'postgres')
+      : (await psql(t.client, target, `select pg_get_userbyid(datdba) from pg_database where datname = '${live}'`, 'postgres', signal)) || String(t.app.config.dbUser ?? t.app.config.dbUsername ?? 'postgres');
+    const ownerExists = (await psql(t.client, target, `select 1 from pg_roles where rolname = '${owner.replace(/'/g, "''")}'`, 'postgres', signal)) === '1';
+    const d: PgDescription = { kind: 'postgres', live, side, old, hadLive: await exists(t.client, target, live) };
+    await psql(t.client, target, `create database ${q(side)}${ownerExists ? ` owner ${q(owner)}` : ''}`, 'postgres', signal);
+    const h = handle(t.client, target, d, artifact);
+    try {
+      const ex = await execStream(t.client, {
+        ...target, signal, stdin: stream, stdinLength: artifact.sizeBytes,
+        // A clone's objects belong to the clone's own role; an in-place restore keeps the owners.
+        command: ['pg_restore', '-U', 'postgres', `--dbname=${side}`, '--exit-on-error', '--no-password',
+          ...(clone ? ['--no-owner', '--no-privileges', ...(ownerExists ? [`--role=${owner}`] : [])] : [])],
+      });
+      await readAll(ex.stdout, 1 << 20);
+      await ex.done;
+    } catch (err) {
+      await h.discard().catch(() => undefined);
+      throw err;
+    }
+    return h;
+  },
+  async fromDescription(t, d) {
+    const target = await serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres');
+    return handle(t.client, target, d as PgDescription);
+  },
+};
+
+/** Applies a postgres-roles artifact (missing roles only) before the databases are restored. */
+export async function restorePostgresRoles(t: RestoreTarget, stream: Readable, signal: AbortSignal): Promise<string[]> {
+  const target = await serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres', signal);
+  const sql = (await readAll(stream, 16 << 20)).toString('utf8');
+  return applyMissingRoles(t.client, target, sql, signal);
+}

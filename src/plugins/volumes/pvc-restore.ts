@@ -1,0 +1,109 @@
+// PVC restore: a helper pod mounting the volume extracts the tar beside the live data (a hidden
+// directory on the same volume), the listing is checked against the manifest as the bytes pass,
+// then the live entries move aside and the restored ones into place. The old entries are removed
+// only when the whole restore succeeded. Files absent from the backup are gone afterwards; modes
+// and mtimes are the backed-up ones (tar -p as root).
+import type { Readable } from 'node:stream';
+import { createHelperPod, deleteHelperPod, execStream, waitForHelperPod, type KubeClient } from '../../kube/index.js';
+import type { ArtifactRestorer, RestoreTarget, SideDescription, SideRestore } from '../../engine/restore/side.js';
+import { readAll } from '../../engine/backup/catalog.js';
+import { podText, type PodTarget } from '../exec-source.js';
+import { TarScanner, type TarListing } from './tar-scan.js';
+
+const ENTRIES = '"$D"/* "$D"/.[!.]* "$D"/..?*';
+/** Scripts run with values as positional args only: $1 root, $2 restore dir name, $3 old dir name. */
+const SWAP_IN = `set -e; cd "$1"; m=$(stat -c %a "$2"); mkdir -p "$3"
+for f in * .[!.]* ..?*; do case "$f" in "$2"|"$3") continue;; esac; if [ -e "$f" ] || [ -L "$f" ]; then mv -- "$f" "$3/"; fi; done
+touch "$3/.wild-backup-phase-b"
+D="$2"; for f in ${ENTRIES}; do if [ -e "$f" ] || [ -L "$f" ]; then mv -- "$f" ./; fi; done
+chmod "$m" .`;
+const SWAP_BACK = `set -e; cd "$1"; [ -d "$3" ] || exit 0
+if [ -e "$3/.wild-backup-phase-b" ]; then mkdir -p "$2"
+  for f in * .[!.]* ..?*; do case "$f" in "$2"|"$3") continue;; esac; if [ -e "$f" ] || [ -L "$f" ]; then mv -- "$f" "$2/"; fi; done
+  rm -f "$3/.wild-backup-phase-b"; fi
+D="$3"; for f in ${ENTRIES}; do if [ -e "$f" ] || [ -L "$f" ]; then mv -- "$f" ./; fi; done
+rmdir "$3"`;
+
+interface PvcDescription extends SideDescription {
+  kind: 'pvc';
+  namespace: string;
+  pvc: string;
+  restoreDir: string;
+  oldDir: string;
+}
+
+async function helperFor(client: KubeClient, namespace: string, pvc: string, image?: string, signal?: AbortSignal): Promise<{ target: PodTarget; root: string; release: () => Promise<void> }> {
+  const h = await createHelperPod(client, { namespace, pvc, image, readOnly: false, signal });
+  try {
+    const running = await waitForHelperPod(client, h, { namespace, pvc, signal });
+    return { target: { namespace, pod: running.name, container: running.container }, root: running.mountPath, release: () => deleteHelperPod(client, h) };
+  } catch (err) {
+    await deleteHelperPod(client, h).catch(() => undefined);
+    throw err;
+  }
+}
+
+function handle(client: KubeClient, pod: { target: PodTarget; root: string; release: () => Promise<void> }, d: PvcDescription, listing?: () => TarListing, recorded?: Record<string, unknown>): SideRestore {
+  const sh = (script: string) => podText(client, pod.target, ['sh', '-c', script, 'wild-backup', pod.root, d.restoreDir, d.oldDir]);
+  return {
+    description: d,
+    async check() {
+      const got = listing?.();
+      if (!got) return `volume ${d.pvc}: restored`;
+      if (recorded?.listingSha256 && (got.files !== recorded.files || got.bytes !== recorded.bytes || got.listingSha256 !== recorded.listingSha256)) {
+        throw new Error(`volume ${d.pvc}: restored ${got.files} files / ${got.bytes} bytes, backup had ${String(recorded.files)} files / ${String(recorded.bytes)} bytes (listing differs)`);
+      }
+      return `volume ${d.pvc}: ${got.files} files, ${got.bytes} bytes, listing as recorded`;
+    },
+    async swapIn() {
+      await sh(SWAP_IN);
+    },
+    async swapBack() {
+      await sh(SWAP_BACK);
+    },
+    async commit() {
+      try {
+        await sh('cd "$1" && rm -rf -- "$3" "$2"');
+      } finally {
+        await pod.release();
+      }
+    },
+    async discard() {
+      try {
+        await sh('cd "$1" && rm -rf -- "$2"');
+      } finally {
+        await pod.release();
+      }
+    },
+  };
+}
+
+export const pvcRestorer: ArtifactRestorer = {
+  async restoreSide(t: RestoreTarget, artifact, stream: Readable, suffix, signal) {
+    const namespace = t.app.name;
+    const pvc = artifact.name;
+    const pod = await helperFor(t.client, namespace, pvc, t.helperImage, signal);
+    const d: PvcDescription = { kind: 'pvc', namespace, pvc, restoreDir: `.wild-backup-restore-${suffix}`, oldDir: `.wild-backup-old-${suffix}` };
+    const scanner = new TarScanner();
+    const h = handle(t.client, pod, d, () => scanner.result(), artifact.meta);
+    try {
+      await podText(t.client, pod.target, ['sh', '-c', 'cd "$1" && rm -rf -- "$2" && mkdir -- "$2"', 'wild-backup', pod.root, d.restoreDir], signal);
+      stream.once('error', (e) => scanner.destroy(e));
+      scanner.on('error', () => undefined); // surfaced through the exec's own failure
+      const ex = await execStream(t.client, {
+        ...pod.target, signal, stdin: stream.pipe(scanner), stdinLength: artifact.sizeBytes,
+        command: ['tar', '-x', '-p', '-f', '-', '-C', `${pod.root.replace(/\/+$/, '')}/${d.restoreDir}`],
+      });
+      await readAll(ex.stdout, 1 << 20);
+      await ex.done;
+    } catch (err) {
+      await h.discard().catch(() => undefined);
+      throw err;
+    }
+    return h;
+  },
+  async fromDescription(t, desc) {
+    const d = desc as PvcDescription;
+    return handle(t.client, await helperFor(t.client, d.namespace, d.pvc, t.helperImage), d);
+  },
+};
