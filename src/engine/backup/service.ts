@@ -11,6 +11,7 @@ import type { BackupManifest } from './manifest.js';
 import { removeBackupSnapshots, runBackup } from './pipeline.js';
 import type { ArtifactSource } from './source.js';
 import { BACKUP_ID } from './tags.js';
+import { stopOrphanedRestic } from './orphans.js';
 
 /** What an app's backup will contain: the sources to stream and what is skipped, with reasons. */
 export interface AppBackupPlan {
@@ -19,7 +20,7 @@ export interface AppBackupPlan {
 }
 
 /** Builds the plan of an app backup (databases and volumes come from the cluster plugins). */
-export type AppPlanner = (inst: InstanceInfo, app: AppInfo, signal: AbortSignal) => Promise<AppBackupPlan>;
+export type AppPlanner = (inst: InstanceInfo, app: AppInfo, signal: AbortSignal, opts?: { missingOk?: boolean }) => Promise<AppBackupPlan>;
 
 export interface BackupFilter {
   app?: string | null;
@@ -129,7 +130,12 @@ export class BackupService {
 
   /** Forgets leftovers of a backup that a crash interrupted (used by the start-up recovery). */
   async removeIncomplete(inst: InstanceInfo, backupId: string, log: (l: string) => void): Promise<void> {
+    await stopOrphanedRestic(backupId, log);
     const repo = await this.repositories.open(inst);
+    // The dead server's restic may have left its lock; stale locks go, live ones stay.
+    await repo.unlock({ timeoutMs: 30_000 }).catch((err: unknown) => log(`unlock: ${(err as Error).message}`));
+    repo.invalidate();
+    this.repositories.invalidate(inst.name);
     const b = await this.get(inst, backupId);
     if (b && b.status === 'COMPLETE') return;
     await removeBackupSnapshots(repo, backupId, log);

@@ -54,6 +54,7 @@ export const mysqlPlugin: DatabasePlugin = {
       })];
     }
     const db = checkDatabaseName(dep.databaseName);
+    if (ctx.missingOk && (await mysqlQuery(ctx.client, target, password, `select count(*) from information_schema.schemata where schema_name = '${db}'`, undefined, signal))[0]?.[0] === '0') return [];
     let before: Record<string, number> = {};
     return [execSource({
       client: ctx.client, target, artifact: { kind: 'mysql', name: db }, extension: '.sql', stdin: `${password}\n`,

@@ -49,6 +49,7 @@ export const postgresPlugin: DatabasePlugin = {
       })];
     }
     const db = checkDatabaseName(dep.databaseName);
+    if (ctx.missingOk && (await psql(target, ctx.client, 'postgres', `select count(*) from pg_database where datname = '${db}'`, signal)) === '0') return [];
     let countsBefore: Record<string, number> = {};
     return [
       execSource({

@@ -40,4 +40,6 @@ export interface ClusterContext {
   client: KubeClient;
   inst: InstanceInfo;
   app: AppInfo;
+  /** A database that does not exist yet yields no artifact (a safety backup of a clone target). */
+  missingOk?: boolean;
 }
