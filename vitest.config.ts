@@ -20,5 +20,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     teardownTimeout: 30_000,
     reporters: ['default', './test/support/summary-reporter.ts'],
+    // Servers under test log warnings and errors only; tests that read logs set their own sink.
+    env: { WILD_BACKUP_LOG_LEVEL: 'warn' },
   },
 });

@@ -128,6 +128,23 @@ describe('backupApp', () => {
     expect(my.artifacts.map((a) => `${a.kind}:${a.name}`).sort()).toEqual(['config:mysql', 'manifest:backup.json', 'mysql:all']);
   });
 
+  it('backupCluster: the instance\'s own files, and the etcd snapshot skipped with its reason', async () => {
+    const done = await s.runOperation(`mutation { backupCluster(input: { instance: "test" }) { ${OP_FIELDS} } }`);
+    expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+    const res = await s.gql<{ instance: { backups: { edges: Array<{ node: BackupNode & { kind: string; appName: string | null } }> } } }>(
+      `{ instance(name: "test") { backups(kind: CLUSTER) { edges { node { backupId kind appName status skipped sizeBytes artifacts { kind name sizeBytes snapshot { snapshotId paths } } } } } } }`);
+    const b = res.data!.instance.backups.edges[0]!.node;
+    expect(b).toMatchObject({ kind: 'CLUSTER', appName: null, status: 'COMPLETE' });
+    expect(b.skipped).toEqual([expect.stringMatching(/^etcd:test: (talosctl is not installed|no talos)/)]);
+    const art = b.artifacts.find((a) => a.kind === 'cluster-config')!;
+    const dir = await mkdtemp(path.join(scratch, 'cluster-'));
+    await untar(dumpOf(art), dir);
+    const { readFile } = await import('node:fs/promises');
+    for (const f of ['config.yaml', 'secrets.yaml', 'kubeconfig']) {
+      expect(await readFile(path.join(dir, f), 'utf8')).toBe(await readFile(path.join(s.sim.instanceDir, f), 'utf8'));
+    }
+  });
+
   it('refuses a second backup of a busy app with ConflictError and runs two apps side by side', async () => {
     const start = (app: string) => s.gql<{ backupApp: { __typename: string; operation?: { operationId: string } } }>(
       `mutation($app: String!) { backupApp(input: { instance: "test", app: $app }) { ${OP_FIELDS} } }`, { app });
