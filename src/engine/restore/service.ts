@@ -12,7 +12,7 @@ import type { RepositoryService } from '../repository/service.js';
 import type { BackupService } from '../backup/service.js';
 import type { BackupView } from '../backup/catalog.js';
 import type { ArtifactRecord } from '../backup/manifest.js';
-import { runBackup } from '../backup/pipeline.js';
+import { ArtifactFailedError, runBackup } from '../backup/pipeline.js';
 import { appConfigSource } from '../../plugins/config/app-config.js';
 import type { ClusterService } from '../cluster.js';
 import type { ResticRepository } from '../restic/index.js';
@@ -22,7 +22,7 @@ import { componentOf, restorers } from '../../plugins/restorers.js';
 import { restorePostgresRoles } from '../../plugins/databases/postgres-restore.js';
 import { quiesce, resume, type ReplicaMap } from './quiesce.js';
 import { restoreAppConfig, type ConfigUndo } from './config.js';
-import type { RestoreTarget, SideDescription, SideRestore } from './side.js';
+import { retrying, type RestoreTarget, type SideDescription, type SideRestore } from './side.js';
 
 export type RestoreComponent = 'DATABASES' | 'VOLUMES' | 'CONFIG';
 
@@ -123,19 +123,23 @@ export class RestoreService {
       for (const a of [...r.artifacts].sort((x, y) => (x.kind === 'postgres-roles' ? -1 : y.kind === 'postgres-roles' ? 1 : 0))) {
         ctx.signal.throwIfAborted();
         ctx.progress({ phase: `restoring ${a.kind}:${a.name}`, currentItem: a.filename });
-        const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal: ctx.signal }), (n) => ctx.progress({ bytesDone: base + n }));
-        if (a.kind === 'postgres-roles') {
-          const created = await restorePostgresRoles(target, stream, ctx.signal);
-          ctx.log(created.length ? `created missing roles: ${created.join(', ')}` : 'all roles exist already');
-        } else if (a.kind === 'config') {
-          continue; // applied after the data is swapped in
-        } else {
-          const side = await restorers[a.kind]!.restoreSide(target, a, stream, suffix, ctx.signal);
-          const st: SideState = { description: side.description, state: 'side' };
-          sides.push({ side, st });
-          recovery.sides.push(st);
-          await save();
-          ctx.log(await side.check(ctx.signal));
+        if (a.kind === 'config') continue; // applied after the data is swapped in
+        try {
+          const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal: ctx.signal }), (n) => ctx.progress({ bytesDone: base + n }));
+          if (a.kind === 'postgres-roles') {
+            const created = await restorePostgresRoles(target, stream, ctx.signal);
+            ctx.log(created.length ? `created missing roles: ${created.join(', ')}` : 'all roles exist already');
+          } else {
+            const side = await restorers[a.kind]!.restoreSide(target, a, stream, suffix, ctx.signal);
+            const st: SideState = { description: side.description, state: 'side' };
+            sides.push({ side, st });
+            recovery.sides.push(st);
+            await save();
+            ctx.log(await side.check(ctx.signal));
+          }
+        } catch (err) {
+          if (ctx.signal.aborted) throw err;
+          throw new ArtifactFailedError(`${a.kind}:${a.name}`, err);
         }
         base += a.sizeBytes;
       }
@@ -160,9 +164,11 @@ export class RestoreService {
     } catch (err) {
       ctx.log(`restore failed: ${(err as Error).message}; putting everything back`);
       await configUndo?.undo().catch((e: unknown) => ctx.log(`config undo failed: ${(e as Error).message}`));
+      let retried = false;
+      const onRetry = (e: Error) => { if (!retried) ctx.log(`clean-up waits for the server to answer again: ${e.message}`); retried = true; };
       for (const s of [...sides].reverse()) {
-        if (s.st.state !== 'side') await s.side.swapBack().catch((e: unknown) => ctx.log(`swap back failed: ${(e as Error).message}`));
-        await s.side.discard().catch((e: unknown) => ctx.log(`discard failed: ${(e as Error).message}`));
+        if (s.st.state !== 'side') await retrying(() => s.side.swapBack(), { onRetry }).catch((e: unknown) => ctx.log(`swap back failed: ${(e as Error).message}`));
+        await retrying(() => s.side.discard(), { onRetry }).catch((e: unknown) => ctx.log(`discard failed: ${(e as Error).message}`));
       }
       throw err;
     } finally {

@@ -42,3 +42,20 @@ export interface ArtifactRestorer {
   /** Rebuilds a handle from a saved description (crash recovery). */
   fromDescription(target: Pick<RestoreTarget, 'client' | 'inst' | 'helperImage'>, d: SideDescription): Promise<SideRestore>;
 }
+
+/**
+ * Runs a clean-up step until it succeeds or the time is up: after a fault (a database server that
+ * died mid-stream), the server may need a while to come back before its side copy can be dropped.
+ */
+export async function retrying<T>(fn: () => Promise<T>, opts: { timeoutMs?: number; intervalMs?: number; onRetry?: (err: Error) => void } = {}): Promise<T> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 120_000);
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      opts.onRetry?.(err as Error);
+      await new Promise((r) => setTimeout(r, opts.intervalMs ?? 2000));
+    }
+  }
+}

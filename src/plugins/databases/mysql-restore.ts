@@ -4,7 +4,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { execStream, type KubeClient } from '../../kube/index.js';
 import type { ArtifactRecord } from '../../engine/backup/manifest.js';
-import type { ArtifactRestorer, RestoreTarget, SideDescription, SideRestore } from '../../engine/restore/side.js';
+import { retrying, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { readAll } from '../../engine/backup/catalog.js';
 import type { PodTarget } from '../exec-source.js';
 import { appDatabaseName } from './detect.js';
@@ -25,15 +25,17 @@ async function tables(client: KubeClient, target: PodTarget, pw: string, schema:
   return (await mysqlQuery(client, target, pw, `select table_name from information_schema.tables where table_schema = '${schema}' and table_type = 'BASE TABLE' order by 1`)).map((r) => r[0]!);
 }
 
-function handle(client: KubeClient, target: PodTarget, pw: string, d: MyDescription, artifact?: ArtifactRecord): SideRestore {
-  const run = (sql: string) => mysqlQuery(client, target, pw, sql);
+/** The server pod is looked up for every step: after a server restart it is another pod. */
+function handle(client: KubeClient, locate: () => Promise<PodTarget>, pw: string, d: MyDescription, artifact?: ArtifactRecord): SideRestore {
+  const run = async (sql: string) => mysqlQuery(client, await locate(), pw, sql);
+  const tablesOf = async (schema: string) => tables(client, await locate(), pw, schema);
   return {
     description: d,
     async check(signal) {
-      return compareRowCounts(`schema ${d.live}`, await mysqlRowCounts(client, target, pw, d.side, signal), artifact?.meta);
+      return compareRowCounts(`schema ${d.live}`, await mysqlRowCounts(client, await locate(), pw, d.side, signal), artifact?.meta);
     },
     async swapIn() {
-      const [liveTables, sideTables] = [await tables(client, target, pw, d.live), await tables(client, target, pw, d.side)];
+      const [liveTables, sideTables] = [await tablesOf(d.live), await tablesOf(d.side)];
       await run(`create database if not exists ${q(d.live)}; create database if not exists ${q(d.old)}`);
       const moves = [
         ...liveTables.map((t) => `${q(d.live)}.${q(t)} to ${q(d.old)}.${q(t)}`),
@@ -42,7 +44,7 @@ function handle(client: KubeClient, target: PodTarget, pw: string, d: MyDescript
       if (moves.length) await run(`rename table ${moves.join(', ')}`);
     },
     async swapBack() {
-      const [liveTables, oldTables] = [await tables(client, target, pw, d.live), await tables(client, target, pw, d.old)];
+      const [liveTables, oldTables] = [await tablesOf(d.live), await tablesOf(d.old)];
       await run(`create database if not exists ${q(d.side)}`);
       const moves = [
         ...liveTables.map((t) => `${q(d.live)}.${q(t)} to ${q(d.side)}.${q(t)}`),
@@ -69,7 +71,7 @@ export const mysqlRestorer: ArtifactRestorer = {
     const base = live.slice(0, 64 - 6 - suffix.length);
     const d: MyDescription = { kind: 'mysql', live, side: `${base}_wbr_${suffix}`, old: `${base}_wbo_${suffix}` };
     await mysqlQuery(t.client, target, pw, `create database ${q(d.side)}`, undefined, signal);
-    const h = handle(t.client, target, pw, d, artifact);
+    const h = handle(t.client, () => serverPod(t.client, server, 'mysql'), pw, d, artifact);
     try {
       // The password line first (read by the pod's shell), then the dump, as one stdin.
       const stdin = new PassThrough();
@@ -84,14 +86,14 @@ export const mysqlRestorer: ArtifactRestorer = {
       await readAll(ex.stdout, 1 << 20);
       await ex.done;
     } catch (err) {
-      await h.discard().catch(() => undefined);
+      // The fault may have been the server itself: wait for it to answer again to drop the copy.
+      await retrying(() => h.discard()).catch(() => undefined);
       throw err;
     }
     return h;
   },
   async fromDescription(t, d) {
     const server = engineServer(t.inst, 'mysql');
-    const target = await serverPod(t.client, server, 'mysql');
-    return handle(t.client, target, await adminPassword(t.client, server), d as MyDescription);
+    return handle(t.client, () => serverPod(t.client, server, 'mysql'), await adminPassword(t.client, server), d as MyDescription);
   },
 };

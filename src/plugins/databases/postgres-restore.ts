@@ -4,7 +4,7 @@
 import type { Readable } from 'node:stream';
 import { execStream } from '../../kube/index.js';
 import type { ArtifactRecord } from '../../engine/backup/manifest.js';
-import type { ArtifactRestorer, RestoreTarget, SideDescription, SideRestore } from '../../engine/restore/side.js';
+import { retrying, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { readAll } from '../../engine/backup/catalog.js';
 import { podText, type PodTarget } from '../exec-source.js';
 import type { KubeClient } from '../../kube/index.js';
@@ -52,14 +52,17 @@ interface PgDescription extends SideDescription {
   hadLive: boolean;
 }
 
-function handle(client: KubeClient, target: PodTarget, d: PgDescription, artifact?: ArtifactRecord): SideRestore {
+/** The server pod is looked up for every step: after a server restart it is another pod. */
+function handle(client: KubeClient, locate: () => Promise<PodTarget>, d: PgDescription, artifact?: ArtifactRecord): SideRestore {
   return {
     description: d,
     async check(signal) {
+      const target = await locate();
       const counts = await postgresRowCounts(client, target, d.side, signal);
       return compareRowCounts(`database ${d.live}`, counts, artifact?.meta);
     },
     async swapIn() {
+      const target = await locate();
       if (d.hadLive) await rename(client, target, d.live, d.old);
       try {
         await rename(client, target, d.side, d.live);
@@ -71,15 +74,18 @@ function handle(client: KubeClient, target: PodTarget, d: PgDescription, artifac
     async swapBack() {
       // Works from any point of swapIn (also after a crash): the restored copy goes back aside,
       // the old data back in place.
+      const target = await locate();
       const [oldThere, liveThere, sideThere] = await Promise.all([exists(client, target, d.old), exists(client, target, d.live), exists(client, target, d.side)]);
       if (liveThere && !sideThere && (oldThere || !d.hadLive)) await rename(client, target, d.live, d.side);
       if (oldThere) await rename(client, target, d.old, d.live);
     },
     async commit() {
+      const target = await locate();
       await terminate(client, target, d.old);
       await psql(client, target, `drop database if exists ${q(d.old)}`);
     },
     async discard() {
+      const target = await locate();
       await terminate(client, target, d.side);
       await psql(client, target, `drop database if exists ${q(d.side)}`);
     },
@@ -105,7 +111,8 @@ export const postgresRestorer: ArtifactRestorer = {
     const ownerExists = (await psql(t.client, target, `select 1 from pg_roles where rolname = '${owner.replace(/'/g, "''")}'`, 'postgres', signal)) === '1';
     const d: PgDescription = { kind: 'postgres', live, side, old, hadLive: await exists(t.client, target, live) };
     await psql(t.client, target, `create database ${q(side)}${ownerExists ? ` owner ${q(owner)}` : ''}`, 'postgres', signal);
-    const h = handle(t.client, target, d, artifact);
+    const locate = () => serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres');
+    const h = handle(t.client, locate, d, artifact);
     try {
       const ex = await execStream(t.client, {
         ...target, signal, stdin: stream, stdinLength: artifact.sizeBytes,
@@ -116,14 +123,14 @@ export const postgresRestorer: ArtifactRestorer = {
       await readAll(ex.stdout, 1 << 20);
       await ex.done;
     } catch (err) {
-      await h.discard().catch(() => undefined);
+      // The fault may have been the server itself: wait for it to answer again to drop the copy.
+      await retrying(() => h.discard()).catch(() => undefined);
       throw err;
     }
     return h;
   },
   async fromDescription(t, d) {
-    const target = await serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres');
-    return handle(t.client, target, d as PgDescription);
+    return handle(t.client, () => serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres'), d as PgDescription);
   },
 };
 

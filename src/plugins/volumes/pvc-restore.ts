@@ -5,7 +5,7 @@
 // and mtimes are the backed-up ones (tar -p as root).
 import type { Readable } from 'node:stream';
 import { createHelperPod, deleteHelperPod, execStream, waitForHelperPod, type KubeClient } from '../../kube/index.js';
-import type { ArtifactRestorer, RestoreTarget, SideDescription, SideRestore } from '../../engine/restore/side.js';
+import { retrying, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { readAll } from '../../engine/backup/catalog.js';
 import { podText, type PodTarget } from '../exec-source.js';
 import { TarScanner, type TarListing } from './tar-scan.js';
@@ -97,7 +97,8 @@ export const pvcRestorer: ArtifactRestorer = {
       await readAll(ex.stdout, 1 << 20);
       await ex.done;
     } catch (err) {
-      await h.discard().catch(() => undefined);
+      // The fault may have been the server itself: wait for it to answer again to drop the copy.
+      await retrying(() => h.discard()).catch(() => undefined);
       throw err;
     }
     return h;
