@@ -44,14 +44,20 @@ describe('restoreBackup', () => {
     const replicasBefore = await replicas('gitea');
 
     // Life goes on: rows change, files appear, disappear and change mode.
-    const table = Object.keys(dbBefore)[0]!;
+    const [table, other] = Object.keys(dbBefore) as [string, string];
+    expect(other, 'the seeded gitea database has at least two tables').toBeDefined();
+    const cols = (await pg.query(`select column_name from information_schema.columns where table_schema || '.' || table_name = '${table}' and data_type = 'text' limit 1`, 'gitea')).trim();
+    if (cols) await pg.query(`update ${table} set ${cols} = 'updated after the backup' where ctid in (select ctid from ${table} limit 7)`, 'gitea');
     await pg.query(`delete from ${table} where ctid in (select ctid from ${table} limit 5)`, 'gitea');
+    await pg.query(`drop table ${other} cascade`, 'gitea');
     await pg.query(`create table added_later (x int); insert into added_later values (1)`, 'gitea');
     const someFile = Object.keys(filesBefore).find((k) => filesBefore[k]!.startsWith('f '))!;
     await unlink(path.join(pvc, someFile));
     await writeFile(path.join(pvc, 'created-after-backup.txt'), 'new');
     const another = Object.keys(filesBefore).filter((k) => filesBefore[k]!.startsWith('f ')).at(-1)!;
     await chmod(path.join(pvc, another), 0o600);
+    const third = Object.keys(filesBefore).filter((k) => filesBefore[k]!.startsWith('f ')).at(-2)!;
+    await writeFile(path.join(pvc, third), 'contents changed after the backup');
     expect(await treeDigest(pvc, { skip: NESTED })).not.toEqual(filesBefore);
 
     const rec = await s.runOperation(RESTORE, { input: { backupId: b.id } });
@@ -77,13 +83,31 @@ describe('restoreBackup', () => {
     const schema = String((await s.app.services.store.requireApp(await s.app.services.store.requireInstance('test'), 'ghost')).config.dbName ?? 'ghost');
     const b = await backup('ghost');
     const before = await mariadbTableDigests(db, schema);
-    const table = Object.keys(before)[0]!;
+    const [table, other] = Object.keys(before) as [string, string];
     await db.query(`delete from \`${schema}\`.\`${table}\` limit 3`);
+    if (other) await db.query(`drop table \`${schema}\`.\`${other}\``);
+    await db.query(`create table \`${schema}\`.added_later (x int)`);
     expect(await mariadbTableDigests(db, schema)).not.toEqual(before);
     const rec = await s.runOperation(RESTORE, { input: { backupId: b.id, components: ['DATABASES'], safetyBackup: false } });
     expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
     expect(await mariadbTableDigests(db, schema)).toEqual(before);
     expect((await db.query(`select schema_name from information_schema.schemata where schema_name like '${schema}_wb%'`)).trim()).toBe('');
+  }, 240_000);
+
+  it('restores an older backup while a newer one exists, and the newer one stays restorable', async () => {
+    const pg = s.sim.databases.postgres!;
+    const older = await backup('gitea');
+    const olderRows = await pgTableDigests(pg, 'gitea');
+    await pg.query(`create table only_in_newer (x int); insert into only_in_newer values (2)`, 'gitea');
+    const newer = await backup('gitea');
+    const newerRows = await pgTableDigests(pg, 'gitea');
+    expect(newerRows).not.toEqual(olderRows);
+    const r1 = await s.runOperation(RESTORE, { input: { backupId: older.id, components: ['DATABASES'], safetyBackup: false } });
+    expect(r1.status, JSON.stringify(r1.error)).toBe('SUCCEEDED');
+    expect(await pgTableDigests(pg, 'gitea')).toEqual(olderRows);
+    const r2 = await s.runOperation(RESTORE, { input: { backupId: newer.backupId, components: ['DATABASES'], safetyBackup: false } });
+    expect(r2.status, JSON.stringify(r2.error)).toBe('SUCCEEDED');
+    expect(await pgTableDigests(pg, 'gitea')).toEqual(newerRows);
   }, 240_000);
 
   it('a cancelled restore leaves the data and the replicas as they were', async () => {
