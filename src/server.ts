@@ -11,6 +11,7 @@ import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { schema } from './schema/index.js';
 import { WildError } from './errors.js';
+import { lockDataDir } from './server-lock.js';
 import { loadTokens, roleFor, type Tokens } from './auth.js';
 import type { GraphQLContext, Role, Services } from './context.js';
 import { OperationEngine } from './engine/operations/index.js';
@@ -81,6 +82,16 @@ function useBearerAuth(tokens: Tokens): YogaPlugin {
 
 export async function buildApp(opts: AppOptions): Promise<WildBackupApp> {
   const store = new WildStore(opts.dataDir);
+  const releaseLock = await lockDataDir(store.paths.stateDir);
+  try {
+    return await build(opts, store, releaseLock);
+  } catch (err) {
+    await releaseLock();
+    throw err;
+  }
+}
+
+async function build(opts: AppOptions, store: WildStore, releaseLock: () => Promise<void>): Promise<WildBackupApp> {
   const tokens = await loadTokens(store.paths, opts.env ?? process.env);
   processSecrets.add(tokens.admin, tokens.readOnly);
   const pubsub = new PubSub<OperationTopics>();
@@ -222,6 +233,7 @@ export async function buildApp(opts: AppOptions): Promise<WildBackupApp> {
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await releaseLock();
     },
   };
 }

@@ -144,24 +144,24 @@ describe('auth and limits', () => {
   it('refuses queries deeper than the limit', async () => {
     const q = `{ operations { edges { node { progress { phase } } } } }`;
     expect((await t.gql(q)).errors).toBeUndefined();
-    const t2 = await startTestApp({ maxDepth: 3, data: t.data });
+    const t2 = await startTestApp({ maxDepth: 3 });
     try {
       const res = await t2.gql(q);
       expect(res.errors?.[0]?.message).toMatch(/depth/i);
     } finally {
-      await t2.app.stop();
+      await t2.close();
     }
   });
 
   it('refuses queries that cost more than the limit', async () => {
     const q = `{ instances { apps { databases { engine databaseName included reason } } } }`;
     expect((await t.gql(q)).errors).toBeUndefined();
-    const t2 = await startTestApp({ maxCost: 10, data: t.data });
+    const t2 = await startTestApp({ maxCost: 10 });
     try {
       const res = await t2.gql(q);
       expect(res.errors?.[0]?.message).toMatch(/cost/i);
     } finally {
-      await t2.app.stop();
+      await t2.close();
     }
   });
 
@@ -173,5 +173,20 @@ describe('auth and limits', () => {
       const value = line.split(':')[1]?.trim();
       if (value) expect(text).not.toContain(value);
     }
+  });
+});
+
+describe('one server per data directory', () => {
+  it('a second server on the same data directory refuses to start; after the first stops, it may', async () => {
+    const { buildApp } = await import('../../src/server.js');
+    await expect(buildApp({ dataDir: t.data.dir, port: 0 })).rejects.toThrow(/another Wild Backup server \(pid \d+/);
+    const { tempDataDir } = await import('../helpers/data-dir.js');
+    const data = await tempDataDir();
+    const first = await startTestApp({ data });
+    await expect(startTestApp({ data })).rejects.toThrow(/another Wild Backup server/);
+    await first.close();
+    const again = await startTestApp({ data });
+    await again.close();
+    await data.cleanup();
   });
 });
