@@ -4,6 +4,8 @@ import type { RepositoryService } from './engine/repository/service.js';
 import type { BackupService } from './engine/backup/service.js';
 import type { ClusterService } from './engine/cluster.js';
 import type { RestoreService } from './engine/restore/service.js';
+import type { MaintenanceService } from './engine/lifecycle/maintenance.js';
+import type { ScheduleService } from './engine/lifecycle/schedules.js';
 import type { PubSub } from './subscriptions/pubsub.js';
 import type { OperationTopics } from './subscriptions/events.js';
 import type { WildStore } from './wild/store.js';
@@ -17,6 +19,8 @@ export interface Services {
   backups: BackupService;
   cluster: ClusterService;
   restores: RestoreService;
+  maintenance: MaintenanceService;
+  schedules: ScheduleService;
   pubsub: PubSub<OperationTopics>;
 }
 

@@ -20,6 +20,9 @@ import { BackupService } from './engine/backup/service.js';
 import { ClusterService } from './engine/cluster.js';
 import { clusterPlanner } from './engine/backup/planner.js';
 import { RestoreService } from './engine/restore/service.js';
+import { MaintenanceService } from './engine/lifecycle/maintenance.js';
+import { ScheduleService } from './engine/lifecycle/schedules.js';
+import type { SchedulerOptions } from './engine/schedules/index.js';
 import { PubSub } from './subscriptions/pubsub.js';
 import type { OperationTopics } from './subscriptions/events.js';
 import { WildStore } from './wild/store.js';
@@ -46,6 +49,8 @@ export interface AppOptions {
   helperImage?: string;
   /** A backup artifact that moves no byte for this long fails (STALLED). Default 2 min. */
   stallTimeoutMs?: number;
+  /** Clock and timers of the schedules (tests). Default: the real ones. */
+  scheduleTiming?: Pick<SchedulerOptions, 'now' | 'setTimer' | 'clearTimer'>;
   /** Deepest query accepted. Default 12. */
   maxDepth?: number;
   /** Highest query cost accepted (graphql-armor's measure). Default 20000. */
@@ -113,8 +118,12 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     const inst = rec.backupId ? await store.instance(rec.instanceName) : null;
     if (inst && rec.backupId) await backups.removeIncomplete(inst, rec.backupId, log); // an unfinished safety backup
   });
-  const services: Services = { store, engine, pubsub, repositories, backups, cluster, restores };
+  const maintenance = new MaintenanceService(store, engine, repositories, backups);
+  const schedules = new ScheduleService(store, engine, backups, maintenance, opts.scheduleTiming);
+  const services: Services = { store, engine, pubsub, repositories, backups, cluster, restores, maintenance, schedules };
   await engine.init(await store.instanceNames());
+  // After recovery: a run missed while the server was down happens now, once.
+  await schedules.startAll();
 
   const yoga = createYoga<Record<string, unknown>, GraphQLContext>({
     schema,
@@ -227,6 +236,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     async stop() {
       if (stopped) return;
       stopped = true;
+      schedules.stop();
       await engine.stop();
       await wsServer.dispose();
       for (const c of wss.clients) c.terminate();

@@ -12,6 +12,7 @@ import './repository.js';
 import './backup.js';
 import './cluster.js';
 import './restore.js';
+import './lifecycle.js';
 
 builder.queryType({});
 builder.mutationType({});

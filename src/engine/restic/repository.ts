@@ -313,6 +313,15 @@ export class ResticRepository {
   }
 
   /** Removes stale locks (all locks with removeAll: only when no other restic can be running). */
+  /** `restic prune`: frees the data no snapshot references any more (needs an exclusive lock). */
+  async prune(opts: CallOptions = {}): Promise<string[]> {
+    try {
+      return await this.run('prune', [], { ...opts, json: false });
+    } finally {
+      this.invalidate();
+    }
+  }
+
   async unlock(opts: CallOptions & { removeAll?: boolean } = {}): Promise<void> {
     await this.run('unlock', opts.removeAll ? ['--remove-all'] : [], { ...opts, json: false });
   }
