@@ -1,5 +1,6 @@
 // An artifact source that streams a command's stdout out of a pod (the database and volume
 // plugins' common shape): argv only, secrets through stdin, facts for the manifest at the end.
+import { finished as finishedWriting } from 'node:stream/promises';
 import { execStream, execText, type KubeClient } from '../kube/index.js';
 import type { ArtifactSource } from '../engine/backup/source.js';
 import type { ArtifactRef } from '../engine/backup/tags.js';
@@ -50,6 +51,9 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
       const finished = (async () => {
         try {
           await ex.done;
+          // The command has exited, but its last bytes may still be on their way through the
+          // transform: its facts are complete only once it has processed all of them.
+          if (through) await finishedWriting(through.transform as unknown as import('node:stream').Duplex, { readable: false });
           const facts = spec.meta ? await spec.meta(signal) : {};
           return { ...facts, ...(through ? through.result() : {}) };
         } finally {
