@@ -22,27 +22,29 @@ export async function startSimApp(simOpts: SimClusterOptions = {}, appOpts: Part
     await sim.stop();
     throw err;
   }
+  // Tests may replace `app` (a restart): requests always go to the current one.
   const gql: SimApp['gql'] = async (query, variables, token = ADMIN_TOKEN) => {
-    const res = await app.yoga.fetch('http://localhost/graphql', {
+    const res = await self.app.yoga.fetch('http://localhost/graphql', {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
       body: JSON.stringify({ query, variables }),
     });
     return (await res.json()) as never;
   };
-  return {
+  const self: SimApp = {
     sim, app, gql,
     async runOperation(mutation, variables) {
       const res = await gql<Record<string, { __typename: string; operation?: { operationId: string }; message?: string }>>(mutation, variables);
       const payload = Object.values(res.data ?? {})[0];
       if (!payload?.operation) throw new Error(`no operation: ${JSON.stringify(res)}`);
-      return app.services.engine.waitFor(payload.operation.operationId);
+      return self.app.services.engine.waitFor(payload.operation.operationId);
     },
     async close() {
-      await app.stop();
+      await self.app.stop();
       await sim.stop();
     },
   };
+  return self;
 }
 
 export const OP_FIELDS = `__typename ... on OperationPayload { operation { operationId status } } ... on Error { code message }`;

@@ -1,0 +1,117 @@
+// Schedules through GraphQL, on a fake clock: validated and written to config.yaml, with next run
+// times; a due schedule starts ordinary operations; a run that finds the previous one running is
+// skipped and says so; a server that was down across scheduled times runs the missed one once.
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/server.js';
+import { ADMIN_TOKEN, READONLY_TOKEN } from '../helpers/app.js';
+import { OP_FIELDS, startSimApp, type SimApp } from '../helpers/sim-app.js';
+
+/** A clock and timers the test moves by hand. */
+class FakeTime {
+  now = new Date('2026-11-26T10:30:00Z');
+  private timers: Array<{ at: number; fn: () => void; live: boolean }> = [];
+  readonly timing = {
+    now: () => new Date(this.now),
+    setTimer: (fn: () => void, ms: number) => { const t = { at: this.now.getTime() + ms, fn, live: true }; this.timers.push(t); return t; },
+    clearTimer: (h: unknown) => { (h as { live: boolean }).live = false; },
+  };
+  /** Moves the clock and fires every timer that is due by then. */
+  advanceTo(iso: string): void {
+    this.now = new Date(iso);
+    for (;;) {
+      const due = this.timers.filter((t) => t.live && t.at <= this.now.getTime()).sort((a, b) => a.at - b.at)[0];
+      if (!due) return;
+      due.live = false;
+      due.fn();
+    }
+  }
+}
+
+const time = new FakeTime();
+let s: SimApp;
+const SET = `mutation($input: SetSchedulesInput!) { setSchedules(input: $input) { __typename ... on SetSchedulesPayload { schedules { name cron action apps nextRunAt lastRunAt lastSkipReason } } ... on ValidationError { issues { path message } } ... on Error { message } } }`;
+const SCHEDULES = `{ instance(name: "test") { schedules { name nextRunAt lastRunAt lastSkippedAt lastSkipReason } } }`;
+const scheduledBackups = () => s.app.services.engine.list({ instance: 'test' }).filter((o) => o.kind === 'BACKUP_APP');
+
+beforeAll(async () => {
+  s = await startSimApp({ apps: ['website'] }, { scheduleTiming: time.timing });
+  const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
+  expect(init.status).toBe('SUCCEEDED');
+}, 180_000);
+afterAll(async () => { await s?.close(); });
+
+describe('schedules', () => {
+  it('refuses invalid schedules with their paths and writes nothing', async () => {
+    const config = await readFile(path.join(s.sim.instanceDir, 'config.yaml'), 'utf8');
+    const res = await s.gql<{ setSchedules: { __typename: string; issues: Array<{ path: string }> } }>(SET, { input: { instance: 'test', schedules: [
+      { cron: '61 * * * *', action: 'BACKUP' },
+      { cron: '@daily', action: 'BACKUP', apps: ['../etc'] },
+      { cron: '@daily', action: 'CHECK', readDataPercent: 250 },
+    ] } });
+    expect(res.data!.setSchedules.__typename).toBe('ValidationError');
+    const paths = res.data!.setSchedules.issues.map((i) => i.path);
+    expect(paths).toEqual(expect.arrayContaining(['input.schedules.0.cron', expect.stringMatching(/^input\.schedules\.1\.apps/), expect.stringMatching(/^input\.schedules\.2\.readDataPercent/)]));
+    expect(await readFile(path.join(s.sim.instanceDir, 'config.yaml'), 'utf8')).toBe(config);
+  });
+
+  it('writes valid schedules to config.yaml and shows their next run', async () => {
+    const res = await s.gql<{ setSchedules: { __typename: string; schedules: Array<{ name: string; nextRunAt: string; apps: string[] }> } }>(SET, { input: { instance: 'test', schedules: [
+      { name: 'hourly-site', cron: '0 * * * *', action: 'BACKUP', apps: ['website'] },
+      { name: 'nightly-check', cron: '@daily', action: 'CHECK', readDataPercent: 10 },
+    ] } });
+    expect(res.data!.setSchedules.__typename).toBe('SetSchedulesPayload');
+    expect(res.data!.setSchedules.schedules.map((x) => [x.name, x.nextRunAt])).toEqual([
+      ['hourly-site', '2026-11-26T11:00:00.000Z'], ['nightly-check', '2026-11-27T00:00:00.000Z'],
+    ]);
+    const config = await readFile(path.join(s.sim.instanceDir, 'config.yaml'), 'utf8');
+    expect(config).toContain('hourly-site');
+    expect(config).toContain('0 * * * *');
+  });
+
+  it('runs a due schedule as an ordinary operation, and skips the next run while it still runs', async () => {
+    await writeFile(path.join(s.sim.pvcDir('website', 'website-content'), 'big.bin'), randomBytes(48 << 20));
+    const before = scheduledBackups().length;
+    time.advanceTo('2026-11-26T11:00:00Z');
+    await new Promise((r) => setTimeout(r, 300));
+    const started = scheduledBackups();
+    expect(started.length).toBe(before + 1);
+    const op = started[0]!;
+    // The next hour comes while that backup still runs: skipped, and it says so.
+    time.advanceTo('2026-11-26T12:00:00Z');
+    const view = await s.gql<{ instance: { schedules: Array<{ name: string; lastSkippedAt: string; lastSkipReason: string; lastRunAt: string }> } }>(SCHEDULES);
+    const hourly = view.data!.instance.schedules.find((x) => x.name === 'hourly-site')!;
+    expect(hourly.lastSkippedAt).toBe('2026-11-26T12:00:00.000Z');
+    expect(hourly.lastSkipReason).toMatch(/still running/i);
+    expect(scheduledBackups().length).toBe(before + 1);
+    const done = await s.app.services.engine.waitFor(op.id);
+    expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+    const b = await s.gql<{ instance: { app: { latestBackup: { reason: string } } } }>(`{ instance(name: "test") { app(name: "website") { latestBackup { reason } } } }`);
+    expect(b.data!.instance.app.latestBackup.reason).toBe('schedule');
+  }, 180_000);
+
+  it('a server down across two scheduled times runs the missed backup once at start-up', async () => {
+    await s.app.stop();
+    // Down from 12:10 to 14:30: the 13:00 and 14:00 runs were missed.
+    const stateFile = path.join(s.sim.dataDir, 'wild-backup', 'schedules', 'test.json');
+    const state = JSON.parse(await readFile(stateFile, 'utf8')) as { lastRun: Record<string, string> };
+    state.lastRun['hourly-site'] = '2026-11-26T12:00:00.000Z';
+    state.lastRun['nightly-check'] = '2026-11-26T12:00:00.000Z';
+    await mkdir(path.dirname(stateFile), { recursive: true });
+    await writeFile(stateFile, JSON.stringify(state));
+    time.now = new Date('2026-11-26T14:30:00Z');
+    s.app = await buildApp({ dataDir: s.sim.dataDir, port: 0, scheduleTiming: time.timing, env: { WILD_BACKUP_TOKEN: ADMIN_TOKEN, WILD_BACKUP_READONLY_TOKEN: READONLY_TOKEN } });
+    time.advanceTo('2026-11-26T14:30:00Z'); // fires what is due now (the catch-up runs through the same timers)
+    await new Promise((r) => setTimeout(r, 500));
+    const fresh = s.app.services.engine.list({ instance: 'test' }).filter((o) => o.kind === 'BACKUP_APP' && ['QUEUED', 'RUNNING'].includes(o.status));
+    expect(fresh.length).toBe(1);
+    const done = await s.app.services.engine.waitFor(fresh[0]!.id);
+    expect(done.status).toBe('SUCCEEDED');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(s.app.services.engine.list({ instance: 'test' }).filter((o) => o.kind === 'BACKUP_APP' && ['QUEUED', 'RUNNING'].includes(o.status))).toEqual([]);
+    const view = await s.gql<{ instance: { schedules: Array<{ name: string; lastRunAt: string; nextRunAt: string }> } }>(SCHEDULES);
+    expect(view.data!.instance.schedules.find((x) => x.name === 'hourly-site')).toMatchObject({ lastRunAt: '2026-11-26T14:00:00.000Z', nextRunAt: '2026-11-26T15:00:00.000Z' });
+  }, 180_000);
+});
