@@ -3,7 +3,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GraphQLError } from 'graphql';
-import { createYoga, shouldRenderGraphiQL, type Plugin as YogaPlugin } from 'graphql-yoga';
+import { createGraphQLError, createYoga, shouldRenderGraphiQL, type Plugin as YogaPlugin } from 'graphql-yoga';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
@@ -65,6 +65,43 @@ export interface WildBackupApp {
   start(): Promise<{ url: string; port: number }>;
   /** Stops taking requests, lets operations reach a safe point, closes every socket. */
   stop(): Promise<void>;
+}
+
+/** Longest string a variable may hold: GraphQL's error suggestions for a bad enum value cost time
+ *  quadratic in its length (a 100 KB one took 34 s), so longer input never reaches coercion. */
+const MAX_VARIABLE_STRING = 16 * 1024;
+/** Fields whose values are legitimately long (PEM keys, service-account JSON). */
+const LONG_FIELDS = new Set(['privateKey', 'serviceAccountKey']);
+const MAX_LONG_STRING = 64 * 1024;
+const MAX_QUERY_LENGTH = 64 * 1024;
+
+/** The first oversized input of a request, or null. */
+export function oversizedInput(query: unknown, variables: unknown): string | null {
+  if (typeof query === 'string' && query.length > MAX_QUERY_LENGTH) return `the query is longer than ${MAX_QUERY_LENGTH} characters`;
+  const walk = (v: unknown, key: string, depth: number): string | null => {
+    if (depth > 20) return 'variables are nested too deeply';
+    if (typeof v === 'string') {
+      const max = LONG_FIELDS.has(key) ? MAX_LONG_STRING : MAX_VARIABLE_STRING;
+      return v.length > max ? `variable field "${key.slice(0, 40)}" is longer than ${max} characters` : null;
+    }
+    if (Array.isArray(v)) {
+      if (v.length > 1000) return `variable field "${key.slice(0, 40)}" has more than 1000 items`;
+      for (const x of v) { const e = walk(x, key, depth + 1); if (e) return e; }
+    } else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) { const e = walk(x, k, depth + 1); if (e) return e; }
+    }
+    return null;
+  };
+  return walk(variables, '', 0);
+}
+
+function useInputBounds(): YogaPlugin {
+  return {
+    onParams({ params }) {
+      const problem = oversizedInput(params.query, params.variables);
+      if (problem) throw createGraphQLError(problem, { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } });
+    },
+  };
 }
 
 /** Yoga plugin: every HTTP request but GraphiQL's page needs a valid bearer token. */
@@ -143,6 +180,11 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
           return new GraphQLError(scrub(original.message), { extensions: { code: original.code } });
         }
         if (isGraphQLError && !original) return error as GraphQLError;
+        // Input coercion failures (a number for a String, an unknown enum value) are the client's.
+        const gqlError = error as GraphQLError;
+        if (isGraphQLError && ((original as Error)?.name === 'GraphQLError' || gqlError.extensions?.code === 'BAD_USER_INPUT')) {
+          return new GraphQLError(scrub(gqlError.message), { nodes: gqlError.nodes, extensions: { code: 'BAD_USER_INPUT' } });
+        }
         log.error('unexpected error', { error: scrub(String((original as Error)?.stack ?? original)) });
         return new GraphQLError(message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
       },
@@ -161,6 +203,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     renderGraphiQL,
     plugins: [
       useBearerAuth(tokens),
+      useInputBounds(),
       maxDepthPlugin({ n: opts.maxDepth ?? 12, ignoreIntrospection: true, exposeLimits: true }),
       costLimitPlugin({ maxCost: opts.maxCost ?? 20_000, ignoreIntrospection: true, exposeLimits: true }),
     ],
@@ -198,6 +241,8 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
           params,
           role,
         });
+        const problem = oversizedInput(params.query, params.variables);
+        if (problem) return [new GraphQLError(problem, { extensions: { code: 'BAD_USER_INPUT' } })];
         let document;
         try {
           document = parse(params.query);

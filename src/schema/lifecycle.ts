@@ -52,8 +52,8 @@ const ScheduleRef = builder.objectRef<ScheduleView>('Schedule').implement({
 
 const ScheduleInput = builder.inputType('ScheduleInput', {
   fields: (t) => ({
-    name: t.string(),
-    cron: t.string({ required: true }),
+    name: t.string({ validate: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}$/, 'must be letters, digits, space, dot, underscore or dash (at most 63)').nullish() }),
+    cron: t.string({ required: true, validate: z.string().max(100, 'must be at most 100 characters') }),
     action: t.field({ type: ScheduleActionEnum, required: true }),
     apps: t.stringList(),
     readDataPercent: t.float(),

@@ -99,7 +99,11 @@ builder.objectFields(InstanceRef, (t) => ({
 // ---- inputs ----------------------------------------------------------------------------------
 
 const noControl = (max: number) => z.string().max(max, `must be at most ${max} characters`).regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters');
-const secretText = (max: number) => z.string().min(1, 'must not be empty').max(max, `must be at most ${max} characters`);
+/** Secrets are opaque text, stored verbatim and never executed; control characters are refused (keys may span lines). */
+const secretText = (max: number, multiline = false) => z.string().min(1, 'must not be empty').max(max, `must be at most ${max} characters`)
+  .regex(multiline ? /^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$/ : /^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters');
+/** A host, host:port or http(s) URL; nothing a shell or a URL parser could misread. */
+const endpoint = z.string().max(2048, 'must be at most 2048 characters').regex(/^(https?:\/\/)?[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~\/-]*)?$/, 'must be a host name, host:port or an http(s) URL');
 const keep = z.number().int('must be an integer').min(0, 'must not be negative').max(100_000, 'is too large').nullish();
 
 const RetentionPolicyInput = builder.inputType('RetentionPolicyInput', {
@@ -122,7 +126,7 @@ const S3CredentialsInput = builder.inputType('S3CredentialsInput', {
 const SftpCredentialsInput = builder.inputType('SftpCredentialsInput', {
   fields: (t) => ({
     password: t.string({ validate: secretText(1024).nullish() }),
-    privateKey: t.string({ validate: secretText(64 * 1024).nullish() }),
+    privateKey: t.string({ validate: secretText(64 * 1024, true).nullish() }),
   }),
 });
 const AzureCredentialsInput = builder.inputType('AzureCredentialsInput', {
@@ -134,7 +138,7 @@ const AzureCredentialsInput = builder.inputType('AzureCredentialsInput', {
 const GcsCredentialsInput = builder.inputType('GcsCredentialsInput', {
   fields: (t) => ({
     projectId: t.string({ validate: secretText(256).nullish() }),
-    serviceAccountKey: t.string({ required: true, validate: secretText(64 * 1024) }),
+    serviceAccountKey: t.string({ required: true, validate: secretText(64 * 1024, true) }),
   }),
 });
 const B2CredentialsInput = builder.inputType('B2CredentialsInput', {
@@ -167,7 +171,7 @@ const BackupConfigInputRef = builder.inputType('BackupConfigInput', {
     repository: t.string({ required: true, validate: noControl(2048).min(1, 'is required') }),
     password: t.string({ description: 'omitted: keep the stored one', validate: secretText(1024).nullish() }),
     retention: t.field({ type: RetentionPolicyInput }),
-    endpoint: t.string({ validate: noControl(2048).nullish() }),
+    endpoint: t.string({ validate: endpoint.nullish() }),
     region: t.string({ validate: noControl(64).nullish() }),
     port: t.int({ validate: z.number().int().min(1, 'must be 1-65535').max(65535, 'must be 1-65535').nullish() }),
     cacert: t.string({ validate: noControl(4096).nullish() }),

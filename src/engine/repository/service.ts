@@ -133,6 +133,12 @@ export class RepositoryService {
   private async computeStatus(inst: InstanceInfo, settings?: RepositorySettings): Promise<RepositoryStatusView> {
     let repo: ResticRepository;
     try {
+      if (!settings) {
+        // A query never writes: an embedded default without its password yet was never created.
+        const r = await resolveSettings(this.store, inst);
+        if (r.isDefault && !r.hasPassword) return { initialized: false, reachable: true, error: null, errorCode: null, lastBackupAt: null, snapshotCount: 0 };
+        settings = r.settings;
+      }
       repo = await this.open(inst, settings);
     } catch (err) {
       const e = toRepositoryError(err) as Error & { code?: string };
