@@ -17,6 +17,14 @@ export class ClusterUnreachableError extends KubeError {
   }
 }
 
+/** The kubeconfig cannot be read or uses what src/kube does not support (exec/auth-provider users, proxy-url). */
+export class KubeconfigError extends KubeError {
+  readonly code = 'KUBECONFIG_INVALID';
+  constructor(readonly file: string, detail: string) {
+    super(`kubeconfig ${file}: ${detail}`);
+  }
+}
+
 /** The API server answered with an error Status (401, 403, 409, 422, ...). */
 export class KubeApiError extends KubeError {
   readonly code = 'KUBE_API_ERROR';

@@ -1,7 +1,7 @@
 // Kubernetes access for Wild Backup: the public face of src/kube (see docs/design/kube-sim.md).
 export { KubeClient, kubeClientFor, clusterVersion, type CallOptions, type ClusterStatus, type ExecProtocol } from './client.js';
 export {
-  KubeError, ClusterUnreachableError, KubeApiError, KubeNotFoundError, PodNotFoundError, PodNotRunningError,
+  KubeError, KubeconfigError, ClusterUnreachableError, KubeApiError, KubeNotFoundError, PodNotFoundError, PodNotRunningError,
   CommandFailedError, ConnectionLostError, KubeAbortedError, KubeTimeoutError, ExecUsageError,
 } from './errors.js';
 export {
@@ -10,4 +10,5 @@ export {
 } from './discovery.js';
 export { listWorkloads, scaleWorkload, waitForReplicas, scaleAndWait, type WorkloadInfo, type WorkloadKind, type WaitOptions } from './workloads.js';
 export { createHelperPod, waitForHelperPod, deleteHelperPod, withHelperPod, DEFAULT_HELPER_IMAGE, HELPER_LABEL, type HelperPod, type HelperPodOptions } from './helper-pod.js';
+export { Kubeconfig } from './kubeconfig.js';
 export { execStream, execText, openExecSockets, type ExecOptions, type ExecStream, type ExecResult, type ExecTextOptions } from './exec.js';
