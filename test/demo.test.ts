@@ -8,7 +8,12 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const dirs: string[] = [];
-afterAll(async () => { for (const d of dirs) await rm(d, { recursive: true, force: true }); });
+const started: number[] = [];
+afterAll(async () => {
+  // Whatever happened in the test, nothing it started outlives it.
+  for (const pid of started.flatMap((p) => [p, ...descendants(p)])) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
 
 function descendants(pid: number): number[] {
   const out: number[] = [];
@@ -30,6 +35,7 @@ describe('npm run demo', () => {
     await chmod(dir, 0o755); // the sim's PostgreSQL runs as the postgres user and must reach its data
     const readyFile = path.join(dir, 'ready.json');
     const child = spawn('node_modules/.bin/tsx', ['src/sim/demo.ts', '--port', '0', '--data', path.join(dir, 'data'), '--ready-file', readyFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    started.push(child.pid!);
     let out = '';
     child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
     child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
