@@ -21,6 +21,7 @@ import { clusterPlanner } from './engine/backup/planner.js';
 import { RestoreService } from './engine/restore/service.js';
 import { MaintenanceService } from './engine/lifecycle/maintenance.js';
 import { ScheduleService } from './engine/lifecycle/schedules.js';
+import { METRICS_CONTENT_TYPE, renderMetrics } from './engine/metrics.js';
 import type { SchedulerOptions } from './engine/schedules/index.js';
 import { PubSub } from './subscriptions/pubsub.js';
 import type { OperationTopics } from './subscriptions/events.js';
@@ -213,6 +214,12 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     if (req.url === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ ok: true, runningOperations: engine.activeCount() }));
+      return;
+    }
+    if (req.url === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
+      if (!roleFor(tokens, req.headers.authorization)) { res.writeHead(401, { 'www-authenticate': 'Bearer' }).end(); return; }
+      renderMetrics(services).then((text) => res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(req.method === 'HEAD' ? undefined : text),
+        (err: unknown) => { log.error('metrics failed', { error: scrub(String(err)) }); res.writeHead(500).end(); });
       return;
     }
     void yoga.handle(req, res);

@@ -13,6 +13,7 @@ import './backup.js';
 import './cluster.js';
 import './restore.js';
 import './lifecycle.js';
+import './health.js';
 
 builder.queryType({});
 builder.mutationType({});

@@ -55,7 +55,8 @@ const RepositoryStatusRef = builder.objectRef<RepositoryStatusView>('RepositoryS
   }),
 });
 
-const RepositoryStatsRef = builder.objectRef<RepositoryStatsView>('RepositoryStats').implement({
+/** The stats of one instance's repository (the instance lets fields such as perApp list its backups). */
+export const RepositoryStatsRef = builder.objectRef<RepositoryStatsView & { instance: InstanceInfo }>('RepositoryStats').implement({
   fields: (t) => ({
     totalSize: t.field({ type: 'ByteCount', description: 'bytes stored in the repository', resolve: (s) => s.totalSize }),
     totalUncompressedSize: t.field({ type: 'ByteCount', nullable: true, description: 'before compression, where restic reports it', resolve: (s) => s.totalUncompressedSize ?? null }),
@@ -82,7 +83,7 @@ const RepositoryRef = builder.objectRef<RepositoryParent>('Repository').implemen
       resolve: async (r, _a, ctx) => {
         const st = await ctx.services.repositories.status(r.inst);
         if (!st.initialized || !st.reachable || st.error) return null;
-        return ctx.services.repositories.stats(r.inst);
+        return { ...(await ctx.services.repositories.stats(r.inst)), instance: r.inst };
       },
     }),
   }),
