@@ -114,4 +114,45 @@ describe('schedules', () => {
     const view = await s.gql<{ instance: { schedules: Array<{ name: string; lastRunAt: string; nextRunAt: string }> } }>(SCHEDULES);
     expect(view.data!.instance.schedules.find((x) => x.name === 'hourly-site')).toMatchObject({ lastRunAt: '2026-11-26T14:00:00.000Z', nextRunAt: '2026-11-26T15:00:00.000Z' });
   }, 180_000);
+
+  it('runs scheduled retention and check on a served repository (rest: through rclone serve restic)', async () => {
+    const { spawn } = await import('node:child_process');
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const os = await import('node:os');
+    const { freePort, waitForPort } = await import('../../src/util/net.js');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'wild-sched-rclone-'));
+    const port = await freePort();
+    const rclone = spawn('rclone', ['serve', 'restic', '--addr', `127.0.0.1:${port}`, path.join(dir, 'data')], { stdio: 'ignore', env: { ...process.env, RCLONE_CONFIG: path.join(dir, 'rclone.conf') } });
+    try {
+      await waitForPort(port);
+      const upd = await s.gql<{ updateBackupConfig: { __typename: string } }>(
+        `mutation($r: String!) { updateBackupConfig(input: { instance: "test", config: { repository: $r, password: "sched-served-password-7", retention: { keepLast: 1 } } }) { __typename } }`, { r: `rest:http://127.0.0.1:${port}/` });
+      expect(upd.data!.updateBackupConfig.__typename).toBe('BackupConfigPayload');
+      const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
+      expect(init.status, JSON.stringify(init.error)).toBe('SUCCEEDED');
+      for (let i = 0; i < 2; i++) expect((await s.runOperation(`mutation { backupApp(input: { instance: "test", app: "website" }) { ${OP_FIELDS} } }`)).status).toBe('SUCCEEDED');
+      const set = await s.gql<{ setSchedules: { __typename: string } }>(SET, { input: { instance: 'test', schedules: [
+        { name: 'prune', cron: '30 15 * * *', action: 'RETENTION' }, { name: 'check', cron: '45 15 * * *', action: 'CHECK', readDataPercent: 100 },
+      ] } });
+      expect(set.data!.setSchedules.__typename).toBe('SetSchedulesPayload');
+      const ops = () => s.app.services.engine.list({ instance: 'test' });
+      const appears = async (kind: string) => {
+        for (let i = 0; i < 200 && !ops().some((o) => o.kind === kind); i++) await new Promise((r) => setTimeout(r, 100));
+        return ops().find((o) => o.kind === kind);
+      };
+      time.advanceTo('2026-11-26T15:30:00Z');
+      const retention = (await appears('APPLY_RETENTION'))!;
+      expect(retention).toBeDefined();
+      expect((await s.app.services.engine.waitFor(retention.id)).status).toBe('SUCCEEDED');
+      const left = await s.gql<{ instance: { backups: { totalCount: number } } }>(`{ instance(name: "test") { backups(app: "website") { totalCount } } }`);
+      expect(left.data!.instance.backups.totalCount).toBe(1);
+      time.advanceTo('2026-11-26T15:45:00Z');
+      const check = (await appears('CHECK_REPOSITORY'))!;
+      expect(check).toBeDefined();
+      expect((await s.app.services.engine.waitFor(check.id)).status).toBe('SUCCEEDED');
+    } finally {
+      rclone.kill('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 240_000);
 });
