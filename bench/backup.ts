@@ -473,8 +473,8 @@ function render(r: Results): string {
   L.push(`| direct | \`tar -c -f - -C <pvc> . \\| restic backup --stdin …\` | ${list(r.direct.map((d) => d.tarMs), secs)} | ${secs(median(r.direct.map((d) => d.tarMs)))} |`);
   L.push(`| **direct, both** | the sum of the two pipelines | ${list(directMs, secs)} | **${secs(median(directMs))}** |`);
   const kubeMs = r.kubectl.map((d) => d.totalMs);
-  L.push(`| via kubectl | \`kubectl exec <postgres pod> -- pg_dump … \| restic backup --stdin …\` | ${list(r.kubectl.map((d) => d.pgMs), secs)} | ${secs(median(r.kubectl.map((d) => d.pgMs)))} |`);
-  L.push(`| via kubectl | \`kubectl exec <immich pod> -- tar -c … \| restic backup --stdin …\` | ${list(r.kubectl.map((d) => d.tarMs), secs)} | ${secs(median(r.kubectl.map((d) => d.tarMs)))} |`);
+  L.push(`| via kubectl | \`kubectl exec <postgres pod> -- pg_dump … \\| restic backup --stdin …\` | ${list(r.kubectl.map((d) => d.pgMs), secs)} | ${secs(median(r.kubectl.map((d) => d.pgMs)))} |`);
+  L.push(`| via kubectl | \`kubectl exec <immich pod> -- tar -c … \\| restic backup --stdin …\` | ${list(r.kubectl.map((d) => d.tarMs), secs)} | ${secs(median(r.kubectl.map((d) => d.tarMs)))} |`);
   L.push(`| **via kubectl, both** | the same two pipelines through the simulated cluster's exec (Debian's kubectl as the client) | ${list(kubeMs, secs)} | **${secs(median(kubeMs))}** |`);
   L.push(`| **ours** | \`backupApp\` over HTTP, mutation sent to operation seen SUCCEEDED (100 ms polling) | ${list(oursMs, secs)} | **${secs(median(oursMs))}** |`);
   L.push(`| ours | the operation's own startedAt → finishedAt | ${list(oursOpMs, secs)} | ${secs(median(oursOpMs))} |`);
