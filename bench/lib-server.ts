@@ -2,7 +2,6 @@
 // small GraphQL client over HTTP with the admin token: configure, init, back up, wait.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { createWriteStream, existsSync, symlinkSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
@@ -32,14 +31,11 @@ export function serverArgv(mode: ServerMode, workDir: string): string[] {
   if (mode === 'tsx') return ['--import', 'tsx', 'src/main.ts'];
   const esbuild = path.resolve('node_modules/.bin/esbuild');
   const out = path.join(workDir, 'server');
-  // Packages stay external (loaded from node_modules as in production). An ES bundle hoists the
-  // imports of external packages above its own code, so node-compat.ts (which must run before
-  // @kubernetes/client-node loads) is preloaded with --import, as in docs/benchmarks/exec.md.
+  // Packages stay external (loaded from node_modules as in production).
   execFileSync(esbuild, ['src/main.ts', '--bundle', '--platform=node', '--format=esm', '--packages=external', `--outfile=${out}/main.mjs`, '--log-level=warning']);
-  execFileSync(esbuild, ['src/kube/node-compat.ts', '--platform=node', '--format=esm', `--outfile=${out}/compat.mjs`, '--log-level=warning']);
   // Packages resolve from the bundle's directory upwards: give it the project's node_modules.
   symlinkSync(path.resolve('node_modules'), path.join(out, 'node_modules'));
-  return ['--import', pathToFileURL(`${out}/compat.mjs`).href, `${out}/main.mjs`];
+  return [`${out}/main.mjs`];
 }
 
 export async function startServer(o: { dataDir: string; token: string; mode: ServerMode; argv: string[]; logFile: string }): Promise<ServerProcess> {

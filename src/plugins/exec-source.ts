@@ -66,6 +66,16 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
   };
 }
 
+/**
+ * Streams bytes of known length into a command in a pod (pg_restore, mariadb, tar -x) and resolves
+ * when it exited 0. The length bounds stdin where the server only speaks v4 (no close signal).
+ */
+export async function streamIntoPod(client: KubeClient, target: PodTarget, command: string[], stdin: import('node:stream').Readable, stdinLength: number, signal: AbortSignal): Promise<void> {
+  const ex = await execStream(client, { ...target, command, signal, stdin, stdinLength });
+  for await (const _ of ex.stdout) { /* these commands print nothing we keep */ }
+  await ex.done;
+}
+
 /** Runs a short command in a pod and returns its trimmed stdout. */
 export async function podText(client: KubeClient, target: PodTarget, command: string[], signal?: AbortSignal, stdin?: string): Promise<string> {
   const input = stdin === undefined ? undefined : Buffer.from(stdin);

@@ -20,6 +20,7 @@ import type { InstanceInfo, WildStore } from '../../wild/store.js';
 import { writeFileAtomic } from '../../wild/writer.js';
 import { componentOf, restorers } from '../../plugins/restorers.js';
 import { restorePostgresRoles } from '../../plugins/databases/postgres-restore.js';
+import { detectDatabases } from '../../plugins/databases/registry.js';
 import { quiesce, resume, type ReplicaMap } from './quiesce.js';
 import { restoreAppConfig, type ConfigUndo } from './config.js';
 import { retrying, type RestoreTarget, type SideDescription, type SideRestore } from './side.js';
@@ -78,7 +79,6 @@ export class RestoreService {
     const components = new Set<RestoreComponent>(input.components ?? (clone ? ['DATABASES', 'VOLUMES'] : ['DATABASES', 'VOLUMES', 'CONFIG']));
     const artifacts = this.artifactsFor(b, components);
     if (clone) {
-      const { detectDatabases } = await import('../../plugins/databases/registry.js');
       const targetDbs = detectDatabases(app).map((d) => `${d.engine}:${d.databaseName}`);
       for (const a of artifacts.filter((x) => x.kind === 'postgres' || x.kind === 'mysql')) {
         if (targetDbs.includes(`${a.kind}:${a.name}`)) throw new ValidationError(`the clone "${targetName}" uses the same ${a.kind} database "${a.name}" as the source`, [{ path: 'input.targetApp', message: 'shares a database with the source app' }]);

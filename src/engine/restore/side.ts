@@ -59,3 +59,17 @@ export async function retrying<T>(fn: () => Promise<T>, opts: { timeoutMs?: numb
     }
   }
 }
+
+/**
+ * Fills a fresh side copy; if that fails, the copy is dropped (waiting for the server to answer
+ * again when the fault was the server itself) and the failure passed on.
+ */
+export async function filledOrDiscarded(side: SideRestore, fill: () => Promise<void>): Promise<SideRestore> {
+  try {
+    await fill();
+  } catch (err) {
+    await retrying(() => side.discard()).catch(() => undefined);
+    throw err;
+  }
+  return side;
+}

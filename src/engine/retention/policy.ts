@@ -2,20 +2,14 @@
 // retention per backup (a group of snapshots) exactly as restic 0.14 would per snapshot.
 import { compareNewestFirst, readInstant } from './time.js';
 import type { RecordedInstant } from './time.js';
+import type { RetentionPolicy as ResticRetentionPolicy } from '../restic/types.js';
 
 /**
  * A retention policy, with the meaning of restic's `forget --keep-last/-hourly/-daily/-weekly/
  * -monthly/-yearly`. Each count is a non-negative integer; absent means 0 (rule off). A policy with
  * every count 0 is empty and keeps everything (as restic does).
  */
-export interface RetentionPolicy {
-  keepLast?: number;
-  keepHourly?: number;
-  keepDaily?: number;
-  keepWeekly?: number;
-  keepMonthly?: number;
-  keepYearly?: number;
-}
+export type RetentionPolicy = Omit<ResticRetentionPolicy, 'keepWithin' | 'keepTags'>;
 
 /** Something with an id and a time: a snapshot, or a Wild Backup backup. */
 export interface RetentionItem {

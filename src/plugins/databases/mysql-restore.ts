@@ -2,11 +2,10 @@
 // RENAME TABLE of all tables (the live tables move to an "old" schema, kept until the whole
 // restore succeeded). Triggers and views do not move across schemas; see docs/DESIGN.md.
 import { PassThrough, type Readable } from 'node:stream';
-import { execStream, type KubeClient } from '../../kube/index.js';
+import type { KubeClient } from '../../kube/index.js';
 import type { ArtifactRecord } from '../../engine/backup/manifest.js';
-import { retrying, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
-import { readAll } from '../../engine/backup/catalog.js';
-import type { PodTarget } from '../exec-source.js';
+import { filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
+import { streamIntoPod, type PodTarget } from '../exec-source.js';
 import { appDatabaseName } from './detect.js';
 import { mysqlCommand, mysqlQuery, mysqlRowCounts } from './mysql.js';
 import { adminPassword, checkDatabaseName, engineServer, serverPod } from './server.js';
@@ -72,25 +71,15 @@ export const mysqlRestorer: ArtifactRestorer = {
     const d: MyDescription = { kind: 'mysql', live, side: `${base}_wbr_${suffix}`, old: `${base}_wbo_${suffix}` };
     await mysqlQuery(t.client, target, pw, `create database ${q(d.side)}`, undefined, signal);
     const h = handle(t.client, () => serverPod(t.client, server, 'mysql'), pw, d, artifact);
-    try {
+    return filledOrDiscarded(h, () => {
       // The password line first (read by the pod's shell), then the dump, as one stdin.
       const stdin = new PassThrough();
       stdin.write(`${pw}\n`);
       stream.pipe(stdin);
       stream.once('error', (e) => stdin.destroy(e));
       stdin.on('error', () => undefined); // surfaced through the exec's own failure
-      const ex = await execStream(t.client, {
-        ...target, signal, stdin, stdinLength: Buffer.byteLength(`${pw}\n`) + artifact.sizeBytes,
-        command: mysqlCommand(['mysql', '-uroot', `--database=${d.side}`]),
-      });
-      await readAll(ex.stdout, 1 << 20);
-      await ex.done;
-    } catch (err) {
-      // The fault may have been the server itself: wait for it to answer again to drop the copy.
-      await retrying(() => h.discard()).catch(() => undefined);
-      throw err;
-    }
-    return h;
+      return streamIntoPod(t.client, target, mysqlCommand(['mysql', '-uroot', `--database=${d.side}`]), stdin, Buffer.byteLength(`${pw}\n`) + artifact.sizeBytes, signal);
+    });
   },
   async fromDescription(t, d) {
     const server = engineServer(t.inst, 'mysql');

@@ -2,11 +2,10 @@
 // checked against the manifest's tables and row counts, then swapped in by renaming (connections
 // to the live one terminated); the old database is dropped only when the whole restore succeeded.
 import type { Readable } from 'node:stream';
-import { execStream } from '../../kube/index.js';
 import type { ArtifactRecord } from '../../engine/backup/manifest.js';
-import { retrying, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
+import { filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { readAll } from '../../engine/backup/catalog.js';
-import { podText, type PodTarget } from '../exec-source.js';
+import { podText, streamIntoPod, type PodTarget } from '../exec-source.js';
 import type { KubeClient } from '../../kube/index.js';
 import { appDatabaseName } from './detect.js';
 import { postgresRowCounts } from './postgres.js';
@@ -112,22 +111,10 @@ export const postgresRestorer: ArtifactRestorer = {
     const d: PgDescription = { kind: 'postgres', live, side, old, hadLive: await exists(t.client, target, live) };
     await psql(t.client, target, `create database ${q(side)}${ownerExists ? ` owner ${q(owner)}` : ''}`, 'postgres', signal);
     const locate = () => serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres');
-    const h = handle(t.client, locate, d, artifact);
-    try {
-      const ex = await execStream(t.client, {
-        ...target, signal, stdin: stream, stdinLength: artifact.sizeBytes,
-        // A clone's objects belong to the clone's own role; an in-place restore keeps the owners.
-        command: ['pg_restore', '-U', 'postgres', `--dbname=${side}`, '--exit-on-error', '--no-password',
-          ...(clone ? ['--no-owner', '--no-privileges', ...(ownerExists ? [`--role=${owner}`] : [])] : [])],
-      });
-      await readAll(ex.stdout, 1 << 20);
-      await ex.done;
-    } catch (err) {
-      // The fault may have been the server itself: wait for it to answer again to drop the copy.
-      await retrying(() => h.discard()).catch(() => undefined);
-      throw err;
-    }
-    return h;
+    // A clone's objects belong to the clone's own role; an in-place restore keeps the owners.
+    const command = ['pg_restore', '-U', 'postgres', `--dbname=${side}`, '--exit-on-error', '--no-password',
+      ...(clone ? ['--no-owner', '--no-privileges', ...(ownerExists ? [`--role=${owner}`] : [])] : [])];
+    return filledOrDiscarded(handle(t.client, locate, d, artifact), () => streamIntoPod(t.client, target, command, stream, artifact.sizeBytes, signal));
   },
   async fromDescription(t, d) {
     return handle(t.client, () => serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres'), d as PgDescription);

@@ -4,10 +4,9 @@
 // only when the whole restore succeeded. Files absent from the backup are gone afterwards; modes
 // and mtimes are the backed-up ones (tar -p as root).
 import type { Readable } from 'node:stream';
-import { createHelperPod, deleteHelperPod, execStream, waitForHelperPod, type KubeClient } from '../../kube/index.js';
-import { retrying, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
-import { readAll } from '../../engine/backup/catalog.js';
-import { podText, type PodTarget } from '../exec-source.js';
+import { createHelperPod, deleteHelperPod, waitForHelperPod, type KubeClient } from '../../kube/index.js';
+import { filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
+import { podText, streamIntoPod, type PodTarget } from '../exec-source.js';
 import { TarScanner, type TarListing } from './tar-scan.js';
 
 const ENTRIES = '"$D"/* "$D"/.[!.]* "$D"/..?*';
@@ -86,22 +85,13 @@ export const pvcRestorer: ArtifactRestorer = {
     const d: PvcDescription = { kind: 'pvc', namespace, pvc, restoreDir: `.wild-backup-restore-${suffix}`, oldDir: `.wild-backup-old-${suffix}` };
     const scanner = new TarScanner();
     const h = handle(t.client, pod, d, () => scanner.result(), artifact.meta);
-    try {
+    return filledOrDiscarded(h, async () => {
       await podText(t.client, pod.target, ['sh', '-c', 'cd "$1" && rm -rf -- "$2" && mkdir -- "$2"', 'wild-backup', pod.root, d.restoreDir], signal);
       stream.once('error', (e) => scanner.destroy(e));
       scanner.on('error', () => undefined); // surfaced through the exec's own failure
-      const ex = await execStream(t.client, {
-        ...pod.target, signal, stdin: stream.pipe(scanner), stdinLength: artifact.sizeBytes,
-        command: ['tar', '-x', '-p', '-f', '-', '-C', `${pod.root.replace(/\/+$/, '')}/${d.restoreDir}`],
-      });
-      await readAll(ex.stdout, 1 << 20);
-      await ex.done;
-    } catch (err) {
-      // The fault may have been the server itself: wait for it to answer again to drop the copy.
-      await retrying(() => h.discard()).catch(() => undefined);
-      throw err;
-    }
-    return h;
+      const into = `${pod.root.replace(/\/+$/, '')}/${d.restoreDir}`;
+      await streamIntoPod(t.client, pod.target, ['tar', '-x', '-p', '-f', '-', '-C', into], stream.pipe(scanner), artifact.sizeBytes, signal);
+    });
   },
   async fromDescription(t, desc) {
     const d = desc as PvcDescription;
