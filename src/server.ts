@@ -49,6 +49,8 @@ export interface AppOptions {
   helperImage?: string;
   /** A backup artifact that moves no byte for this long fails (STALLED). Default 2 min. */
   stallTimeoutMs?: number;
+  /** How often a failed backup's snapshots are retried for removal while their repository is down. */
+  leftoverRetryMs?: number;
   /** Clock and timers of the schedules (tests). Default: the real ones. */
   scheduleTiming?: Pick<SchedulerOptions, 'now' | 'setTimer' | 'clearTimer'>;
   /** Deepest query accepted. Default 12. */
@@ -139,7 +141,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
   const pubsub = new PubSub<OperationTopics>();
   const engine = new OperationEngine({ paths: store.paths, pubsub, concurrency: opts.concurrency });
   const repositories = new RepositoryService(store, engine, { statusTimeoutMs: opts.repositoryTimeoutMs });
-  const backups = new BackupService(store, engine, repositories, { stallTimeoutMs: opts.stallTimeoutMs });
+  const backups = new BackupService(store, engine, repositories, { stallTimeoutMs: opts.stallTimeoutMs, leftoverRetryMs: opts.leftoverRetryMs });
   for (const kind of ['BACKUP_APP', 'BACKUP_CLUSTER'] as const) {
     engine.onRecovery(kind, async (rec, log) => {
       if (!rec.backupId) return;
@@ -289,6 +291,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
       if (stopped) return;
       stopped = true;
       schedules.stop();
+      backups.leftovers.close();
       await engine.stop();
       await wsServer.dispose();
       for (const c of wss.clients) c.terminate();

@@ -59,6 +59,37 @@ describe('runBackup', () => {
     expect(done.progress.bytesDone).toBe(b.sizeBytes);
   });
 
+  it('streams artifacts side by side: each source waits for the other to have started', async () => {
+    const dir = (await import('node:fs/promises')).mkdtemp('/tmp/wild-pipeline-side-');
+    const d = await dir;
+    // Each writes its marker, then waits (at most 15 s) for the other's: one after the other, both fail.
+    const waiter = (me: string, other: string) => ['sh', '-c',
+      `touch ${d}/${me}; i=0; while [ ! -e ${d}/${other} ]; do i=$((i+1)); [ $i -gt 150 ] && { echo "never saw ${other}" >&2; exit 1; }; sleep 0.1; done; seq 1 100000`];
+    const done = await backup('website', [
+      commandSource('pvc', 'website-a', waiter('a', 'b'), 600_000),
+      commandSource('pvc', 'website-b', waiter('b', 'a'), 500_000),
+    ]);
+    await (await import('node:fs/promises')).rm(d, { recursive: true, force: true });
+    expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+    const b = (await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)!;
+    // The manifest keeps the plan's order, whatever order the streams finished in.
+    expect(b.artifacts.map((a) => `${a.kind}:${a.name}`)).toEqual(['pvc:website-a', 'pvc:website-b', 'manifest:backup.json']);
+    expect(b.status).toBe('COMPLETE');
+  }, 60_000);
+
+  it('one failing artifact stops the others at once and the backup leaves no snapshot', async () => {
+    const started = Date.now();
+    const done = await backup('nextcloud', [
+      commandSource('pvc', 'nextcloud-data', ['sh', '-c', 'seq 1 10; sleep 60; seq 1 10'], 1_000_000),
+      commandSource('config', 'nextcloud', ['sh', '-c', 'echo ok'], 10),
+      commandSource('postgres', 'nextcloud', ['sh', '-c', 'sleep 1; echo "pg_dump: error: boom" >&2; exit 1'], 100),
+    ]);
+    expect(done.status).toBe('FAILED');
+    expect(done.error?.message).toContain('postgres:nextcloud');
+    expect(Date.now() - started, 'the 60 s stream was stopped').toBeLessThan(30_000);
+    expect(await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true })).toEqual([]);
+  }, 60_000);
+
   it('fails naming the artifact and its stderr when a source exits non-zero, and leaves no snapshot', async () => {
     const done = await backup('immich', [
       commandSource('pvc', 'immich-pvc', ['sh', '-c', 'seq 1 1000']),

@@ -48,6 +48,8 @@ export async function readAll(stream: NodeJS.ReadableStream, limit: number): Pro
 
 export class BackupCatalog {
   private readonly memory = new Map<string, BackupManifest>();
+  /** Manifests just written, by backup id, until a listing sees their snapshot's full id. */
+  private readonly written = new Map<string, BackupManifest>();
 
   constructor(private readonly manifestDir: string) {}
 
@@ -60,6 +62,13 @@ export class BackupCatalog {
     const hit = this.memory.get(snap.id);
     if (hit) return hit;
     let manifest: BackupManifest | null = null;
+    const backupId = parseTags(snap.tags)?.backupId;
+    const written = backupId === undefined ? undefined : this.written.get(backupId);
+    if (written) {
+      this.written.delete(written.backupId);
+      await this.store(snap.id, written);
+      return written;
+    }
     try {
       manifest = backupManifestSchema.parse(JSON.parse(await readFile(this.file(snap.id), 'utf8')));
     } catch {
@@ -79,8 +88,17 @@ export class BackupCatalog {
     return manifest;
   }
 
-  /** Remembers a manifest we just wrote, so the next listing needs no dump. */
-  async remember(snapshotId: string, manifest: BackupManifest): Promise<void> {
+  /**
+   * Remembers a manifest we just wrote, so the next listing needs no dump. Keyed by its backup id
+   * (unique, and in the snapshot's tags): restic 0.14 reports only a short snapshot id.
+   */
+  remember(manifest: BackupManifest): void {
+    this.written.set(manifest.backupId, manifest);
+    // Bounded: a backup never listed is dumped from restic once instead.
+    if (this.written.size > 256) this.written.delete(this.written.keys().next().value!);
+  }
+
+  private async store(snapshotId: string, manifest: BackupManifest): Promise<void> {
     this.memory.set(snapshotId, manifest);
     await mkdir(this.manifestDir, { recursive: true });
     await writeFileAtomic(this.file(snapshotId), JSON.stringify(manifest), 0o600);

@@ -8,6 +8,7 @@ import type { TaskContext } from '../operations/index.js';
 import { WildError } from '../../errors.js';
 import { scrub } from '../../util/log.js';
 import type { BackupCatalog } from './catalog.js';
+import type { Leftovers } from './leftovers.js';
 import type { ArtifactRecord, BackupManifest } from './manifest.js';
 import { gatedCounter, type ArtifactSource } from './source.js';
 import { artifactFilename, MANIFEST_ARTIFACT, newBackupId, tagsFor } from './tags.js';
@@ -44,13 +45,23 @@ export interface BackupRun {
   ctx: TaskContext;
   /** An artifact that moves no byte for this long fails with StalledError. Default 2 minutes. */
   stallTimeoutMs?: number;
+  /** Artifacts streamed at once. Default DEFAULT_ARTIFACT_CONCURRENCY. */
+  concurrency?: number;
+  /** Where a failed backup's snapshots go when the repository cannot forget them now. */
+  leftovers?: Leftovers;
 }
 
 export interface BackupResult {
   backupId: string;
   manifest: BackupManifest;
-  manifestSnapshotId: string;
 }
+
+/**
+ * Three at once: the two big streams of a typical app (its database and its volume) side by side,
+ * and the small ones (roles, config, a cache volume) in the third slot, so their restic start-ups
+ * (each opens the repository: a key derivation and the index) overlap the big streams.
+ */
+export const DEFAULT_ARTIFACT_CONCURRENCY = 3;
 
 const label = (s: ArtifactSource) => `${s.artifact.kind}:${s.artifact.name}`;
 
@@ -69,50 +80,14 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
     ctx.progress({ bytesTotal: known.length > 0 ? known.reduce((a, b) => a + b, 0) : null, bytesDone: 0 });
     for (const [i, e] of estimates.entries()) ctx.log(`${label(run.sources[i]!)}: about ${e ?? '?'} bytes`);
 
-    const records: ArtifactRecord[] = [];
-    let base = 0;
-    for (const src of run.sources) {
-      ctx.signal.throwIfAborted();
-      const filename = artifactFilename(scope, src.artifact, src.extension);
-      ctx.progress({ phase: `backing up ${label(src)}`, currentItem: filename });
-      let opened: Awaited<ReturnType<ArtifactSource['open']>> | undefined;
-      // One signal per artifact: the operation's cancel, or the stall watchdog.
-      const stall = new AbortController();
-      const signal = AbortSignal.any([ctx.signal, stall.signal]);
-      const stallMs = run.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
-      let lastMove = Date.now();
-      const watchdog = setInterval(() => {
-        if (Date.now() - lastMove > stallMs) {
-          stall.abort(new StalledError(`no progress for ${Math.round(stallMs / 1000)} s: the repository or the source stopped answering`));
-        }
-      }, Math.min(1000, stallMs / 4));
-      try {
-        opened = await src.open(signal);
-        let counted = 0;
-        const counter = gatedCounter(opened.finished, (n) => {
-          counted = n;
-          lastMove = Date.now();
-          ctx.progress({ bytesDone: base + n });
-        });
-        // A failing source must fail restic's stdin (and so restic), never end it quietly.
-        const feeding = pipeline(opened.stream, counter).catch((err: unknown) => { counter.destroy(err as Error); throw err; });
-        const finished = opened.finished;
-        const [summary, meta] = await Promise.all([
-          repo.backupStdin({ stdin: counter, filename, host: instance, signal, tags: tagsFor({ instance, app, backupId, artifact: src.artifact }) }),
-          finished,
-          feeding,
-        ]);
-        records.push({ kind: src.artifact.kind, name: src.artifact.name, filename, snapshotId: summary.snapshotId, sizeBytes: counted, addedBytes: summary.dataAdded, meta });
-        ctx.log(`${label(src)}: ${counted} bytes, repository grew by ${summary.dataAdded} bytes (snapshot ${summary.snapshotId.slice(0, 8)})`);
-        base += counted;
-      } catch (err) {
-        // Close the source (its exec stream or process) whatever failed.
-        opened?.stream.destroy();
-        if (ctx.signal.aborted) throw err;
-        throw new ArtifactFailedError(label(src), stall.signal.aborted ? stall.signal.reason : err);
-      } finally {
-        clearInterval(watchdog);
-      }
+    const records = await streamArtifacts(run, scope, backupId, estimates);
+
+    // restic 0.14 reports short snapshot ids: one listing resolves them all.
+    const written = await repo.snapshots({ tags: [`backup:${backupId}`], refresh: true, signal: ctx.signal });
+    for (const r of records) {
+      const full = written.find((s) => s.id.startsWith(r.snapshotId));
+      if (!full) throw new ArtifactFailedError(`${r.kind}:${r.name}`, new Error(`snapshot ${r.snapshotId} was written but cannot be listed`));
+      r.snapshotId = full.id;
     }
 
     ctx.progress({ phase: 'writing manifest', currentItem: artifactFilename(scope, { kind: MANIFEST_ARTIFACT, name: '' }, '') });
@@ -121,32 +96,119 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
       finishedAt: new Date().toISOString(), operationId: ctx.operationId, reason: run.reason ?? 'manual',
       artifacts: records, skipped: run.skipped,
     };
-    const summary = await repo.backupStdin({
+    await repo.backupStdin({
       stdin: Readable.from([Buffer.from(JSON.stringify(manifest, null, 2) + '\n')]),
       filename: artifactFilename(scope, { kind: MANIFEST_ARTIFACT, name: '' }, ''),
       host: instance,
       tags: tagsFor({ instance, app, backupId, artifact: { kind: MANIFEST_ARTIFACT, name: '' } }),
       signal: ctx.signal,
+      resolveId: false,
     });
-    await run.catalog.remember(summary.snapshotId, manifest);
-    ctx.progress({ phase: 'complete', bytesTotal: base, bytesDone: base });
-    return { backupId, manifest, manifestSnapshotId: summary.snapshotId };
+    run.catalog.remember(manifest);
+    const total = records.reduce((n, r) => n + r.sizeBytes, 0);
+    ctx.progress({ phase: 'complete', bytesTotal: total, bytesDone: total });
+    return { backupId, manifest };
   } catch (err) {
-    await removeBackupSnapshots(repo, backupId, (l) => ctx.log(l));
+    if (!(await removeBackupSnapshots(repo, backupId, (l) => ctx.log(l)))) {
+      await run.leftovers?.add(instance, backupId);
+      ctx.log(`the snapshots of ${backupId} will be removed once the repository answers again`);
+    }
     throw err;
   }
 }
 
-/** Forgets every snapshot tagged with the backup id (ours to remove: the backup did not complete). */
-export async function removeBackupSnapshots(repo: ResticRepository, backupId: string, log: (line: string) => void): Promise<void> {
+/**
+ * Streams the sources into restic, up to `concurrency` at once, biggest first. The first failure
+ * stops the others and is what the backup fails with. Records come back in the sources' order.
+ */
+async function streamArtifacts(run: BackupRun, scope: string, backupId: string, estimates: Array<number | null>): Promise<ArtifactRecord[]> {
+  const { repo, ctx, instance, app } = run;
+  const records: Array<ArtifactRecord | undefined> = new Array(run.sources.length);
+  const counted = new Array<number>(run.sources.length).fill(0);
+  const active = new Set<number>();
+  const group = new AbortController();
+  let failure: { err: unknown } | undefined;
+  const stallMs = run.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+
+  const report = () => {
+    const names = [...active].map((i) => label(run.sources[i]!));
+    const first = [...active][0];
+    ctx.progress({
+      bytesDone: counted.reduce((a, b) => a + b, 0),
+      ...(names.length > 0 ? { phase: `backing up ${names.join(', ')}`, currentItem: artifactFilename(scope, run.sources[first!]!.artifact, run.sources[first!]!.extension) } : {}),
+    });
+  };
+
+  const one = async (i: number): Promise<void> => {
+    const src = run.sources[i]!;
+    const filename = artifactFilename(scope, src.artifact, src.extension);
+    // One signal per artifact: the operation's cancel, another artifact's failure, or the stall watchdog.
+    const stall = new AbortController();
+    const signal = AbortSignal.any([ctx.signal, group.signal, stall.signal]);
+    let lastMove = Date.now();
+    const watchdog = setInterval(() => {
+      if (Date.now() - lastMove > stallMs) {
+        stall.abort(new StalledError(`no progress for ${Math.round(stallMs / 1000)} s: the repository or the source stopped answering`));
+      }
+    }, Math.min(1000, stallMs / 4));
+    let opened: Awaited<ReturnType<ArtifactSource['open']>> | undefined;
+    active.add(i);
+    report();
+    try {
+      opened = await src.open(signal);
+      const counter = gatedCounter(opened.finished, (n) => {
+        counted[i] = n;
+        lastMove = Date.now();
+        ctx.progress({ bytesDone: counted.reduce((a, b) => a + b, 0) });
+      });
+      // A failing source must fail restic's stdin (and so restic), never end it quietly.
+      const feeding = pipeline(opened.stream, counter).catch((err: unknown) => { counter.destroy(err as Error); throw err; });
+      const [summary, meta] = await Promise.all([
+        repo.backupStdin({ stdin: counter, filename, host: instance, signal, resolveId: false, tags: tagsFor({ instance, app, backupId, artifact: src.artifact }) }),
+        opened.finished,
+        feeding,
+      ]);
+      records[i] = { kind: src.artifact.kind, name: src.artifact.name, filename, snapshotId: summary.snapshotId, sizeBytes: counted[i]!, addedBytes: summary.dataAdded, meta };
+      ctx.log(`${label(src)}: ${counted[i]} bytes, repository grew by ${summary.dataAdded} bytes (snapshot ${summary.snapshotId.slice(0, 8)})`);
+    } catch (err) {
+      // Close the source (its exec stream or process) whatever failed.
+      opened?.stream.destroy();
+      if (!failure && !ctx.signal.aborted) failure = { err: new ArtifactFailedError(label(src), stall.signal.aborted ? stall.signal.reason : err) };
+      if (!group.signal.aborted) group.abort(failure?.err);
+    } finally {
+      clearInterval(watchdog);
+      active.delete(i);
+      report();
+    }
+  };
+
+  // Biggest first; unknown sizes keep their place after the known ones.
+  const order = run.sources.map((_, i) => i).sort((a, b) => (estimates[b] ?? -1) - (estimates[a] ?? -1));
+  let next = 0;
+  const worker = async () => {
+    while (next < order.length && !group.signal.aborted && !ctx.signal.aborted) await one(order[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(run.concurrency ?? DEFAULT_ARTIFACT_CONCURRENCY, order.length)) }, worker));
+  ctx.signal.throwIfAborted();
+  if (failure) throw failure.err;
+  return records.map((r) => r!);
+}
+
+/**
+ * Forgets every snapshot tagged with the backup id (ours to remove: the backup did not complete).
+ * False when the repository did not let us (the caller keeps the backup id as a leftover).
+ */
+export async function removeBackupSnapshots(repo: ResticRepository, backupId: string, log: (line: string) => void): Promise<boolean> {
   try {
     // Bounded: when the repository itself is what failed, this cannot succeed, and restic never
     // commits a snapshot whose upload failed; incomplete leftovers are also swept by retention.
     const snaps = await repo.snapshots({ tags: [`backup:${backupId}`], refresh: true, timeoutMs: 20_000 });
-    if (snaps.length === 0) return;
+    if (snaps.length === 0) return true;
     await repo.forget({ snapshotIds: snaps.map((s) => s.id) }, { timeoutMs: 60_000 });
     log(`removed ${snaps.length} snapshot(s) of the incomplete backup ${backupId}`);
+    return true;
   } catch (err) {
     log(`could not remove the snapshots of the incomplete backup ${backupId}: ${(err as Error).message}`);
+    return false;
   }
 }

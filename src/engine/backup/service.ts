@@ -12,6 +12,10 @@ import { removeBackupSnapshots, runBackup } from './pipeline.js';
 import type { ArtifactSource } from './source.js';
 import { BACKUP_ID } from './tags.js';
 import { stopOrphanedRestic } from './orphans.js';
+import { Leftovers } from './leftovers.js';
+import { logger } from '../../util/log.js';
+
+const log = logger('backups');
 
 /** What an app's backup will contain: the sources to stream and what is skipped, with reasons. */
 export interface AppBackupPlan {
@@ -30,6 +34,8 @@ export interface BackupFilter {
 
 export class BackupService {
   readonly catalog: BackupCatalog;
+  /** Failed backups whose snapshots wait for their repository to answer again. */
+  readonly leftovers: Leftovers;
   /** Set by the cluster layer; without it an app backup holds only its config. */
   planner: AppPlanner = async () => ({ sources: [], skipped: [] });
 
@@ -37,9 +43,23 @@ export class BackupService {
     private readonly store: WildStore,
     private readonly engine: OperationEngine,
     private readonly repositories: RepositoryService,
-    private readonly opts: { stallTimeoutMs?: number } = {},
+    private readonly opts: { stallTimeoutMs?: number; leftoverRetryMs?: number } = {},
   ) {
     this.catalog = new BackupCatalog(`${store.paths.stateDir}/manifests`);
+    this.leftovers = new Leftovers(
+      `${store.paths.stateDir}/leftovers.json`,
+      async (name) => {
+        const inst = await this.store.instance(name);
+        return inst ? this.repositories.open(inst) : null;
+      },
+      async (repo, backupId) => {
+        // The failed backup's restic could not remove its lock from a repository that was down;
+        // stale locks go (live ones stay), or the forget would wait on it.
+        await repo.unlock({ timeoutMs: 30_000 }).catch(() => undefined);
+        return removeBackupSnapshots(repo, backupId, (line) => log.info(line, { backupId }));
+      },
+      opts.leftoverRetryMs,
+    );
   }
 
   /** Backups of an instance, newest first. An uninitialised repository has none. */
@@ -70,9 +90,10 @@ export class BackupService {
         ctx.progress({ phase: 'planning' });
         const plan = await this.planner(inst, app, ctx.signal);
         for (const s of plan.skipped) ctx.log(`skipping ${s.kind}:${s.name}: ${s.reason}`);
+        await this.sweepLeftovers(instance);
         try {
           const result = await runBackup({
-            repo, catalog: this.catalog, instance, app: appName, reason, ctx, stallTimeoutMs: this.opts.stallTimeoutMs,
+            repo, catalog: this.catalog, leftovers: this.leftovers, instance, app: appName, reason, ctx, stallTimeoutMs: this.opts.stallTimeoutMs,
             sources: [...plan.sources, appConfigSource(this.store, app)],
             skipped: plan.skipped,
           });
@@ -98,8 +119,9 @@ export class BackupService {
           skipped.push({ kind: 'etcd', name: inst.name, reason: why });
           ctx.log(`etcd snapshot skipped: ${why}`);
         } else sources.push(etcdSnapshotSource(inst));
+        await this.sweepLeftovers(instance);
         try {
-          const result = await runBackup({ repo, catalog: this.catalog, instance, app: null, sources, skipped, ctx, stallTimeoutMs: this.opts.stallTimeoutMs });
+          const result = await runBackup({ repo, catalog: this.catalog, leftovers: this.leftovers, instance, app: null, sources, skipped, ctx, stallTimeoutMs: this.opts.stallTimeoutMs });
           return { backupId: result.backupId };
         } finally {
           this.repositories.invalidate(instance);
@@ -138,6 +160,13 @@ export class BackupService {
     this.repositories.invalidate(inst.name);
     const b = await this.get(inst, backupId);
     if (b && b.status === 'COMPLETE') return;
-    await removeBackupSnapshots(repo, backupId, log);
+    if (!(await removeBackupSnapshots(repo, backupId, log))) await this.leftovers.add(inst.name, backupId);
+  }
+
+  /** Earlier failed backups' snapshots, removed now if their repository answers (never fails a backup). */
+  private async sweepLeftovers(instance: string): Promise<void> {
+    if ((await this.leftovers.list(instance)).length === 0) return;
+    await this.leftovers.sweep(instance).catch((err: unknown) => log.warn('leftover sweep failed', { error: (err as Error).message }));
+    this.repositories.invalidate(instance);
   }
 }

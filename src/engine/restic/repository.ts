@@ -187,7 +187,7 @@ export class ResticRepository {
     if (!summary?.snapshotId) {
       throw new ResticError(`restic backup finished without a snapshot${errors.length ? `: ${scrub(errors.join('; '))}` : ''}`, { command: 'backup' });
     }
-    const snapshotId = summary.snapshotId.length === 64 ? summary.snapshotId : await this.resolveSnapshotId(summary.snapshotId, opts);
+    const snapshotId = summary.snapshotId.length === 64 || opts.resolveId === false ? summary.snapshotId : await this.resolveSnapshotId(summary.snapshotId, opts);
     this.log.info('backup stored', { repository: this.displayUri, snapshotId, filename, dataAdded: summary.dataAdded, bytes: summary.totalBytesProcessed });
     return { ...summary, snapshotId };
   }

@@ -53,6 +53,11 @@ export interface BackupStdinOptions extends CallOptions {
   host: string;
   /** restic's status, about twice a second. */
   onProgress?: (progress: BackupProgress) => void;
+  /**
+   * Look up the full snapshot id when restic reports a short one (restic 0.14): one more restic
+   * process. Default true; callers writing many snapshots resolve them once with `snapshots`.
+   */
+  resolveId?: boolean;
 }
 
 export interface RetentionPolicy {

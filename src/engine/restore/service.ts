@@ -102,7 +102,7 @@ export class RestoreService {
       ctx.progress({ phase: 'safety backup' });
       // What does not exist yet (a clone's database) has nothing to protect.
       const plan = await this.backups.planner(inst, app, ctx.signal, { missingOk: true });
-      const safety = await runBackup({ repo, catalog: this.backups.catalog, instance: inst.name, app: r.app, reason: 'safety', ctx, sources: [...plan.sources, appConfigSource(this.store, app)], skipped: plan.skipped });
+      const safety = await runBackup({ repo, catalog: this.backups.catalog, leftovers: this.backups.leftovers, instance: inst.name, app: r.app, reason: 'safety', ctx, sources: [...plan.sources, appConfigSource(this.store, app)], skipped: plan.skipped });
       safetyId = safety.backupId;
       ctx.log(`safety backup ${safetyId} taken: restoring it undoes this restore`);
       this.repositories.invalidate(inst.name);
