@@ -52,12 +52,15 @@ const startBackup = async (app: string) => {
   return res.data!.backupApp.operation.operationId;
 };
 
-/** Resolves once the operation streams the named artifact with at least `minBytes` done. */
-function whenStreaming(opId: string, artifact: string, minBytes: number): Promise<void> {
+/**
+ * Resolves once the operation streams the named artifact with at least `minBytes` done; `alone`:
+ * once it is the only one streaming (the small artifacts beside it are written).
+ */
+function whenStreaming(opId: string, artifact: string, minBytes: number, alone = false): Promise<void> {
   return (async () => {
     for await (const ev of s.app.services.pubsub.subscribe(`operation:${opId}`, { bufferSize: 10_000 })) {
       const p = ev.operation.progress;
-      if (p.phase.includes(artifact) && p.bytesDone >= minBytes) return;
+      if ((alone ? p.phase === `backing up ${artifact}` : p.phase.includes(artifact)) && p.bytesDone >= minBytes) return;
       if (ev.type === 'FINISHED') throw new Error(`finished before streaming ${artifact}: ${ev.operation.status} ${JSON.stringify(ev.operation.error)}`);
     }
   })();
@@ -127,7 +130,7 @@ describe('failed backups', () => {
     const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
     expect(init.status, JSON.stringify(init.error)).toBe('SUCCEEDED');
     const opId = await startBackup('website');
-    await whenStreaming(opId, 'pvc:website-content', 1 << 20);
+    await whenStreaming(opId, 'pvc:website-content', 1 << 20, true);
     await stopRclone();
     const rec = await s.app.services.engine.waitFor(opId);
     expect(rec.status).toBe('FAILED');

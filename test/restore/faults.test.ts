@@ -52,7 +52,7 @@ describe('faults during a restore', () => {
       `mutation($id: ID!) { restoreBackup(input: { backupId: $id, safetyBackup: false }) { ${OP_FIELDS} } }`, { id: backupId });
     const opId = res.data!.restoreBackup.operation.operationId;
     for await (const ev of s.app.services.pubsub.subscribe(`operation:${opId}`, { bufferSize: 10_000 })) {
-      if (ev.operation.progress.phase === 'restoring postgres:gitea' && ev.operation.progress.bytesDone > 1 << 20) break;
+      if (ev.operation.progress.phase.startsWith('restoring') && ev.operation.progress.phase.includes('postgres:gitea') && ev.operation.progress.bytesDone > 1 << 20) break;
       if (ev.type === 'FINISHED') throw new Error(`finished early: ${JSON.stringify(ev.operation.error)}`);
     }
     const client = kubeClientFor(s.sim.kubeconfigPath);

@@ -122,7 +122,7 @@ describe('restoreBackup', () => {
     const res = await s.gql<{ restoreBackup: { operation: { operationId: string } } }>(RESTORE, { input: { backupId: b.id, safetyBackup: false } });
     const opId = res.data!.restoreBackup.operation.operationId;
     for await (const ev of s.app.services.pubsub.subscribe(`operation:${opId}`, { bufferSize: 10_000 })) {
-      if (ev.operation.progress.phase.startsWith('restoring pvc') && ev.operation.progress.bytesDone > 0) break;
+      if (/^restoring .*\bpvc:/.test(ev.operation.progress.phase) && ev.operation.progress.bytesDone > 0) break;
       if (ev.type === 'FINISHED') break;
     }
     await s.gql(`mutation($id: ID!) { cancelOperation(id: $id) { __typename } }`, { id: opId });

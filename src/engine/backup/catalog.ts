@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { ResticRepository, Snapshot } from '../restic/index.js';
 import { writeFileAtomic } from '../../wild/writer.js';
 import { logger } from '../../util/log.js';
-import { backupManifestSchema, MAX_MANIFEST_BYTES, type BackupManifest } from './manifest.js';
+import { backupManifestSchema, MAX_MANIFEST_BYTES, type ArtifactRecord, type BackupManifest } from './manifest.js';
 import { MANIFEST_ARTIFACT, parseTags, type ParsedTags } from './tags.js';
 
 const log = logger('catalog');
@@ -48,8 +48,6 @@ export async function readAll(stream: NodeJS.ReadableStream, limit: number): Pro
 
 export class BackupCatalog {
   private readonly memory = new Map<string, BackupManifest>();
-  /** Manifests just written, by backup id, until a listing sees their snapshot's full id. */
-  private readonly written = new Map<string, BackupManifest>();
 
   constructor(private readonly manifestDir: string) {}
 
@@ -62,13 +60,6 @@ export class BackupCatalog {
     const hit = this.memory.get(snap.id);
     if (hit) return hit;
     let manifest: BackupManifest | null = null;
-    const backupId = parseTags(snap.tags)?.backupId;
-    const written = backupId === undefined ? undefined : this.written.get(backupId);
-    if (written) {
-      this.written.delete(written.backupId);
-      await this.store(snap.id, written);
-      return written;
-    }
     try {
       manifest = backupManifestSchema.parse(JSON.parse(await readFile(this.file(snap.id), 'utf8')));
     } catch {
@@ -88,17 +79,8 @@ export class BackupCatalog {
     return manifest;
   }
 
-  /**
-   * Remembers a manifest we just wrote, so the next listing needs no dump. Keyed by its backup id
-   * (unique, and in the snapshot's tags): restic 0.14 reports only a short snapshot id.
-   */
-  remember(manifest: BackupManifest): void {
-    this.written.set(manifest.backupId, manifest);
-    // Bounded: a backup never listed is dumped from restic once instead.
-    if (this.written.size > 256) this.written.delete(this.written.keys().next().value!);
-  }
-
-  private async store(snapshotId: string, manifest: BackupManifest): Promise<void> {
+  /** Remembers a manifest we just wrote, so the next listing needs no dump. */
+  async remember(snapshotId: string, manifest: BackupManifest): Promise<void> {
     this.memory.set(snapshotId, manifest);
     await mkdir(this.manifestDir, { recursive: true });
     await writeFileAtomic(this.file(snapshotId), JSON.stringify(manifest), 0o600);
@@ -126,19 +108,27 @@ export class BackupCatalog {
     const manifestSnap = members.find((m) => m.tags.artifact.kind === MANIFEST_ARTIFACT)?.snap;
     const manifest = manifestSnap ? await this.manifest(repo, manifestSnap, signal) : null;
     const first = members[0]!.tags;
-    const bySnap = new Map(members.map((m) => [m.snap.id, m.snap]));
+    // A manifest names each artifact's snapshot as restic reported it (short on restic 0.14): the
+    // snapshot of this backup whose id starts with it, of the same artifact.
+    const snapOf = (a: ArtifactRecord): Snapshot | undefined => members.find((m) =>
+      m.snap.id.startsWith(a.snapshotId) && m.tags.artifact.kind === a.kind && m.tags.artifact.name === a.name)?.snap;
     const artifacts: BackupArtifactView[] = [];
+    let resolved: BackupManifest | null = null;
+    // Complete only when the manifest is there and every artifact it lists still exists.
+    let complete = manifest !== null;
     if (manifest) {
+      const records: ArtifactRecord[] = [];
       for (const a of manifest.artifacts) {
-        const snap = bySnap.get(a.snapshotId);
-        if (snap) artifacts.push({ kind: a.kind, name: a.name, snapshot: snap, sizeBytes: a.sizeBytes });
+        const snap = snapOf(a);
+        if (!snap) { complete = false; records.push(a); continue; }
+        records.push({ ...a, snapshotId: snap.id });
+        artifacts.push({ kind: a.kind, name: a.name, snapshot: snap, sizeBytes: a.sizeBytes });
       }
+      resolved = { ...manifest, artifacts: records };
       if (manifestSnap) artifacts.push({ kind: MANIFEST_ARTIFACT, name: 'backup.json', snapshot: manifestSnap, sizeBytes: 0 });
     } else {
       for (const m of members) artifacts.push({ kind: m.tags.artifact.kind, name: m.tags.artifact.name, snapshot: m.snap, sizeBytes: 0 });
     }
-    // Complete only when the manifest is there and every artifact it lists still exists.
-    const complete = manifest !== null && manifest.artifacts.every((a) => bySnap.has(a.snapshotId));
     const times = members.map((m) => m.snap.time).sort();
     return {
       instance,
@@ -150,7 +140,8 @@ export class BackupCatalog {
       sizeBytes: manifest ? manifest.artifacts.reduce((n, a) => n + a.sizeBytes, 0) : 0,
       addedBytes: manifest ? manifest.artifacts.reduce((n, a) => n + (a.addedBytes ?? 0), 0) : null,
       artifacts,
-      manifest,
+      /** With every artifact's full snapshot id. */
+      manifest: resolved,
       snapshots: members.map((m) => m.snap),
     };
   }

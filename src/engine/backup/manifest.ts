@@ -7,6 +7,7 @@ export const artifactRecordSchema = z.object({
   name: z.string(),
   /** Path inside the snapshot, without the leading "/". */
   filename: z.string(),
+  /** As restic reported it: restic 0.14 prints an 8-hex short id; the catalog resolves it among the backup's snapshots. */
   snapshotId: z.string(),
   sizeBytes: z.number().nonnegative(),
   addedBytes: z.number().nonnegative().nullable(),

@@ -82,29 +82,32 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
 
     const records = await streamArtifacts(run, scope, backupId, estimates);
 
-    // restic 0.14 reports short snapshot ids: one listing resolves them all.
-    const written = await repo.snapshots({ tags: [`backup:${backupId}`], refresh: true, signal: ctx.signal });
-    for (const r of records) {
-      const full = written.find((s) => s.id.startsWith(r.snapshotId));
-      if (!full) throw new ArtifactFailedError(`${r.kind}:${r.name}`, new Error(`snapshot ${r.snapshotId} was written but cannot be listed`));
-      r.snapshotId = full.id;
-    }
-
     ctx.progress({ phase: 'writing manifest', currentItem: artifactFilename(scope, { kind: MANIFEST_ARTIFACT, name: '' }, '') });
     const manifest: BackupManifest = {
       format: 'wild-backup/v1', backupId, kind: app ? 'APP' : 'CLUSTER', instance, app, createdAt,
       finishedAt: new Date().toISOString(), operationId: ctx.operationId, reason: run.reason ?? 'manual',
       artifacts: records, skipped: run.skipped,
     };
-    await repo.backupStdin({
+    const manifestSummary = await repo.backupStdin({
       stdin: Readable.from([Buffer.from(JSON.stringify(manifest, null, 2) + '\n')]),
       filename: artifactFilename(scope, { kind: MANIFEST_ARTIFACT, name: '' }, ''),
       host: instance,
       tags: tagsFor({ instance, app, backupId, artifact: { kind: MANIFEST_ARTIFACT, name: '' } }),
       signal: ctx.signal,
       resolveId: false,
+      keepCache: true,
     });
-    run.catalog.remember(manifest);
+    // One listing after all the writes: it proves every snapshot is there, gives the manifest's
+    // full id (restic 0.14 prints short ones), and becomes the cached listing that queries use,
+    // which they kept answering from meanwhile.
+    ctx.progress({ phase: 'listing snapshots' });
+    const mine = (await repo.refresh({ signal: ctx.signal })).filter((s) => s.tags.includes(`backup:${backupId}`));
+    for (const r of records) {
+      if (!mine.some((s) => s.id.startsWith(r.snapshotId))) throw new ArtifactFailedError(`${r.kind}:${r.name}`, new Error(`snapshot ${r.snapshotId} was written but is not listed`));
+    }
+    const manifestSnap = mine.find((s) => s.tags.includes(`artifact:${MANIFEST_ARTIFACT}`) && s.id.startsWith(manifestSummary.snapshotId));
+    if (!manifestSnap) throw new ArtifactFailedError('manifest', new Error(`snapshot ${manifestSummary.snapshotId} was written but is not listed`));
+    await run.catalog.remember(manifestSnap.id, manifest);
     const total = records.reduce((n, r) => n + r.sizeBytes, 0);
     ctx.progress({ phase: 'complete', bytesTotal: total, bytesDone: total });
     return { backupId, manifest };
@@ -164,7 +167,7 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
       // A failing source must fail restic's stdin (and so restic), never end it quietly.
       const feeding = pipeline(opened.stream, counter).catch((err: unknown) => { counter.destroy(err as Error); throw err; });
       const [summary, meta] = await Promise.all([
-        repo.backupStdin({ stdin: counter, filename, host: instance, signal, resolveId: false, tags: tagsFor({ instance, app, backupId, artifact: src.artifact }) }),
+        repo.backupStdin({ stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags: tagsFor({ instance, app, backupId, artifact: src.artifact }) }),
         opened.finished,
         feeding,
       ]);

@@ -58,6 +58,11 @@ export interface BackupStdinOptions extends CallOptions {
    * process. Default true; callers writing many snapshots resolve them once with `snapshots`.
    */
   resolveId?: boolean;
+  /**
+   * Leave the cached snapshot listing as it is (default: forget it, so the next query lists
+   * again). A caller writing several snapshots refreshes once at the end instead (`refresh()`).
+   */
+  keepCache?: boolean;
 }
 
 export interface RetentionPolicy {

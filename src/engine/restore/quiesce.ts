@@ -14,6 +14,7 @@ export async function quiesce(client: KubeClient, namespace: string, onSaved: (r
 }
 
 export async function resume(client: KubeClient, namespace: string, replicas: ReplicaMap, log: (l: string) => void): Promise<void> {
+  if (Object.keys(replicas).length === 0) return; // nothing was recorded, so nothing was scaled
   const workloads = await listWorkloads(client, namespace, { timeoutMs: 30_000 });
   for (const w of workloads) {
     const want = replicas[`${w.kind}/${w.name}`];

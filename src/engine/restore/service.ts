@@ -3,7 +3,7 @@
 // then swapped in; the old data goes only when everything succeeded, and any failure, cancel or
 // crash puts the old data and the replicas back.
 import { randomBytes } from 'node:crypto';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
@@ -13,6 +13,7 @@ import type { BackupService } from '../backup/service.js';
 import type { BackupView } from '../backup/catalog.js';
 import type { ArtifactRecord } from '../backup/manifest.js';
 import { ArtifactFailedError, runBackup } from '../backup/pipeline.js';
+import { readAll } from '../backup/catalog.js';
 import { appConfigSource } from '../../plugins/config/app-config.js';
 import type { ClusterService } from '../cluster.js';
 import type { ResticRepository } from '../restic/index.js';
@@ -39,15 +40,60 @@ interface RestoreRecovery { namespace: string; replicas: ReplicaMap; sides: Side
 
 export interface Verification { verifiedAt: string; ok: boolean; details: string | null }
 
-function counted(stream: Readable, onBytes: (n: number) => void): Readable {
+/** No byte restored for this long (by default) fails the artifact with code STALLED. */
+export const DEFAULT_RESTORE_STALL_TIMEOUT_MS = 5 * 60_000;
+
+/** The restore stopped moving: the cluster (or the repository) stopped answering mid-stream. */
+export class RestoreStalledError extends Error {
+  readonly code = 'STALLED';
+  override name = 'RestoreStalledError';
+}
+
+/**
+ * Counts the bytes of an artifact's stream, and fails it when none moves for `stallMs` while it
+ * has not ended: an API server that stops answering mid-stream would otherwise hold the restore
+ * (and the app, scaled to 0) forever. Once the stream has ended, the command may take its time.
+ */
+function counted(stream: Readable, onBytes: (n: number) => void, stallMs?: number): Readable {
   let n = 0;
-  const t = new Transform({ transform(chunk: Buffer, _e, cb) { n += chunk.length; onBytes(n); cb(null, chunk); } });
+  let last = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      n += chunk.length;
+      last = Date.now();
+      // Watched from the first byte on: what comes before (restic's start, a helper pod starting)
+      // is bounded by its own timeouts.
+      if (stallMs !== undefined && !timer && !t.destroyed) startWatchdog(stallMs);
+      onBytes(n);
+      cb(null, chunk);
+    },
+  });
+  const startWatchdog = (ms: number): void => {
+    timer = setInterval(() => {
+      if (Date.now() - last <= ms) return;
+      clearInterval(timer);
+      const err = new RestoreStalledError(`no progress for ${Math.round(ms / 1000)} s: the cluster or the repository stopped answering`);
+      stream.destroy(err); // stops restic dump
+      t.destroy(err);
+    }, Math.min(1000, ms / 4));
+    timer.unref();
+  };
+  const stop = (): void => clearInterval(timer);
+  t.once('end', stop);
+  t.once('close', stop);
   stream.once('error', (e) => t.destroy(e));
   t.on('error', () => undefined); // the consumer fails the operation; this copy of the error is not news
   return stream.pipe(t);
 }
 
+/** Data artifacts restored at once (a database and its app's volumes, side by side). */
+const RESTORE_CONCURRENCY = 3;
+
 export class RestoreService {
+  /** A restore's artifact that moves no byte for this long fails with code STALLED. */
+  stallTimeoutMs = DEFAULT_RESTORE_STALL_TIMEOUT_MS;
+
   constructor(
     private readonly store: WildStore,
     private readonly engine: OperationEngine,
@@ -111,38 +157,87 @@ export class RestoreService {
     const target: RestoreTarget = { client, inst, app, sourceApp: backup.appName!, helperImage: this.opts.helperImage };
     const suffix = randomBytes(3).toString('hex');
     const recovery: RestoreRecovery = { namespace: r.app, replicas: {}, sides: [] };
-    const save = () => ctx.saveRecovery(recovery as unknown as Record<string, unknown>);
+    // One write of the recovery record at a time (artifacts restore side by side), in order.
+    let saving: Promise<void> = Promise.resolve();
+    const save = (): Promise<void> => (saving = saving.catch(() => undefined).then(() => ctx.saveRecovery(recovery as unknown as Record<string, unknown>)));
     const sides: Array<{ side: SideRestore; st: SideState }> = [];
     let configUndo: ConfigUndo | null = null;
     const total = r.artifacts.reduce((n, a) => n + a.sizeBytes, 0);
     let base = 0;
+    let resumed = false;
+    const config = r.artifacts.find((a) => a.kind === 'config');
+    // The config artifact is a few KiB: fetched while the data is restored, so its restic start-up
+    // (key derivation, index) is off the critical path. Applied only after the swap, as before.
+    const configBytes = config ? readAll(repo.dump(config.snapshotId, `/${config.filename}`, { signal: ctx.signal }), 8 << 20) : null;
+    configBytes?.catch(() => undefined); // awaited below; a restore that fails earlier does not care
     ctx.progress({ phase: 'quiescing', bytesDone: 0, bytesTotal: total });
     try {
       recovery.replicas = await quiesce(client, r.app, async (rep) => { recovery.replicas = rep; await save(); }, ctx.signal);
+      target.quiesced = recovery.replicas;
       ctx.log(`quiesced ${Object.keys(recovery.replicas).join(', ') || 'no workloads'}`);
-      for (const a of [...r.artifacts].sort((x, y) => (x.kind === 'postgres-roles' ? -1 : y.kind === 'postgres-roles' ? 1 : 0))) {
-        ctx.signal.throwIfAborted();
-        ctx.progress({ phase: `restoring ${a.kind}:${a.name}`, currentItem: a.filename });
+      // Roles first (the dumps' owners and grants need them), then the data artifacts side by side,
+      // up to three at once, biggest first: a database and a volume restore on different servers
+      // and volumes, and their restic start-ups overlap. The first failure stops the others.
+      const restorable: ArtifactRecord[] = [];
+      for (const a of r.artifacts) {
         if (a.kind === 'config') continue; // applied after the data is swapped in
+        const notRestored = a.kind === 'postgres-roles' ? undefined : restorers[a.kind]?.notRestoredBecause?.(target, a);
+        if (notRestored) {
+          ctx.log(`${a.kind}:${a.name} is not restored: ${notRestored}`);
+          base += a.sizeBytes;
+          continue;
+        }
+        restorable.push(a);
+      }
+      const moved = new Map<ArtifactRecord, number>();
+      const active = new Set<ArtifactRecord>();
+      const report = () => ctx.progress({
+        bytesDone: base + [...moved.values()].reduce((x, y) => x + y, 0),
+        ...(active.size > 0 ? { phase: `restoring ${[...active].map((a) => `${a.kind}:${a.name}`).join(', ')}`, currentItem: [...active][0]!.filename } : {}),
+      });
+      const group = new AbortController();
+      const signal = AbortSignal.any([ctx.signal, group.signal]);
+      const announced = new Map<SideRestore, SideState>();
+      const announce = async (side: SideRestore): Promise<SideState> => {
+        const st: SideState = { description: side.description, state: 'side' };
+        announced.set(side, st);
+        recovery.sides.push(st);
+        await save();
+        return st;
+      };
+      target.announce = async (side) => { await announce(side); };
+      let failure: { err: unknown } | undefined;
+      const restoreOne = async (a: ArtifactRecord): Promise<void> => {
+        active.add(a);
+        report();
         try {
-          const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal: ctx.signal }), (n) => ctx.progress({ bytesDone: base + n }));
+          const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal }), (n) => { moved.set(a, n); report(); }, this.stallTimeoutMs);
           if (a.kind === 'postgres-roles') {
-            const created = await restorePostgresRoles(target, stream, ctx.signal);
+            const created = await restorePostgresRoles(target, stream, signal);
             ctx.log(created.length ? `created missing roles: ${created.join(', ')}` : 'all roles exist already');
           } else {
-            const side = await restorers[a.kind]!.restoreSide(target, a, stream, suffix, ctx.signal);
-            const st: SideState = { description: side.description, state: 'side' };
-            sides.push({ side, st });
-            recovery.sides.push(st);
-            await save();
-            ctx.log(await side.check(ctx.signal));
+            // Recorded (by `announce`) before it is filled; listed for the swap once filled.
+            const side = await restorers[a.kind]!.restoreSide(target, a, stream, suffix, signal);
+            sides.push({ side, st: announced.get(side) ?? (await announce(side)) });
+            ctx.log(await side.check(signal));
           }
+          moved.set(a, a.sizeBytes);
         } catch (err) {
-          if (ctx.signal.aborted) throw err;
-          throw new ArtifactFailedError(`${a.kind}:${a.name}`, err);
+          if (!failure && !ctx.signal.aborted) failure = { err: new ArtifactFailedError(`${a.kind}:${a.name}`, err) };
+          if (!group.signal.aborted) group.abort(failure?.err);
+        } finally {
+          active.delete(a);
+          report();
         }
-        base += a.sizeBytes;
-      }
+      };
+      const roles = restorable.filter((a) => a.kind === 'postgres-roles');
+      const data = restorable.filter((a) => a.kind !== 'postgres-roles').sort((x, y) => y.sizeBytes - x.sizeBytes);
+      for (const a of roles) if (!signal.aborted) await restoreOne(a);
+      let next = 0;
+      const worker = async () => { while (next < data.length && !signal.aborted) await restoreOne(data[next++]!); };
+      await Promise.all(Array.from({ length: Math.min(RESTORE_CONCURRENCY, data.length) }, worker));
+      ctx.signal.throwIfAborted();
+      if (failure) throw failure.err;
       ctx.progress({ phase: 'swapping in' });
       for (const s of sides) {
         s.st.state = 'swapping';
@@ -152,15 +247,20 @@ export class RestoreService {
         await save();
         ctx.log(`swapped in ${s.st.description.kind} ${JSON.stringify(s.st.description)}`);
       }
-      const config = r.artifacts.find((a) => a.kind === 'config');
-      if (config) {
-        configUndo = await restoreAppConfig(this.store, inst.name, r.app, repo.dump(config.snapshotId, `/${config.filename}`, { signal: ctx.signal }));
+      if (configBytes) {
+        configUndo = await restoreAppConfig(this.store, inst.name, r.app, Readable.from([await configBytes]));
         ctx.log('restored the app\'s config.yaml and secrets.yaml settings');
       }
       ctx.progress({ phase: 'cleaning up' });
-      for (const s of sides) await s.side.commit().catch((err: unknown) => ctx.log(`could not remove the old data of ${s.st.description.kind}: ${(err as Error).message}`));
+      // Everything restored is in place: from here on a crash must not roll back (the old data may
+      // be half removed already); at worst some old data is left to remove by hand.
       recovery.sides = [];
       await save();
+      // The old data goes while the app starts again: neither waits for the other.
+      await Promise.all([
+        ...sides.map((s) => s.side.commit().catch((err: unknown) => ctx.log(`could not remove the old data of ${s.st.description.kind}: ${(err as Error).message}`))),
+        resume(client, r.app, recovery.replicas, (l) => ctx.log(l)).then(() => { resumed = true; }, (e: unknown) => ctx.log(`could not scale back: ${(e as Error).message}; trying again`)),
+      ]);
     } catch (err) {
       ctx.log(`restore failed: ${(err as Error).message}; putting everything back`);
       await configUndo?.undo().catch((e: unknown) => ctx.log(`config undo failed: ${(e as Error).message}`));
@@ -172,7 +272,12 @@ export class RestoreService {
       }
       throw err;
     } finally {
-      await resume(client, r.app, recovery.replicas, (l) => ctx.log(l)).catch((e: unknown) => ctx.log(`could not scale back: ${(e as Error).message}`));
+      // The cluster may not answer right now (that may be why the restore failed): keep trying
+      // for a while rather than leave the app scaled to 0.
+      if (!resumed) {
+        await retrying(() => resume(client, r.app, recovery.replicas, (l) => ctx.log(l)), { onRetry: (e) => ctx.log(`could not scale back yet: ${e.message}; trying again`) })
+          .catch((e: unknown) => ctx.log(`could not scale back: ${(e as Error).message}`));
+      }
     }
     return { backupId: safetyId ?? undefined, message: `restored backup ${backup.backupId} into ${r.app}${safetyId ? `; safety backup ${safetyId}` : ''}` };
   }
@@ -234,7 +339,7 @@ export class RestoreService {
           ctx.progress({ phase: `verifying ${a.kind}:${a.name}`, currentItem: a.filename });
           let side: SideRestore | undefined;
           try {
-            const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal: ctx.signal }), (n) => ctx.progress({ bytesDone: base + n }));
+            const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal: ctx.signal }), (n) => ctx.progress({ bytesDone: base + n }), this.stallTimeoutMs);
             side = await restorers[a.kind]!.restoreSide(target, a, stream, `v${randomBytes(2).toString('hex')}`, ctx.signal);
             lines.push(await side.check(ctx.signal));
           } catch (err) {

@@ -34,9 +34,25 @@ export interface RestoreTarget {
   /** The app the backup was taken of. */
   sourceApp: string;
   helperImage?: string;
+  /**
+   * The replicas the target app's workloads had before the restore scaled them to 0 ("Kind/name"
+   * -> replicas); unset in a restore drill. A restorer that must start a server to prove the swap
+   * (redis) starts it with these.
+   */
+  quiesced?: Record<string, number>;
+  /**
+   * Told of a side before it is filled: the restore records it, so a crash mid-fill (the server
+   * killed while the bytes stream) leaves a record to discard the half-filled side by.
+   */
+  announce?: (side: SideRestore) => Promise<void>;
 }
 
 export interface ArtifactRestorer {
+  /**
+   * Why this artifact is not restored into this target (the restore logs it and goes on without
+   * it), or null. Restore drills do not ask: they check every restorable artifact.
+   */
+  notRestoredBecause?(target: RestoreTarget, artifact: ArtifactRecord): string | null;
   /** Restores the artifact's bytes beside the live data. */
   restoreSide(target: RestoreTarget, artifact: ArtifactRecord, stream: Readable, suffix: string, signal: AbortSignal): Promise<SideRestore>;
   /** Rebuilds a handle from a saved description (crash recovery). */
@@ -64,8 +80,9 @@ export async function retrying<T>(fn: () => Promise<T>, opts: { timeoutMs?: numb
  * Fills a fresh side copy; if that fails, the copy is dropped (waiting for the server to answer
  * again when the fault was the server itself) and the failure passed on.
  */
-export async function filledOrDiscarded(side: SideRestore, fill: () => Promise<void>): Promise<SideRestore> {
+export async function filledOrDiscarded(side: SideRestore, fill: () => Promise<void>, target?: RestoreTarget): Promise<SideRestore> {
   try {
+    await target?.announce?.(side);
     await fill();
   } catch (err) {
     await retrying(() => side.discard()).catch(() => undefined);

@@ -79,7 +79,7 @@ export const mysqlRestorer: ArtifactRestorer = {
       stream.once('error', (e) => stdin.destroy(e));
       stdin.on('error', () => undefined); // surfaced through the exec's own failure
       return streamIntoPod(t.client, target, mysqlCommand(['mysql', '-uroot', `--database=${d.side}`]), stdin, Buffer.byteLength(`${pw}\n`) + artifact.sizeBytes, signal);
-    });
+    }, t);
   },
   async fromDescription(t, d) {
     const server = engineServer(t.inst, 'mysql');

@@ -36,8 +36,8 @@ const DUMP_FLAGS = ['--single-transaction', '--routines', '--triggers', '--event
 export const mysqlPlugin: DatabasePlugin = {
   name: 'mysql',
   description: 'MySQL / MariaDB: a single-transaction mysqldump with routines, triggers and events',
-  canRestore: false,
-  canVerify: false,
+  canRestore: true,
+  canVerify: true,
   detect: (ctx) => detectSqlDependency(ctx, 'mysql', 'MariaDB'),
 
   async sources(ctx: ClusterContext, dep, signal): Promise<ArtifactSource[]> {

@@ -114,7 +114,7 @@ export const postgresRestorer: ArtifactRestorer = {
     // A clone's objects belong to the clone's own role; an in-place restore keeps the owners.
     const command = ['pg_restore', '-U', 'postgres', `--dbname=${side}`, '--exit-on-error', '--no-password',
       ...(clone ? ['--no-owner', '--no-privileges', ...(ownerExists ? [`--role=${owner}`] : [])] : [])];
-    return filledOrDiscarded(handle(t.client, locate, d, artifact), () => streamIntoPod(t.client, target, command, stream, artifact.sizeBytes, signal));
+    return filledOrDiscarded(handle(t.client, locate, d, artifact), () => streamIntoPod(t.client, target, command, stream, artifact.sizeBytes, signal), t);
   },
   async fromDescription(t, d) {
     return handle(t.client, () => serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres'), d as PgDescription);

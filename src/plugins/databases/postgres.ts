@@ -32,8 +32,8 @@ function psql(target: PodTarget, client: KubeClient, db: string, sql: string, si
 export const postgresPlugin: DatabasePlugin = {
   name: 'postgres',
   description: 'PostgreSQL: pg_dump in custom format streamed into restic, with the roles it needs',
-  canRestore: false,
-  canVerify: false,
+  canRestore: true,
+  canVerify: true,
   detect: (ctx) => detectSqlDependency(ctx, 'postgres', 'PostgreSQL'),
 
   async sources(ctx: ClusterContext, dep, signal): Promise<ArtifactSource[]> {

@@ -91,7 +91,7 @@ export const pvcRestorer: ArtifactRestorer = {
       scanner.on('error', () => undefined); // surfaced through the exec's own failure
       const into = `${pod.root.replace(/\/+$/, '')}/${d.restoreDir}`;
       await streamIntoPod(t.client, pod.target, ['tar', '-x', '-p', '-f', '-', '-C', into], stream.pipe(scanner), artifact.sizeBytes, signal);
-    });
+    }, t);
   },
   async fromDescription(t, desc) {
     const d = desc as PvcDescription;
