@@ -2,11 +2,13 @@
 import type { ArtifactRestorer } from '../engine/restore/side.js';
 import { mysqlRestorer } from './databases/mysql-restore.js';
 import { postgresRestorer } from './databases/postgres-restore.js';
+import { redisRestorer } from './databases/redis-restore.js';
 import { pvcRestorer } from './volumes/pvc-restore.js';
 
 export const restorers: Record<string, ArtifactRestorer> = {
   postgres: postgresRestorer,
   mysql: mysqlRestorer,
+  redis: redisRestorer,
   pvc: pvcRestorer,
 };
 

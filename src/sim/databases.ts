@@ -215,6 +215,10 @@ export class MariadbServer extends LocalServer {
 export class RedisServer extends LocalServer {
   readonly name = 'redis';
   private readonly binDir: string;
+  /** `--appendonly` at the next start (as a pod spec's args would say); tests of AOF set it. */
+  appendonly = false;
+  /** Runs before each start of the server process (tests: a fault on the data the pod starts on). */
+  beforeStart: (() => void | Promise<void>) | undefined;
 
   constructor(ns: string, appLabel: string, dataDir: string, runDir: string) {
     super(ns, appLabel, dataDir, runDir);
@@ -226,10 +230,11 @@ export class RedisServer extends LocalServer {
     this.port ||= await freePort();
     mkdirSync(this.dataDir, { recursive: true });
     mkdirSync(this.binDir, { recursive: true });
+    await this.beforeStart?.();
     // In the image redis-cli reaches the server on its default port; here the port is a free one.
     writeFileSync(path.join(this.binDir, 'redis-cli'), `#!/bin/sh\nexec /usr/bin/redis-cli -p ${this.port} "$@"\n`, { mode: 0o755 });
     this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dataDir, '--dbfilename', 'dump.rdb',
-      '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--protected-mode', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'ignore', 'ignore'] });
+      '--save', '', '--appendonly', this.appendonly ? 'yes' : 'no', '--daemonize', 'no', '--protected-mode', 'no', '--loglevel', 'warning', '--logfile', path.join(this.runDir, 'redis.log')], { stdio: ['ignore', 'ignore', 'ignore'] });
     await this.waitReady(async () => (await this.cli('PING').catch(() => '')) === 'PONG', 'Redis');
   }
 
