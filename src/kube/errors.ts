@@ -1,8 +1,10 @@
 // Typed failures of Kubernetes access. Callers branch on the class, never on message text;
 // messages name the object and never carry secret values (argv and env never hold secrets).
+import { WildError } from '../errors.js';
 
-export abstract class KubeError extends Error {
-  abstract readonly code: string;
+// Expected failures (a cluster that does not answer, a pod that is gone): domain errors, so a
+// query that meets one answers its message and code rather than a masked "Unexpected error".
+export abstract class KubeError extends WildError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;

@@ -79,6 +79,11 @@ function execUrl(client: KubeClient, o: ExecOptions, command: readonly string[],
 /** Opens the exec WebSocket; rejects with a typed error if the API server refuses it. */
 async function connect(client: KubeClient, o: ExecOptions, command: readonly string[], stdin: boolean, protocols: readonly ExecProtocol[]): Promise<WebSocket> {
   const wsOpts: WebSocket.ClientOptions = { perMessageDeflate: false, maxPayload: 64 << 20, handshakeTimeout: o.connectTimeoutMs ?? 15_000 };
+  // Over TLS the client-to-server mask protects nothing (it exists so that script in a browser cannot
+  // steer what a plain-text intermediary sees), yet XOR-ing every stdin byte in JavaScript, and
+  // un-masking it again on the other side, is most of what streaming a restore into a pod costs
+  // (docs/benchmarks/restore.md). ws sends a zero key as-is: frames stay valid, only unmasked.
+  if (client.server.startsWith('https:')) wsOpts.generateMask = (mask: Buffer) => { mask.fill(0); };
   await client.kc.applyToHTTPSOptions(wsOpts);
   const where = `${o.namespace}/${o.pod}`;
   return new Promise<WebSocket>((resolve, reject) => {

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { CallOptions, KubeClient } from './client.js';
 import { podInfo, mountOf } from './discovery.js';
-import { KubeAbortedError, KubeNotFoundError, KubeTimeoutError } from './errors.js';
+import { KubeAbortedError, KubeApiError, KubeNotFoundError, KubeTimeoutError } from './errors.js';
 import { sleep } from './workloads.js';
 import { logger } from '../util/log.js';
 
@@ -55,7 +55,14 @@ export async function createHelperPod(client: KubeClient, o: HelperPodOptions): 
       volumes: [{ name: 'data', persistentVolumeClaim: { claimName: o.pvc, readOnly: o.readOnly ?? false } }],
     },
   };
-  await client.call((c) => client.core.createNamespacedPod({ namespace: o.namespace, body }, c), o);
+  try {
+    await client.call((c) => client.core.createNamespacedPod({ namespace: o.namespace, body }, c), o);
+  } catch (err) {
+    // No answer does not mean no pod: the API server may still carry out the create once it
+    // answers again. Make sure a pod of that name does not outlive us.
+    if (!(err instanceof KubeApiError)) reapLateHelperPod(client, { name, namespace: o.namespace });
+    throw err;
+  }
   return { name, namespace: o.namespace, container: 'helper', mountPath: o.mountPath ?? '/data' };
 }
 
@@ -78,13 +85,67 @@ export async function waitForHelperPod(client: KubeClient, h: HelperPod, o: Help
   }
 }
 
-/** Deletes the pod (grace 0); a pod already gone is fine. Uses its own timeout, not the caller's signal. */
-export async function deleteHelperPod(client: KubeClient, h: Pick<HelperPod, 'name' | 'namespace'>): Promise<void> {
+/** How long a helper pod whose delete failed (the API server did not answer) is retried in the background. */
+const DELETE_RETRY_MS = 10 * 60_000;
+const DELETE_RETRY_INTERVAL_MS = 3_000;
+
+async function deleteOnce(client: KubeClient, h: Pick<HelperPod, 'name' | 'namespace'>): Promise<void> {
   try {
     await client.call((c) => client.core.deleteNamespacedPod({ namespace: h.namespace, name: h.name, gracePeriodSeconds: 0 }, c), { timeoutMs: 15_000 }, { kind: 'pod', namespace: h.namespace, name: h.name });
   } catch (err) {
     if (!(err instanceof KubeNotFoundError)) throw err;
   }
+}
+
+/**
+ * Deletes the pod (grace 0); a pod already gone is fine. Uses its own timeout, not the caller's
+ * signal. When the API server does not answer, the error is thrown as before and the delete is
+ * retried in the background (every few seconds, for up to ten minutes), so a short outage does
+ * not leave the pod running for the day that activeDeadlineSeconds allows.
+ */
+export async function deleteHelperPod(client: KubeClient, h: Pick<HelperPod, 'name' | 'namespace'>, opts: { retryForMs?: number; intervalMs?: number } = {}): Promise<void> {
+  try {
+    await deleteOnce(client, h);
+  } catch (err) {
+    const pod = `${h.namespace}/${h.name}`;
+    log.warn('helper pod not deleted yet; retrying in the background', { pod, error: String(err) });
+    const deadline = Date.now() + (opts.retryForMs ?? DELETE_RETRY_MS);
+    const retry = (): void => {
+      setTimeout(() => {
+        deleteOnce(client, h).then(
+          () => log.info('helper pod deleted', { pod }),
+          (e: unknown) => {
+            if (Date.now() < deadline) retry();
+            else log.warn('helper pod not deleted; its activeDeadlineSeconds ends it', { pod, error: String(e) });
+          },
+        );
+      }, opts.intervalMs ?? DELETE_RETRY_INTERVAL_MS).unref();
+    };
+    retry();
+    throw err;
+  }
+}
+
+/**
+ * After a create that got no answer: deletes the pod if it appears, until the API server has said
+ * "not found" for a while (the create was lost or refused) or ten minutes have passed.
+ */
+function reapLateHelperPod(client: KubeClient, h: Pick<HelperPod, 'name' | 'namespace'>): void {
+  const deadline = Date.now() + DELETE_RETRY_MS;
+  let absentSince: number | undefined;
+  const tick = (): void => {
+    setTimeout(() => {
+      client.call((c) => client.core.deleteNamespacedPod({ namespace: h.namespace, name: h.name, gracePeriodSeconds: 0 }, c), { timeoutMs: 15_000 }, { kind: 'pod', namespace: h.namespace, name: h.name }).then(
+        () => { log.info('deleted a helper pod whose create had timed out', { pod: `${h.namespace}/${h.name}` }); },
+        (err: unknown) => {
+          if (err instanceof KubeNotFoundError) absentSince ??= Date.now();
+          else absentSince = undefined;
+          if (Date.now() < deadline && (absentSince === undefined || Date.now() - absentSince < 30_000)) tick();
+        },
+      );
+    }, DELETE_RETRY_INTERVAL_MS).unref();
+  };
+  tick();
 }
 
 /** Runs `fn` with a running helper pod mounting the PVC; the pod is deleted whatever happens. */
@@ -94,7 +155,7 @@ export async function withHelperPod<T>(client: KubeClient, o: HelperPodOptions, 
     const running = await waitForHelperPod(client, created, o);
     return await fn(running);
   } finally {
-    // A failed delete must not hide the original error; activeDeadlineSeconds ends the pod anyway.
+    // A failed delete must not hide the original error; it goes on in the background.
     await deleteHelperPod(client, created).catch((err: unknown) => log.warn('helper pod not deleted', { pod: `${created.namespace}/${created.name}`, error: String(err) }));
   }
 }

@@ -18,6 +18,12 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Bound of a request made without a signal (KubeClient.call always passes one, with its own
+ * timeout): an API server that accepts the connection and never answers must not hold a caller forever.
+ */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+
 /** Largest response body accepted (a list of thousands of pods is a few MiB). */
 const MAX_RESPONSE = 64 << 20;
 
@@ -46,8 +52,9 @@ export class RestClient {
     if (authz) headers.Authorization = authz;
     if (body) { headers['Content-Type'] = o.contentType ?? 'application/json'; headers['Content-Length'] = body.length; }
     const lib = url.protocol === 'http:' ? http : https;
+    const signal = o.signal ?? AbortSignal.timeout(DEFAULT_REQUEST_TIMEOUT_MS);
     return new Promise<T>((resolve, reject) => {
-      const req = lib.request(url, { method, headers, agent: this.agent, ...(o.signal ? { signal: o.signal } : {}) }, (res) => {
+      const req = lib.request(url, { method, headers, agent: this.agent, signal }, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (c: Buffer) => {

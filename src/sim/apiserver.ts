@@ -3,6 +3,7 @@
 import type http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { logger } from '../util/log.js';
 import { ExecEndpoint, EXEC_PROTOCOLS, writeHttpError, type ExecProtocol } from './exec.js';
 import { ApiError, matchesFields, matchesLabels, parseLabelSelector, statusBody, type KubeObject } from './objects.js';
@@ -35,9 +36,14 @@ export class SimApiServer {
   private readonly server: https.Server;
   private readonly exec: ExecEndpoint;
   private readonly sockets = new Set<Socket>();
+  /** The TLS side of each connection: what HTTP and the exec WebSockets read and write. */
+  private readonly tlsSockets = new Set<TLSSocket>();
   private readonly rt: SimRuntime;
   private readonly token: string;
   private boundPort = 0;
+  private hanging = false;
+  /** Requests and upgrades that arrived while hanging, answered when it stops (or cut by stop()). */
+  private held: Array<() => void> = [];
 
   constructor(private readonly opts: SimApiServerOptions) {
     this.rt = opts.runtime;
@@ -46,6 +52,7 @@ export class SimApiServer {
     this.server = https.createServer({ cert: opts.tls.certPem, key: opts.tls.keyPem }, (req, res) => this.onRequest(req, res));
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     this.server.on('connection', (s: Socket) => { this.sockets.add(s); s.once('close', () => this.sockets.delete(s)); });
+    this.server.on('secureConnection', (s: TLSSocket) => { this.tlsSockets.add(s); s.once('close', () => this.tlsSockets.delete(s)); });
   }
 
   get url(): string {
@@ -61,6 +68,38 @@ export class SimApiServer {
     this.exec.protocols = protocols;
   }
 
+  /**
+   * Fault injection: while hanging, the server accepts connections (TCP and TLS complete) but answers
+   * nothing, and every open connection, exec streams included, freezes both ways (reads paused,
+   * writes corked): an API server whose backend (etcd) is gone, or a network that drops everything.
+   * `false` answers what waited and thaws the open connections.
+   */
+  setHanging(on: boolean): void {
+    if (on === this.hanging) return;
+    this.hanging = on;
+    for (const s of this.tlsSockets) {
+      if (on) {
+        s.pause();
+        s.cork();
+        // An exec session resumes its socket when its command's stdin drains: not while frozen.
+        (s as TLSSocket & { resume: () => TLSSocket }).resume = () => s;
+      } else {
+        delete (s as Partial<TLSSocket>).resume; // the prototype's again
+        s.uncork();
+        s.resume();
+      }
+    }
+    if (!on) {
+      const held = this.held;
+      this.held = [];
+      for (const go of held) go();
+    }
+  }
+
+  get isHanging(): boolean {
+    return this.hanging;
+  }
+
   async start(): Promise<string> {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
@@ -73,6 +112,7 @@ export class SimApiServer {
   /** Stops listening and cuts every connection, exec streams included (a cluster going down). */
   async stop(): Promise<void> {
     this.exec.closeAll();
+    this.held = [];
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const s of this.sockets) s.destroy();
     await closed;
@@ -85,6 +125,10 @@ export class SimApiServer {
 
   private onUpgrade(req: http.IncomingMessage, socket: import('node:stream').Duplex, head: Buffer): void {
     socket.on('error', () => undefined);
+    if (this.hanging) {
+      this.held.push(() => { if (!socket.destroyed) this.onUpgrade(req, socket, head); });
+      return;
+    }
     if (!this.authorized(req)) return writeHttpError(socket, statusBody(401, 'Unauthorized', 'Unauthorized'));
     const url = new URL(req.url ?? '/', 'http://sim');
     const m = url.pathname.match(/^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/exec$/);
@@ -93,29 +137,46 @@ export class SimApiServer {
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const send = (code: number, body: unknown): void => {
-      const text = JSON.stringify(body);
-      res.writeHead(code, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Content-Length': Buffer.byteLength(text) });
-      res.end(text);
-    };
-    if (!this.authorized(req)) return send(401, statusBody(401, 'Unauthorized', 'Unauthorized'));
+    if (this.hanging) {
+      // Read the body now (a paused socket would keep it), answer when the hang ends.
+      const chunks: Buffer[] = [];
+      let ended = false;
+      let release: (() => void) | undefined;
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => { ended = true; release?.(); });
+      this.held.push(() => {
+        if (res.destroyed) return;
+        release = () => this.answer(req, res, Buffer.concat(chunks));
+        if (ended) release();
+      });
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > 8 << 20) { send(413, statusBody(413, 'RequestEntityTooLarge', 'the request body is too large')); req.destroy(); return; }
+      if (size > 8 << 20) { this.send(res, 413, statusBody(413, 'RequestEntityTooLarge', 'the request body is too large')); req.destroy(); return; }
       chunks.push(c);
     });
-    req.on('end', () => {
-      try {
-        const [code, body] = this.dispatch(req, Buffer.concat(chunks));
-        send(code, body);
-      } catch (err) {
-        if (err instanceof ApiError) return send(err.status.code, err.status);
-        log.error('request failed', { url: req.url, error: String(err) });
-        send(500, statusBody(500, 'InternalError', `Internal error occurred: ${String(err)}`));
-      }
-    });
+    req.on('end', () => this.answer(req, res, Buffer.concat(chunks)));
+  }
+
+  private send(res: http.ServerResponse, code: number, body: unknown): void {
+    const text = JSON.stringify(body);
+    res.writeHead(code, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Content-Length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  private answer(req: http.IncomingMessage, res: http.ServerResponse, raw: Buffer): void {
+    if (!this.authorized(req)) return this.send(res, 401, statusBody(401, 'Unauthorized', 'Unauthorized'));
+    try {
+      const [code, body] = this.dispatch(req, raw);
+      this.send(res, code, body);
+    } catch (err) {
+      if (err instanceof ApiError) return this.send(res, err.status.code, err.status);
+      log.error('request failed', { url: req.url, error: String(err) });
+      this.send(res, 500, statusBody(500, 'InternalError', `Internal error occurred: ${String(err)}`));
+    }
   }
 
   private dispatch(req: http.IncomingMessage, raw: Buffer): [number, unknown] {

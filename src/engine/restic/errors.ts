@@ -74,6 +74,12 @@ export class ResticPartialBackupError extends ResticError {
   override readonly code = 'RESTIC_PARTIAL_BACKUP';
 }
 
+/** The repository's storage is full (a local disk, an SFTP server's disk, a quota): nothing more can be written. */
+export class ResticNoSpaceError extends ResticError {
+  override name = 'ResticNoSpaceError';
+  override readonly code = 'REPOSITORY_FULL';
+}
+
 /** The caller aborted (AbortSignal); restic was stopped (SIGINT, then SIGKILL). */
 export class ResticAbortError extends ResticError {
   override name = 'AbortError';
@@ -82,6 +88,9 @@ export class ResticAbortError extends ResticError {
 
 // Patterns of restic 0.14-0.18 and of the backends' libraries (minio-go, azure sdk, ssh, rclone).
 const WRONG_PASSWORD = /wrong password or no key found/i;
+// ENOSPC (local, sftp: "failure writing"), quotas (EDQUOT), S3 and MinIO, Azure, HTTP 507.
+const NO_SPACE =
+  /no space left on device|disk quota exceeded|not enough space|XMinioStorageFull|minimum free drive threshold|QuotaExceeded|InsufficientStorage|Insufficient Storage|\b507\b/i;
 const LOCKED = /repository is already locked|unable to create lock in backend|failed to lock/i;
 const ALREADY_INIT = /config file already exists|repository master key and config already initialized/i;
 const HOST_KEY = /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/i;
@@ -115,6 +124,11 @@ export function classifyResticFailure(input: {
 
   if (exitCode === 12 || WRONG_PASSWORD.test(stderr)) {
     return new ResticWrongPasswordError(`wrong repository password: no key of the repository${where} opens with it`, details);
+  }
+  // Before LOCKED: a full disk also fails the lock file's write ("unable to create lock in backend").
+  if (NO_SPACE.test(stderr)) {
+    const line = stderr.split('\n').map((l) => l.trim().replace(/^Fatal:\s*/, '')).find((l) => NO_SPACE.test(l)) ?? detail;
+    return new ResticNoSpaceError(`the repository${where} is out of space: ${line}`, details);
   }
   if (exitCode === 11 || LOCKED.test(stderr)) {
     return new ResticLockedError(

@@ -28,6 +28,7 @@ export {
   ResticAccessDeniedError,
   ResticNotFoundError,
   ResticPartialBackupError,
+  ResticNoSpaceError,
   ResticAbortError,
 } from './errors.js';
 export { StorageValidationError, type ValidationIssue } from '../../plugins/storage/types.js';

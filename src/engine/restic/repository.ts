@@ -10,7 +10,7 @@ import { pluginForUri } from '../../plugins/storage/registry.js';
 import type { RepositorySettings } from '../../plugins/storage/settings.js';
 import { StorageValidationError, type PreparedBackend, type StorageBackendName, type StoragePlugin } from '../../plugins/storage/types.js';
 import { SNAPSHOT_ID, backupArgs, checkArgs, checkTag, forgetArgs, invalid } from './args.js';
-import { ResticAbortError, ResticError, ResticNotInitializedError } from './errors.js';
+import { ResticAbortError, ResticError, ResticLockedError, ResticNotInitializedError } from './errors.js';
 import {
   parseBackupLine,
   parseForget,
@@ -153,6 +153,16 @@ export class ResticRepository {
     repositoryCache.invalidate(this.cacheKey);
   }
 
+  /**
+   * Lists the snapshots again after our own writes and caches the new list; meanwhile queries keep
+   * getting the previous list instead of waiting for restic (what they see is at most as old as
+   * the writes this refresh is for).
+   */
+  async refresh(opts: CallOptions = {}): Promise<Snapshot[]> {
+    repositoryCache.supersede(this.cacheKey);
+    return this.snapshots({ refresh: true, signal: opts.signal, timeoutMs: opts.timeoutMs });
+  }
+
   /** Streams `stdin` into a new snapshot; resolves with restic's summary and the full snapshot id. */
   async backupStdin(opts: BackupStdinOptions): Promise<BackupSummary> {
     const { filename, args } = backupArgs(opts);
@@ -182,7 +192,7 @@ export class ResticRepository {
         },
       });
     } finally {
-      this.invalidate();
+      if (!opts.keepCache) this.invalidate();
     }
     if (!summary?.snapshotId) {
       throw new ResticError(`restic backup finished without a snapshot${errors.length ? `: ${scrub(errors.join('; '))}` : ''}`, { command: 'backup' });
@@ -328,7 +338,29 @@ export class ResticRepository {
 
   // --- plumbing ---
 
+  /**
+   * Runs a command; when a lock stops it, stale locks are removed (`restic unlock`: only locks of
+   * dead processes on this host, or not refreshed for 30 minutes; live ones stay) and it runs once
+   * more. A restic that was killed (OOM, SIGKILL, a crash of this server) leaves its lock behind,
+   * and restic 0.14 lets such a lock block every exclusive command (forget, prune, check) until
+   * someone unlocks. A command fed from a stream cannot run twice, so it is not retried.
+   */
   private async run(command: string, args: string[], opts: RunOptions): Promise<string[]> {
+    try {
+      return await this.runOnce(command, args, opts);
+    } catch (err) {
+      if (!(err instanceof ResticLockedError) || opts.stdin || command === 'unlock' || command === 'init' || opts.signal?.aborted) throw err;
+      try {
+        await this.runOnce('unlock', [], { signal: opts.signal, timeoutMs: opts.timeoutMs, json: false });
+      } catch {
+        throw err;
+      }
+      this.log.info('removed stale locks, trying again', { command, repository: this.displayUri });
+      return this.runOnce(command, args, opts);
+    }
+  }
+
+  private async runOnce(command: string, args: string[], opts: RunOptions): Promise<string[]> {
     let started: { process: ResticProcess; prepared: PreparedBackend };
     try {
       started = await this.start(command, args, opts);

@@ -1,0 +1,75 @@
+// Shared checks of the fault tests (test/hardening/faults-*.test.ts): processes of this test
+// process found through /proc, waiting for an operation to stream an artifact, and "nothing left".
+import { readFile, readdir } from 'node:fs/promises';
+import { expect } from 'vitest';
+import { openExecSockets } from '../../src/kube/index.js';
+import type { OperationRecord } from '../../src/engine/operations/index.js';
+import type { SimApp } from './sim-app.js';
+
+export interface ChildProcessInfo { pid: number; comm: string; argv: string[] }
+
+/** Direct children of this process (the server runs in process: its restic are our children). */
+export async function childProcesses(): Promise<ChildProcessInfo[]> {
+  const out: ChildProcessInfo[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = await readFile(`/proc/${name}/stat`, 'utf8');
+      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'.
+      const close = stat.lastIndexOf(')');
+      const comm = stat.slice(stat.indexOf('(') + 1, close);
+      const [state, ppid] = stat.slice(close + 2).split(' ');
+      if (Number(ppid) !== process.pid || state === 'Z') continue;
+      const argv = (await readFile(`/proc/${name}/cmdline`, 'utf8')).split('\0').filter(Boolean);
+      out.push({ pid: Number(name), comm, argv });
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return out;
+}
+
+export async function resticChildren(): Promise<ChildProcessInfo[]> {
+  return (await childProcesses()).filter((p) => p.comm === 'restic');
+}
+
+/** Resolves once the operation's progress shows `artifact` with at least `minBytes` done. */
+export async function whenStreaming(s: SimApp, opId: string, artifact: string, minBytes: number): Promise<void> {
+  for await (const ev of s.app.services.pubsub.subscribe(`operation:${opId}`, { bufferSize: 10_000 })) {
+    const p = ev.operation.progress;
+    if (p.phase.includes(artifact) && p.bytesDone >= minBytes) return;
+    if (ev.type === 'FINISHED') throw new Error(`finished before streaming ${artifact}: ${ev.operation.status} ${JSON.stringify(ev.operation.error)}`);
+  }
+}
+
+export async function startOperation(s: SimApp, mutation: string, variables?: Record<string, unknown>): Promise<string> {
+  const res = await s.gql<Record<string, { __typename: string; operation?: { operationId: string }; message?: string }>>(mutation, variables);
+  const payload = Object.values(res.data ?? {})[0];
+  if (!payload?.operation) throw new Error(`no operation: ${JSON.stringify(res)}`);
+  return payload.operation.operationId;
+}
+
+/** Backups of an app as GraphQL lists them (fresh from the repository). */
+export async function backupsOf(s: SimApp, app: string, instance = 'test'): Promise<Array<{ backupId: string; status: string }>> {
+  s.app.services.repositories.invalidate(instance);
+  const res = await s.gql<{ instance: { app: { backups: { edges: Array<{ node: { backupId: string; status: string } }> } } } }>(
+    `query($i: String!, $app: String!) { instance(name: $i) { app(name: $app) { backups(first: 100) { edges { node { backupId status } } } } } }`, { i: instance, app });
+  if (!res.data) throw new Error(JSON.stringify(res.errors));
+  return res.data.instance.app.backups.edges.map((e) => e.node);
+}
+
+/** A failed backup left no snapshot, no listed backup, no exec socket and no restic process. */
+export async function expectBackupLeftNothing(s: SimApp, rec: OperationRecord, app: string, instance = 'test'): Promise<void> {
+  expect(rec.backupId, 'the operation names its backup id').toBeTruthy();
+  const inst = await s.app.services.store.requireInstance(instance);
+  const repo = await s.app.services.repositories.open(inst);
+  expect(await repo.snapshots({ tags: [`backup:${rec.backupId}`], refresh: true }), 'no snapshot of the failed backup').toEqual([]);
+  expect((await backupsOf(s, app, instance)).map((b) => b.backupId)).not.toContain(rec.backupId);
+  await expectNoProcessesLeft();
+}
+
+export async function expectNoProcessesLeft(): Promise<void> {
+  expect(openExecSockets(), 'no exec socket left open').toBe(0);
+  // A killed restic is reaped a moment after its stream failed.
+  await expect.poll(async () => (await resticChildren()).map((p) => p.argv.join(' ')), { timeout: 10_000, interval: 100 }).toEqual([]);
+}
