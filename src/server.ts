@@ -12,6 +12,7 @@ import { schema } from './schema/index.js';
 import { WildError } from './errors.js';
 import { lockDataDir } from './server-lock.js';
 import { loadTokens, roleFor, type Tokens } from './auth.js';
+import { ClientGate, clientKey, type ClientLimits } from './fairness.js';
 import type { GraphQLContext, Role, Services } from './context.js';
 import { OperationEngine } from './engine/operations/index.js';
 import { RepositoryService } from './engine/repository/service.js';
@@ -57,11 +58,15 @@ export interface AppOptions {
   maxDepth?: number;
   /** Highest query cost accepted (graphql-armor's measure). Default 20000. */
   maxCost?: number;
+  /** Per-client fairness (src/fairness.ts): requests executing at once and waiting, per client. */
+  clientLimits?: ClientLimits;
 }
 
 export interface WildBackupApp {
   readonly services: Services;
   readonly tokens: Tokens;
+  /** The per-client request gate (every transport). */
+  readonly gate: ClientGate;
   readonly yoga: ReturnType<typeof createYoga<Record<string, unknown>, GraphQLContext>>;
   /** Listens; resolves with the GraphQL URL. */
   start(): Promise<{ url: string; port: number }>;
@@ -76,6 +81,8 @@ const MAX_VARIABLE_STRING = 16 * 1024;
 const LONG_FIELDS = new Set(['privateKey', 'serviceAccountKey']);
 const MAX_LONG_STRING = 64 * 1024;
 const MAX_QUERY_LENGTH = 64 * 1024;
+/** What a client over its queue is told (HTTP 429 body, graphql-ws error). */
+const RATE_LIMITED = { message: 'too many requests from this client at once; retry later', extensions: { code: 'RATE_LIMITED' } };
 
 /** The first oversized input of a request, or null. */
 export function oversizedInput(query: unknown, variables: unknown): string | null {
@@ -212,6 +219,28 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     ],
   });
 
+  const gate = new ClientGate(opts.clientLimits);
+
+  /** Runs `handle` once the client's gate admits it; the slot is freed when the response head goes
+   *  out (a subscription's SSE stream then lives on without holding one) or the client goes away. */
+  const gated = (req: http.IncomingMessage, res: http.ServerResponse, handle: () => unknown): void => {
+    const ticket = gate.acquire(clientKey(req.socket.remoteAddress, roleFor(tokens, req.headers.authorization)));
+    if (!ticket) {
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '1' }).end(JSON.stringify({ errors: [RATE_LIMITED] }));
+      return;
+    }
+    const writeHead = res.writeHead;
+    res.writeHead = function (this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
+      ticket.release();
+      return writeHead.apply(this, args);
+    } as typeof writeHead;
+    res.once('close', () => ticket.release());
+    ticket.ready.then(() => {
+      if (res.destroyed) return; // gave up while waiting
+      void handle();
+    }, () => undefined);
+  };
+
   const server = http.createServer((req, res) => {
     if (req.url === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -220,12 +249,24 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     }
     if (req.url === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
       if (!roleFor(tokens, req.headers.authorization)) { res.writeHead(401, { 'www-authenticate': 'Bearer' }).end(); return; }
-      renderMetrics(services).then((text) => res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(req.method === 'HEAD' ? undefined : text),
-        (err: unknown) => { log.error('metrics failed', { error: scrub(String(err)) }); res.writeHead(500).end(); });
+      gated(req, res, () => renderMetrics(services).then((text) => res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE }).end(req.method === 'HEAD' ? undefined : text),
+        (err: unknown) => { log.error('metrics failed', { error: scrub(String(err)) }); res.writeHead(500).end(); }));
       return;
     }
-    void yoga.handle(req, res);
+    gated(req, res, () => yoga.handle(req, res));
   });
+
+  /** The gate over graphql-ws: a query holds a slot while it executes, a subscription while it sets up. */
+  const gatedWs = <A, R>(client: string, run: (args: A) => R) => async (args: A): Promise<Awaited<R> | { errors: GraphQLError[] }> => {
+    const ticket = gate.acquire(client);
+    if (!ticket) return { errors: [new GraphQLError(RATE_LIMITED.message, { extensions: RATE_LIMITED.extensions })] };
+    try {
+      await ticket.ready;
+      return await run(args);
+    } finally {
+      ticket.release();
+    }
+  };
 
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
   const wsServer = useServer<Record<string, unknown>, { role?: Role }>(
@@ -243,6 +284,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
       },
       onSubscribe: async (ctx, _id, params) => {
         const role = (ctx.extra as { role?: Role }).role;
+        const client = clientKey(ctx.extra.request.socket.remoteAddress, role ?? null);
         const { schema: s, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
@@ -252,13 +294,21 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
         });
         const problem = oversizedInput(params.query, params.variables);
         if (problem) return [new GraphQLError(problem, { extensions: { code: 'BAD_USER_INPUT' } })];
+        // Parse and validation failures (graphql-armor's depth and cost rules throw) answer this
+        // operation; thrown out of onSubscribe they would close the whole socket (4500).
+        const asErrors = (err: unknown) => [err instanceof GraphQLError ? err : new GraphQLError(scrub((err as Error)?.message ?? String(err)))];
         let document;
         try {
           document = parse(params.query);
         } catch (err) {
-          return [err instanceof GraphQLError ? err : new GraphQLError(String(err))];
+          return asErrors(err);
         }
-        const errors = validate(s, document);
+        let errors;
+        try {
+          errors = validate(s, document);
+        } catch (err) {
+          return asErrors(err);
+        }
         if (errors.length > 0) return errors;
         return {
           schema: s,
@@ -266,7 +316,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
           document,
           variableValues: params.variables,
           contextValue: await contextFactory(),
-          rootValue: { execute, subscribe },
+          rootValue: { execute: gatedWs(client, execute), subscribe: gatedWs(client, subscribe) },
         };
       },
     },
@@ -277,6 +327,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
   return {
     services,
     tokens,
+    gate,
     yoga,
     async start() {
       await new Promise<void>((resolve, reject) => {

@@ -53,6 +53,11 @@ OperationRef.implement({
     createdAt: t.field({ type: 'DateTime', resolve: (o) => o.createdAt }),
     startedAt: t.field({ type: 'DateTime', nullable: true, resolve: (o) => o.startedAt }),
     finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (o) => o.finishedAt }),
+    updatedAt: t.field({
+      type: 'DateTime',
+      description: 'When this state was published: over a subscription, the time of the event that carried it.',
+      resolve: (o) => o.updatedAt ?? o.finishedAt ?? o.startedAt ?? o.createdAt,
+    }),
     backupId: t.exposeString('backupId', { nullable: true, description: 'The backup made or restored (restic tag backup:<id>).' }),
     log: t.stringList({
       args: { last: t.arg.int({ required: false }) },

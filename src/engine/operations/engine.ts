@@ -379,6 +379,7 @@ export class OperationEngine {
 
   private publish(a: Active, type: 'CREATED' | 'UPDATED' | 'FINISHED'): void {
     a.lastPublish = Date.now();
+    a.rec.updatedAt = new Date(a.lastPublish).toISOString();
     // Subscribers get a snapshot: later changes to the live record must not alter events in flight.
     const snapshot: OperationRecord = structuredClone(a.rec);
     const event = { type, operation: snapshot };

@@ -41,6 +41,8 @@ export interface OperationRecord {
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
+  /** When this state was published (the time of the event that carried it); absent in old records. */
+  updatedAt?: string;
   /** The backup made or restored, where there is one (its backupId). */
   backupId: string | null;
   /** What a task needs to undo after a crash (e.g. replicas to scale back); task-defined. */

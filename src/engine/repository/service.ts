@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { ResticError, ResticRepository, type ResticStats } from '../restic/index.js';
 import { StorageValidationError, displayRepositoryUri, findPluginForUri, validateRepositorySettings } from '../../plugins/storage/registry.js';
+import { splitRestUserinfo } from '../../plugins/storage/rest.js';
 import type { RepositorySettings, StorageCredentials } from '../../plugins/storage/settings.js';
 import { RepositoryError, ValidationError, type Issue } from '../../errors.js';
 import type { OperationEngine, OperationRecord } from '../operations/index.js';
@@ -72,7 +73,9 @@ function toRepositoryError(err: unknown): unknown {
 }
 
 export class RepositoryService {
-  private readonly statusCache = new Map<string, { at: number; value: Promise<RepositoryStatusView> }>();
+  private readonly statusCache = new Map<string, { at: number; value: Promise<RepositoryStatusView>; refreshing?: boolean }>();
+  /** The status an instance had before our own last write dropped it (the repository opened then). */
+  private readonly beforeWrite = new Map<string, Promise<RepositoryStatusView>>();
   private readonly statsCache = new Map<string, { at: number; value: Promise<RepositoryStatsView> }>();
 
   constructor(
@@ -114,23 +117,63 @@ export class RepositoryService {
     };
   }
 
-  /** Drops cached status and stats of an instance (after our own writes or a config change). */
+  /**
+   * Drops cached status and stats of an instance after our own write to its repository (a backup,
+   * a restore's safety backup, forget, prune). The next status still lists the snapshots again,
+   * but trusts that a repository we just wrote to opens (no `restic cat config` run).
+   */
   invalidate(instance: string): void {
+    const hit = this.statusCache.get(instance);
+    if (hit) this.beforeWrite.set(instance, hit.value);
     this.statusCache.delete(instance);
     this.statsCache.delete(instance);
   }
 
-  /** Status for queries: reused for a few seconds, bounded in time, never throws for repository problems. */
+  /** Drops everything known about an instance's repository (its settings changed, it was created). */
+  forget(instance: string): void {
+    this.beforeWrite.delete(instance);
+    this.statusCache.delete(instance);
+    this.statsCache.delete(instance);
+  }
+
+  /**
+   * Status for queries: reused for a few seconds, bounded in time, never throws for repository
+   * problems. Past its TTL the last answer is still given while one refresh runs behind it, so
+   * queries never queue behind restic for a status that nothing of ours changed.
+   */
   status(inst: InstanceInfo): Promise<RepositoryStatusView> {
     const hit = this.statusCache.get(inst.name);
-    if (hit && Date.now() - hit.at < (this.opts.statusTtlMs ?? 15_000)) return hit.value;
-    const value = this.computeStatus(inst);
+    if (hit) {
+      if (Date.now() - hit.at < (this.opts.statusTtlMs ?? 15_000)) return hit.value;
+      if (!hit.refreshing) {
+        hit.refreshing = true;
+        this.computeStatus(inst).then((value) => {
+          // Stored only if nothing invalidated the entry meanwhile.
+          if (this.statusCache.get(inst.name) === hit) this.statusCache.set(inst.name, { at: Date.now(), value: Promise.resolve(value) });
+        }, () => { hit.refreshing = false; });
+      }
+      return hit.value;
+    }
+    const before = this.beforeWrite.get(inst.name);
+    this.beforeWrite.delete(inst.name);
+    const value = this.computeStatus(inst, undefined, before);
     this.statusCache.set(inst.name, { at: Date.now(), value });
     value.catch(() => this.statusCache.delete(inst.name));
     return value;
   }
 
-  private async computeStatus(inst: InstanceInfo, settings?: RepositorySettings): Promise<RepositoryStatusView> {
+  private async computeStatus(inst: InstanceInfo, settings?: RepositorySettings, beforeWrite?: Promise<RepositoryStatusView>): Promise<RepositoryStatusView> {
+    const prior = await beforeWrite?.catch(() => null);
+    if (prior && prior.initialized && prior.reachable && !prior.error) {
+      // We wrote to it a moment ago: only the snapshot figures can have changed.
+      try {
+        const snaps = await (await this.open(inst)).snapshots({ timeoutMs: this.opts.statusTimeoutMs ?? 20_000 });
+        const latest = snaps.reduce<string | null>((m, s) => (m === null || s.time > m ? s.time : m), null);
+        return { ...prior, lastBackupAt: latest, snapshotCount: snaps.length };
+      } catch {
+        // Fall through to the full check, which says what is wrong.
+      }
+    }
     let repo: ResticRepository;
     try {
       if (!settings) {
@@ -199,8 +242,13 @@ export class RepositoryService {
    * password or credential keeps the stored one; endpoint, region, port and cacert are replaced.
    * If the second write fails, the first file is put back as it was.
    */
-  async update(instance: string, input: BackupConfigInput): Promise<BackupConfigView> {
+  async update(instance: string, given: BackupConfigInput): Promise<BackupConfigView> {
     const inst = await this.store.requireInstance(instance);
+    // A rest: URI's `user:password@` goes to secrets.yaml as credentials.rest (the explicit
+    // credentials.rest wins, as in the plugin); config.yaml (0644) gets the URI without it.
+    const userinfo = splitRestUserinfo(given.repository);
+    const input: BackupConfigInput = { ...given, repository: userinfo.repository };
+    if (userinfo.credentials && !given.credentials?.rest) input.credentials = { ...given.credentials, rest: userinfo.credentials };
     const settings = await this.candidate(inst, input);
     const secretsFile = this.store.paths.secretsFile(instance);
     const before = await readFile(secretsFile, 'utf8').catch(() => null);
@@ -233,7 +281,7 @@ export class RepositoryService {
       }
       throw err;
     }
-    this.invalidate(instance);
+    this.forget(instance);
     return this.config(await this.store.requireInstance(instance));
   }
 
@@ -265,7 +313,7 @@ export class RepositoryService {
         } catch (err) {
           throw toRepositoryError(err);
         } finally {
-          this.invalidate(instance);
+          this.forget(instance);
         }
         return { message: `repository initialized at ${repo.displayUri}` };
       },

@@ -19,6 +19,21 @@ function parseRestUrl(uri: string): URL | undefined {
   }
 }
 
+/**
+ * A rest: URI with `user:password@` split into the URI without them and the credentials they
+ * carry, so that the password is kept with the secrets (secrets.yaml), never in config.yaml.
+ * Any other URI comes back as it is.
+ */
+export function splitRestUserinfo(uri: string): { repository: string; credentials?: { username: string; password: string } } {
+  if (!uri.startsWith('rest:')) return { repository: uri };
+  const url = parseRestUrl(uri);
+  if (!url?.password) return { repository: uri };
+  const credentials = { username: decodeURIComponent(url.username), password: decodeURIComponent(url.password) };
+  url.username = '';
+  url.password = '';
+  return { repository: `rest:${url.href}`, credentials };
+}
+
 export const restStorage = defineStoragePlugin({
   name: 'rest',
   description: 'A restic REST server (rest-server, rclone serve restic), with optional HTTP basic auth.',
