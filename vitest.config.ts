@@ -20,6 +20,10 @@ export default defineConfig({
     hookTimeout: 120_000,
     teardownTimeout: 30_000,
     reporters: ['default', './test/support/summary-reporter.ts'],
+    // The secret-leak watch over the whole suite (test/helpers/leaks.ts): a run directory and the
+    // argv sampler for the run, and in every worker the hooks on each channel a secret could leave by.
+    globalSetup: ['./test/support/leak-global-setup.ts'],
+    setupFiles: ['./test/support/leak-setup.ts'],
     // Servers under test log warnings and errors only; tests that read logs set their own sink.
     env: { WILD_BACKUP_LOG_LEVEL: 'warn' },
   },

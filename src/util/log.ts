@@ -18,14 +18,26 @@ export function configureLogging(opts: { level?: LogLevel; sink?: LogSink }): vo
   if (opts.sink) sink = opts.sink;
 }
 
+/** Observers see every line at every level, whatever the sink and level (the tests' leak watch). */
+const observers = new Set<LogSink>();
+
+/** Calls `observer` with every log line (after scrubbing), debug included; returns the unsubscribe. */
+export function observeLogLines(observer: LogSink): () => void {
+  observers.add(observer);
+  return () => observers.delete(observer);
+}
+
 export function scrub(text: string): string {
   return processSecrets.redact(redactUrlCredentials(text));
 }
 
 function write(level: LogLevel, scope: string, msg: string, fields?: Record<string, unknown>): void {
-  if (ORDER[level] < ORDER[minLevel]) return;
+  const shown = ORDER[level] >= ORDER[minLevel];
+  if (!shown && observers.size === 0) return;
   const record = { t: new Date().toISOString(), level, scope, msg, ...fields };
-  sink(scrub(JSON.stringify(record)));
+  const line = scrub(JSON.stringify(record));
+  for (const observe of observers) observe(line);
+  if (shown) sink(line);
 }
 
 export interface Logger {

@@ -1,6 +1,7 @@
 // Starts Wild Backup on a temp data dir, in process, with known tokens.
 import { buildApp, type WildBackupApp } from '../../src/server.js';
 import { tempDataDir, type TempDataDir } from './data-dir.js';
+import { registerDataDirSecrets, scanDataDir, watchApp } from './leaks.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 export const READONLY_TOKEN = 'test-readonly-token-0123456789abcdef';
@@ -15,6 +16,7 @@ export interface TestApp {
 
 export async function startTestApp(opts: { data?: TempDataDir; concurrency?: number; maxDepth?: number; maxCost?: number; repositoryTimeoutMs?: number } = {}): Promise<TestApp> {
   const data = opts.data ?? (await tempDataDir());
+  registerDataDirSecrets(data.dir);
   const app = await buildApp({
     dataDir: data.dir,
     port: 0,
@@ -24,6 +26,8 @@ export async function startTestApp(opts: { data?: TempDataDir; concurrency?: num
     repositoryTimeoutMs: opts.repositoryTimeoutMs,
     env: { WILD_BACKUP_TOKEN: ADMIN_TOKEN, WILD_BACKUP_READONLY_TOKEN: READONLY_TOKEN },
   });
+  // Every answer of app.yoga.fetch is scanned for registered secrets (test/helpers/leaks.ts).
+  watchApp(app);
   return {
     app,
     data,
@@ -36,7 +40,9 @@ export async function startTestApp(opts: { data?: TempDataDir; concurrency?: num
     },
     async close() {
       await app.stop();
+      // Also scanned by cleanup(); a caller's data dir is scanned here, as it may outlive this app.
       if (!opts.data) await data.cleanup();
+      else scanDataDir(data.dir);
     },
   };
 }

@@ -3,6 +3,7 @@ import { cp, mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { scanDataDir } from './leaks.js';
 
 export const EXAMPLE_DATA = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../examples/data');
 
@@ -33,6 +34,10 @@ export async function tempDataDir(opts: { fromExample?: boolean } = {}): Promise
       await writeFile(file, text, { mode });
       return file;
     },
-    cleanup: () => rm(dir, { recursive: true, force: true }),
+    async cleanup() {
+      // What the server left behind (operation records, logs, config) must hold no secret.
+      scanDataDir(dir);
+      await rm(dir, { recursive: true, force: true });
+    },
   };
 }

@@ -3,6 +3,7 @@ import { startSimCluster, type SimCluster, type SimClusterOptions } from '../../
 import { buildApp, type AppOptions, type WildBackupApp } from '../../src/server.js';
 import { ADMIN_TOKEN, READONLY_TOKEN } from './app.js';
 import type { OperationRecord } from '../../src/engine/operations/index.js';
+import { registerDataDirSecrets, registerSecret, scanDataDir, watchApp } from './leaks.js';
 
 export interface SimApp {
   sim: SimCluster;
@@ -15,6 +16,7 @@ export interface SimApp {
 
 export async function startSimApp(simOpts: SimClusterOptions = {}, appOpts: Partial<AppOptions> = {}): Promise<SimApp> {
   const sim = await startSimCluster(simOpts);
+  registerSimSecrets(sim);
   let app: WildBackupApp;
   try {
     app = await buildApp({ dataDir: sim.dataDir, port: 0, env: { WILD_BACKUP_TOKEN: ADMIN_TOKEN, WILD_BACKUP_READONLY_TOKEN: READONLY_TOKEN }, ...appOpts });
@@ -24,7 +26,7 @@ export async function startSimApp(simOpts: SimClusterOptions = {}, appOpts: Part
   }
   // Tests may replace `app` (a restart): requests always go to the current one.
   const gql: SimApp['gql'] = async (query, variables, token = ADMIN_TOKEN) => {
-    const res = await self.app.yoga.fetch('http://localhost/graphql', {
+    const res = await watchApp(self.app).yoga.fetch('http://localhost/graphql', {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
       body: JSON.stringify({ query, variables }),
@@ -32,7 +34,7 @@ export async function startSimApp(simOpts: SimClusterOptions = {}, appOpts: Part
     return (await res.json()) as never;
   };
   const self: SimApp = {
-    sim, app, gql,
+    sim, app: watchApp(app), gql,
     async runOperation(mutation, variables) {
       const res = await gql<Record<string, { __typename: string; operation?: { operationId: string }; message?: string }>>(mutation, variables);
       const payload = Object.values(res.data ?? {})[0];
@@ -41,6 +43,7 @@ export async function startSimApp(simOpts: SimClusterOptions = {}, appOpts: Part
     },
     async close() {
       await self.app.stop();
+      scanDataDir(sim.dataDir);
       await sim.stop();
     },
   };
@@ -48,3 +51,10 @@ export async function startSimApp(simOpts: SimClusterOptions = {}, appOpts: Part
 }
 
 export const OP_FIELDS = `__typename ... on OperationPayload { operation { operationId status } } ... on Error { code message }`;
+
+/** The simulated cluster's secrets (database and app passwords, its API token, secrets.yaml): never to be seen. */
+export function registerSimSecrets(sim: SimCluster): void {
+  for (const app of Object.values(sim.secrets)) registerSecret(...Object.values(app));
+  registerSecret(sim.token);
+  registerDataDirSecrets(sim.dataDir);
+}

@@ -1,7 +1,11 @@
 // A minimal SSE GraphQL client over fetch (Yoga's "distinct connections" mode), for tests.
+import { observe, registerSecretsFromGraphQL } from './leaks.js';
+
 export interface SseMessage { event: string; data: string }
 
 export async function* sseRequest(url: string, body: unknown, headers: Record<string, string>, signal?: AbortSignal): AsyncGenerator<SseMessage> {
+  const req = body as { query?: unknown; variables?: unknown } | null;
+  registerSecretsFromGraphQL(req?.query, req?.variables);
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...headers },
@@ -24,6 +28,7 @@ export async function* sseRequest(url: string, body: unknown, headers: Record<st
         else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
       }
       if (data.length === 0 && event === 'message') continue; // keep-alive comment
+      observe('subscription', data.join('\n'));
       yield { event, data: data.join('\n') };
       if (event === 'complete') return;
     }

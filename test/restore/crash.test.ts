@@ -10,6 +10,8 @@ import { buildApp, type WildBackupApp } from '../../src/server.js';
 import { pgTableDigests, treeDigest } from '../helpers/compare.js';
 import { ADMIN_TOKEN, READONLY_TOKEN } from '../helpers/app.js';
 import { startSimCluster, type SimCluster } from '../../src/sim/fixture.js';
+import { registerSimSecrets } from '../helpers/sim-app.js';
+import { scanDataDir } from '../helpers/leaks.js';
 
 let sim: SimCluster;
 let child: ChildProcess | undefined;
@@ -36,10 +38,13 @@ async function gql<T>(query: string, variables?: Record<string, unknown>): Promi
   return ((await res.json()) as { data: T }).data;
 }
 
+/** Waits until the phase names `prefix` (artifacts run side by side: "backing up a, b"), or the status. */
 async function waitForPhase(opId: string, prefix: string, status?: string): Promise<{ status: string; backupId: string | null }> {
   for (let i = 0; i < 600; i++) {
     const d = await gql<{ operation: { status: string; backupId: string | null; progress: { phase: string; bytesDone: number } } }>(`query($id: ID!) { operation(id: $id) { status backupId progress { phase bytesDone } } }`, { id: opId });
-    if (d.operation.progress.phase.startsWith(prefix) && d.operation.progress.bytesDone > 0) return d.operation;
+    const phase = d.operation.progress.phase;
+    const [verb, what] = [prefix.split(' ').slice(0, -1).join(' '), prefix.split(' ').at(-1)!];
+    if (phase.startsWith(verb) && phase.split(/[ ,]+/).some((w) => w.startsWith(what)) && d.operation.progress.bytesDone > 0) return d.operation;
     if (status && d.operation.status === status) return d.operation;
     if (['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(d.operation.status)) throw new Error(`finished before ${prefix}: ${d.operation.status}`);
     await new Promise((r) => setTimeout(r, 50));
@@ -62,6 +67,7 @@ async function replicas(): Promise<Record<string, number>> {
 
 beforeAll(async () => {
   sim = await startSimCluster({ apps: ['gitea'] });
+  registerSimSecrets(sim);
   await writeFile(path.join(sim.pvcDir('gitea', 'gitea-data'), 'large.bin'), Buffer.alloc(120 << 20, 7));
   await startServerProcess();
   const init = await gql<{ initRepository: { operation: { operationId: string } } }>(`mutation { initRepository(input: { instance: "test" }) { ... on OperationPayload { operation { operationId } } } }`);
@@ -69,6 +75,7 @@ beforeAll(async () => {
 }, 180_000);
 afterAll(async () => {
   if (child) await kill();
+  if (sim) scanDataDir(sim.dataDir);
   await sim?.stop();
 });
 

@@ -9,6 +9,7 @@ import {
   CommandFailedError, execText, findReadyPod, kubeClientFor, listVolumes, listWorkloads, readSecretKey, scaleAndWait, type KubeClient,
 } from '../../src/kube/index.js';
 import { startSimCluster, type SimCluster } from '../../src/sim/index.js';
+import { registerSimSecrets } from '../helpers/sim-app.js';
 
 describe('startSimCluster with PostgreSQL, MariaDB and Redis', () => {
   let sim: SimCluster;
@@ -20,6 +21,7 @@ describe('startSimCluster with PostgreSQL, MariaDB and Redis', () => {
 
   beforeAll(async () => {
     sim = await startSimCluster({ sizes: { dbRows: 120, photoFiles: 30, photoBytes: 3 << 20 } });
+    registerSimSecrets(sim);
     client = kubeClientFor(sim.kubeconfigPath);
   });
   afterAll(async () => {

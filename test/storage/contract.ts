@@ -15,6 +15,7 @@ import {
   type ResticSpawnInfo,
 } from '../../src/engine/restic/index.js';
 import type { RepositorySettings } from '../../src/plugins/storage/settings.js';
+import { registerSecret } from '../helpers/leaks.js';
 import { SecretScan, allCmdlines, descendantsOf, randomStream, sha256Of } from './helpers.js';
 
 export type SettingsWithoutPassword = Omit<RepositorySettings, 'password'>;
@@ -55,6 +56,7 @@ export function describeBackendContract(name: string, setup: () => Promise<Backe
       scan.captureLogs();
       dataDir = await mkdtemp(join(tmpdir(), 'wb-contract-'));
       backend = await setup();
+      registerSecret(...secrets());
     });
 
     afterAll(async () => {
