@@ -136,3 +136,11 @@ export async function configureRepository(s: ServerProcess, instance: string, re
 export function backupApp(s: ServerProcess, instance: string, app: string): Promise<OperationDone> {
   return runOperation(s, `mutation($i: String!, $a: String!) { backupApp(input: { instance: $i, app: $a }) { %PAYLOAD% } }`, { i: instance, a: app });
 }
+
+/** restoreBackup of `backupId` (Backup.id or its backupId), to SUCCEEDED or not; safetyBackup as given (the server's default: on). */
+export function restoreBackup(s: ServerProcess, backupId: string, opts: { safetyBackup?: boolean; components?: string[] } = {}): Promise<OperationDone> {
+  const input: Record<string, unknown> = { backupId };
+  if (opts.safetyBackup !== undefined) input.safetyBackup = opts.safetyBackup;
+  if (opts.components) input.components = opts.components;
+  return runOperation(s, `mutation($input: RestoreBackupInput!) { restoreBackup(input: $input) { %PAYLOAD% } }`, { input });
+}

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# npm run bench [-- --size 1G --rss-size 4G --runs 3 | --quick | --tsx | --keep | --out FILE]
-# The backup benchmark (bench/backup.ts; results in docs/benchmarks/backup.md). Not part of `npm test`.
+# npm run bench [-- --size 1G --rss-size 4G --runs 3 | --quick | --tsx | --keep | --out FILE | --restore-only | --backup-only]
+# The backup and restore benchmarks (bench/backup.ts, bench/restore.ts; results in docs/benchmarks/).
+# Not part of `npm test`. `npm run bench:restore` runs the restore benchmark alone.
 # It measures the server compiled (node dist/main.js) when the project has a build script, else
 # through tsx; --tsx forces tsx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for tool in restic pg_dump tar gzip du; do
+for tool in restic pg_dump pg_restore tar gzip du; do
   command -v "$tool" >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/"$tool" >/dev/null 2>&1 || {
     echo "bench: $tool is missing (run npm run setup)" >&2; exit 1; }
 done
@@ -21,4 +22,20 @@ if [ "$force_tsx" = 0 ] && node -e 'process.exit(require("./package.json").scrip
   fi
 fi
 
-exec node --import tsx bench/backup.ts "$@"
+# The restore benchmark (bench/restore.ts; docs/benchmarks/restore.md) follows the backup one.
+# --restore-only / --backup-only run one of them; --no-safety, --no-kubectl, --bundle and
+# --restore-out=FILE are the restore benchmark's own.
+only=""
+backup_args=()
+restore_args=()
+for a in "$@"; do
+  case "$a" in
+    --restore-only) only=restore ;;
+    --backup-only) only=backup ;;
+    --no-safety|--no-kubectl|--bundle|--restore-out=*) restore_args+=("$a") ;;
+    *) backup_args+=("$a"); restore_args+=("$a") ;;
+  esac
+done
+if [ "$only" != restore ]; then node --import tsx bench/backup.ts "${backup_args[@]}"; fi
+if [ "$only" != backup ]; then node --import tsx bench/restore.ts "${restore_args[@]}"; fi
+if [ "$only" = "" ]; then node --import tsx bench/load.ts $(for a in "$@"; do case "$a" in --quick|--tsx|--keep) echo "$a";; esac; done); fi  # load benchmark (docs/benchmarks/load.md)
