@@ -91,6 +91,9 @@ describe('restic client (local repository)', () => {
     const source = randomStream(1024 * 1024, { holdAfter: 128 * 1024, hold: new Promise<void>((r) => (release = r)) });
     const running = backup(source.stream, { tags: ['while-locked'], filename: 'app/locked.bin' });
     await untilRead(source, 128 * 1024);
+    // The bytes can sit in the pipe before restic has opened the repository: wait for its lock.
+    for (let i = 0; i < 300 && (await readdir(join(dir, 'repo', 'locks')).catch(() => [])).length === 0; i++) await sleep(50);
+    expect((await readdir(join(dir, 'repo', 'locks'))).length, 'the backup holds its lock').toBe(1);
     const started = Date.now();
     // check needs an exclusive lock; the running backup holds a shared one.
     const err = await repo.check().catch((e: unknown) => e);
