@@ -15,8 +15,7 @@
 // Then peak RSS of our server again at a larger size (--rss-size, default 4G).
 //
 // Usage: npm run bench -- [--size 1G] [--rss-size 4G|0] [--runs 3] [--quick] [--tsx] [--keep] [--out FILE]
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -24,6 +23,7 @@ import { startSimCluster, type SimCluster } from '../src/sim/fixture.js';
 import { changeFiles, growPostgres, growVolume, type DbSeedResult, type VolumePlan } from './lib-data.js';
 import { childrenNamed, cpuTimes, duBytes, fmtBytes, loadAverage, median, mib, parseSize, q, run, sampleMemory, sh, vmRssKiB, type MemoryPeak } from './lib-proc.js';
 import { backupApp, configureRepository, serverArgv, serverMode, startServer, type OperationDone, type ServerMode } from './lib-server.js';
+import { MB, facts, findPod, list, pass, phaseDurations, secs, type PodRef } from './lib-bench.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -61,8 +61,6 @@ const TARGET_GROWTH_RATIO = 0.2;
 
 const t00 = performance.now();
 const say = (s: string): void => console.log(`[${((performance.now() - t00) / 1000).toFixed(0).padStart(4)} s] ${s}`);
-const secs = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
-const MB = (kib: number): number => (kib * 1024) / 1e6;
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'wild-bench-'));
 chmodSync(root, 0o755); // the sim's PostgreSQL runs as the postgres user and must reach its socket dir
@@ -71,28 +69,6 @@ const cachesDir = path.join(root, 'restic-cache');
 mkdirSync(reposDir);
 mkdirSync(cachesDir);
 const SERVER_ARGV = serverArgv(MODE, root);
-
-// ---------------------------------------------------------------------------------------------
-// Facts about the machine and the tools.
-
-function facts(): Record<string, string> {
-  const cpu = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '?';
-  const osName = /PRETTY_NAME="(.+)"/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? '?';
-  const fsType = execFileSync('stat', ['-f', '-c', '%T', os.tmpdir()]).toString().trim();
-  const free = statfsSync(os.tmpdir());
-  let commit = '?';
-  try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(); } catch { /* not a checkout */ }
-  return {
-    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-    commit,
-    os: `${osName}, Linux ${os.release()}`,
-    cpu: `${os.cpus().length} × ${cpu}`,
-    memory: fmtBytes(os.totalmem()),
-    tmp: `${os.tmpdir()} (${fsType}, ${fmtBytes(free.bavail * free.bsize)} free at start)`,
-    node: process.version,
-    restic: execFileSync(RESTIC, ['version']).toString().trim(),
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // The three paths.
@@ -117,7 +93,6 @@ function resticStdinArgs(cache: string, filename: string, kind: string, name: st
   return `${RESTIC} --json --cache-dir ${q(cache)} backup --stdin --stdin-filename ${q(filename)} --host ${INSTANCE} ${tags.map((t) => `--tag ${q(t)}`).join(' ')}`;
 }
 
-interface PodRef { pod: string; container: string; mountPath?: string }
 interface Sim {
   sim: SimCluster;
   pvcDir: string;
@@ -128,23 +103,7 @@ interface Sim {
   appPod: PodRef;
 }
 
-interface SimPod { metadata: { name: string }; status?: { phase?: string }; spec?: { containers?: Array<{ name: string; volumeMounts?: Array<{ name: string; mountPath: string }> }>; volumes?: Array<{ name: string; persistentVolumeClaim?: { claimName: string } }> } }
 
-/** The running pod of `ns` (that mounts `claim`, if given), its container and the mount path, from the sim's store. */
-function findPod(sim: SimCluster, ns: string, claim?: string): PodRef {
-  const pods = (sim.kube.runtime.store.list('pods', ns) as unknown as SimPod[]).filter((p) => p.status?.phase === 'Running');
-  for (const p of pods) {
-    const containers = p.spec?.containers ?? [];
-    if (!claim) return { pod: p.metadata.name, container: containers[0]!.name };
-    const vol = p.spec?.volumes?.find((v) => v.persistentVolumeClaim?.claimName === claim);
-    if (!vol) continue;
-    for (const c of containers) {
-      const m = c.volumeMounts?.find((x) => x.name === vol.name);
-      if (m) return { pod: p.metadata.name, container: c.name, mountPath: m.mountPath };
-    }
-  }
-  throw new Error(`no running pod in ${ns}${claim ? ` mounting ${claim}` : ''}`);
-}
 
 /** CPU seconds spent while a path runs, by who spent them (deltas of /proc/<pid>/stat and process.cpuUsage). */
 type CpuParts = Record<string, number>;
@@ -231,15 +190,6 @@ interface OursRun {
   bootKiB: number;
 }
 
-/** How long each polled phase lasted, ms (100 ms resolution). */
-function phaseDurations(op: OperationDone): Record<string, number> {
-  const out: Record<string, number> = {};
-  op.phases.forEach((p, i) => {
-    const end = i + 1 < op.phases.length ? op.phases[i + 1]!.atMs : op.clientMs;
-    out[p.phase] = (out[p.phase] ?? 0) + end - p.atMs;
-  });
-  return out;
-}
 
 /** From the first artifact's stream to the manifest: the streaming (planning, estimates and the manifest excluded). */
 const streamingMs = (o: OursRun): number => {
@@ -304,7 +254,7 @@ interface Results {
 }
 
 async function main(): Promise<void> {
-  const f = facts();
+  const f = facts({ restic: [RESTIC, 'version'] });
   say(`benchmark of backupApp: size ${fmtBytes(SIZE)} (database and PVC each), ${RUNS} runs, RSS check at ${RSS_SIZE ? fmtBytes(RSS_SIZE) : 'off'}; server: ${MODE}`);
   say(`work dir ${root}`);
   let sim: SimCluster;
@@ -447,8 +397,6 @@ const MODE_TEXT: Record<ServerMode, string> = {
 /** Snapshots our last timed backup wrote (its artifacts and the manifest). */
 const lastOursArtifacts = (r: Results): number => r.ours[r.ours.length - 1]!.artifacts.length + 1;
 
-const pass = (ok: boolean): string => (ok ? '**met**' : '**MISSED**');
-const list = (xs: number[], f: (n: number) => string): string => xs.map(f).join(', ');
 
 function render(r: Results): string {
   const argv = process.argv.slice(2);

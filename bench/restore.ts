@@ -14,8 +14,7 @@
 // Usage: node --import tsx bench/restore.ts [--size 1G] [--runs 3] [--quick] [--tsx | --bundle] [--keep]
 //        [--restore-out FILE] [--no-safety] [--no-kubectl]   (--rss-size, --change and --out are accepted and ignored,
 //        so `npm run bench -- …` can hand the backup benchmark's flags to both)
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -23,6 +22,7 @@ import { startSimCluster, type SimCluster } from '../src/sim/fixture.js';
 import { growPostgres, growVolume, type DbSeedResult, type VolumePlan } from './lib-data.js';
 import { childrenNamed, cpuTimes, duBytes, fmtBytes, loadAverage, median, mib, parseSize, q, run, sampleMemory, sh, vmRssKiB, type MemoryPeak } from './lib-proc.js';
 import { backupApp, configureRepository, restoreBackup, serverArgv, serverMode, startServer, type OperationDone, type ServerMode } from './lib-server.js';
+import { MB, facts, findPod, list, pass, phaseDurations, secs, type PodRef } from './lib-bench.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -64,8 +64,6 @@ const TARGET_RSS_MB = 200;
 
 const t00 = performance.now();
 const say = (s: string): void => console.log(`[${((performance.now() - t00) / 1000).toFixed(0).padStart(4)} s] ${s}`);
-const secs = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
-const MB = (kib: number): number => (kib * 1024) / 1e6;
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'wild-bench-restore-'));
 chmodSync(root, 0o755); // the sim's PostgreSQL runs as the postgres user and must reach its socket dir
@@ -74,33 +72,10 @@ const DIRECT_CACHE = path.join(root, 'restic-cache-direct');
 // WILD_BENCH_PROFILE=<dir>: the server writes a V8 CPU profile there (where its CPU goes).
 const SERVER_ARGV = [...(process.env.WILD_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.WILD_BENCH_PROFILE}`] : []), ...serverArgv(MODE, root)];
 
-function facts(): Record<string, string> {
-  const cpu = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '?';
-  const osName = /PRETTY_NAME="(.+)"/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? '?';
-  const fsType = execFileSync('stat', ['-f', '-c', '%T', os.tmpdir()]).toString().trim();
-  const free = statfsSync(os.tmpdir());
-  let commit = '?';
-  try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(); } catch { /* not a checkout */ }
-  let dirty = '';
-  try { dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim() ? ' (with uncommitted changes)' : ''; } catch { /* not a checkout */ }
-  return {
-    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-    commit: commit + dirty,
-    os: `${osName}, Linux ${os.release()}`,
-    cpu: `${os.cpus().length} × ${cpu}`,
-    memory: fmtBytes(os.totalmem()),
-    tmp: `${os.tmpdir()} (${fsType}, ${fmtBytes(free.bavail * free.bsize)} free at start)`,
-    node: process.version,
-    restic: execFileSync(RESTIC, ['version']).toString().trim(),
-    pg_restore: execFileSync('pg_restore', ['--version']).toString().trim(),
-    tar: execFileSync('tar', ['--version']).toString().split('\n')[0]!.trim(),
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // The sim, and who spends the CPU.
 
-interface PodRef { pod: string; container: string; mountPath?: string }
 interface Sim {
   sim: SimCluster;
   pvcDir: string;
@@ -108,23 +83,7 @@ interface Sim {
   postmaster: number;
 }
 
-interface SimPod { metadata: { name: string }; status?: { phase?: string }; spec?: { containers?: Array<{ name: string; volumeMounts?: Array<{ name: string; mountPath: string }> }>; volumes?: Array<{ name: string; persistentVolumeClaim?: { claimName: string } }> } }
 
-/** The running pod of `ns` (that mounts `claim`, if given), its container and the mount path (looked up each run: a restore replaces the app's pods). */
-function findPod(sim: SimCluster, ns: string, claim?: string): PodRef {
-  const pods = (sim.kube.runtime.store.list('pods', ns) as unknown as SimPod[]).filter((p) => p.status?.phase === 'Running');
-  for (const p of pods) {
-    const containers = p.spec?.containers ?? [];
-    if (!claim) return { pod: p.metadata.name, container: containers[0]!.name };
-    const vol = p.spec?.volumes?.find((v) => v.persistentVolumeClaim?.claimName === claim);
-    if (!vol) continue;
-    for (const c of containers) {
-      const m = c.volumeMounts?.find((x) => x.name === vol.name);
-      if (m) return { pod: p.metadata.name, container: c.name, mountPath: m.mountPath };
-    }
-  }
-  throw new Error(`no running pod in ${ns}${claim ? ` mounting ${claim}` : ''}`);
-}
 
 type CpuParts = Record<string, number>;
 const SIM_CPU = 'benchmark process (the simulated cluster: API server, exec framing, TLS)';
@@ -243,15 +202,6 @@ interface OursRun {
   phaseMs: Record<string, number>;
 }
 
-/** How long each polled phase lasted, ms (100 ms resolution). */
-function phaseDurations(op: OperationDone): Record<string, number> {
-  const out: Record<string, number> = {};
-  op.phases.forEach((p, i) => {
-    const end = i + 1 < op.phases.length ? op.phases[i + 1]!.atMs : op.clientMs;
-    out[p.phase] = (out[p.phase] ?? 0) + end - p.atMs;
-  });
-  return out;
-}
 
 /** The safety backup: from its phase to the first phase of the restore proper (the backup reports its own phases in between). */
 function safetyMs(o: OursRun): number {
@@ -318,7 +268,7 @@ interface Results {
 }
 
 async function main(): Promise<void> {
-  const f = facts();
+  const f = facts({ restic: [RESTIC, 'version'], pg_restore: ['pg_restore', '--version'], tar: ['tar', '--version'] });
   say(`benchmark of restoreBackup: size ${fmtBytes(SIZE)} (database and PVC each), ${RUNS} runs; server: ${MODE}`);
   say(`work dir ${root}`);
   let sim: SimCluster;
@@ -424,8 +374,6 @@ const MODE_TEXT: Record<ServerMode, string> = {
   tsx: 'TypeScript through tsx, forced with --tsx: the transpiler adds ~90 MB of RSS',
 };
 
-const pass = (ok: boolean): string => (ok ? '**met**' : '**MISSED**');
-const list = (xs: number[], fmt: (n: number) => string): string => xs.map(fmt).join(', ');
 
 function phaseTable(L: string[], o: OursRun): void {
   L.push('| phase | from | to | seconds |', '|---|---|---|---|');

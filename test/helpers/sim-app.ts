@@ -3,6 +3,7 @@ import { startSimCluster, type SimCluster, type SimClusterOptions } from '../../
 import { buildApp, type AppOptions, type WildBackupApp } from '../../src/server.js';
 import { ADMIN_TOKEN, READONLY_TOKEN } from './app.js';
 import type { OperationRecord } from '../../src/engine/operations/index.js';
+import { expect } from 'vitest';
 import { registerDataDirSecrets, registerSecret, scanDataDir, watchApp } from './leaks.js';
 
 export interface SimApp {
@@ -57,4 +58,13 @@ export function registerSimSecrets(sim: SimCluster): void {
   for (const app of Object.values(sim.secrets)) registerSecret(...Object.values(app));
   registerSecret(sim.token);
   registerDataDirSecrets(sim.dataDir);
+}
+
+/** Backs up `app` of instance "test" through GraphQL (it must succeed); its latest backup's node id and backup id. */
+export async function backupLatest(s: SimApp, app: string): Promise<{ id: string; backupId: string }> {
+  const rec = await s.runOperation(`mutation($app: String!) { backupApp(input: { instance: "test", app: $app }) { ${OP_FIELDS} } }`, { app });
+  expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
+  const res = await s.gql<{ instance: { app: { latestBackup: { id: string; backupId: string } } } }>(
+    `query($app: String!) { instance(name: "test") { app(name: $app) { latestBackup { id backupId } } } }`, { app });
+  return res.data!.instance.app.latestBackup;
 }

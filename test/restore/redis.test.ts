@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HELPER_LABEL, kubeClientFor, listPods, listWorkloads, scaleAndWait } from '../../src/kube/index.js';
 import type { OperationRecord } from '../../src/engine/operations/index.js';
 import type { RedisServer } from '../../src/sim/index.js';
-import { OP_FIELDS, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, backupLatest, startSimApp, type SimApp } from '../helpers/sim-app.js';
 
 let s: SimApp;
 let redis: RedisServer;
@@ -25,13 +25,7 @@ beforeAll(async () => {
 }, 180_000);
 afterAll(async () => { await s?.close(); });
 
-async function backup(app: string): Promise<{ id: string; backupId: string }> {
-  const rec = await s.runOperation(`mutation($app: String!) { backupApp(input: { instance: "test", app: $app }) { ${OP_FIELDS} } }`, { app });
-  expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
-  const res = await s.gql<{ instance: { app: { latestBackup: { id: string; backupId: string } } } }>(
-    `query($app: String!) { instance(name: "test") { app(name: $app) { latestBackup { id backupId } } } }`, { app });
-  return res.data!.instance.app.latestBackup;
-}
+const backup = (app: string) => backupLatest(s, app);
 
 type KeyState = { type: string; value: unknown; ttl: 'none' | number };
 /** Every key of every database with its type, value and TTL (ms left, or 'none'). */

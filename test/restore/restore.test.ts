@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kubeClientFor, listWorkloads, openExecSockets } from '../../src/kube/index.js';
 import { mariadbTableDigests, pgTableDigests, treeDigest } from '../helpers/compare.js';
-import { OP_FIELDS, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, backupLatest, startSimApp, type SimApp } from '../helpers/sim-app.js';
 
 let s: SimApp;
 const NESTED = (rel: string) => rel === 'gitea/conf/app.ini';
@@ -19,13 +19,7 @@ beforeAll(async () => {
 }, 180_000);
 afterAll(async () => { await s?.close(); });
 
-async function backup(app: string): Promise<{ id: string; backupId: string }> {
-  const rec = await s.runOperation(`mutation($app: String!) { backupApp(input: { instance: "test", app: $app }) { ${OP_FIELDS} } }`, { app });
-  expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
-  const res = await s.gql<{ instance: { app: { latestBackup: { id: string; backupId: string } } } }>(
-    `query($app: String!) { instance(name: "test") { app(name: $app) { latestBackup { id backupId } } } }`, { app });
-  return res.data!.instance.app.latestBackup;
-}
+const backup = (app: string) => backupLatest(s, app);
 
 const RESTORE = `mutation($input: RestoreBackupInput!) { restoreBackup(input: $input) { ${OP_FIELDS} } }`;
 
