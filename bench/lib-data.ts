@@ -2,22 +2,10 @@
 // generate_series, ~1 KiB a row, not toasted), and a photo library on its PVC: thousands of small
 // files of random bytes (16-240 KiB, like JPEGs) and a few large ones (like videos). Everything is
 // deterministic in size and name; contents are random (incompressible, as photos are).
-import { randomFillSync } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readdirSync, statSync, writeSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { PostgresServer } from '../src/sim/databases.js';
-
-/** A small deterministic PRNG (mulberry32), for sizes and choices only. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng, writeRandomFile as writeRandom } from '../src/sim/random.js';
 
 const TABLE = 'asset_exif';
 const md5s = Array.from({ length: 24 }, (_, k) => `md5(i::text || '${String.fromCharCode(97 + k)}')`).join(' || ');
@@ -88,20 +76,8 @@ const largeFilePath = (dir: string, i: number): string => path.join(dir, 'encode
 
 const buf = Buffer.allocUnsafe(4 * MiB);
 
-export function writeRandomFile(file: string, bytes: number): void {
-  mkdirSync(path.dirname(file), { recursive: true });
-  const fd = openSync(file, 'w');
-  try {
-    for (let left = bytes; left > 0;) {
-      const n = Math.min(left, buf.length);
-      randomFillSync(buf, 0, n);
-      writeSync(fd, buf, 0, n);
-      left -= n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
+const writeRandomFile = (file: string, bytes: number): void => writeRandom(file, bytes, buf);
+
 
 const sizeOf = (f: string): number => { try { return statSync(f).size; } catch { return -1; } };
 

@@ -1,9 +1,9 @@
 // Demo data for the sim's apps: each app's database (owned by its app user) with rows, and files in
 // its volumes shaped like the real app's (gitea repositories, immich photo library, ghost content).
-import { randomFillSync } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { DemoApp } from './apps.js';
+import { writeRandomFile } from './random.js';
 import type { MariadbServer, PostgresServer, RedisServer } from './databases.js';
 import type { SimRuntime } from './runtime.js';
 
@@ -67,21 +67,6 @@ export async function seedDatabases(apps: DemoApp[], dbs: Dbs, secrets: Record<s
   }
 }
 
-/** Writes `bytes` of incompressible data (so dedup and compression figures are honest). */
-function writeRandomFile(file: string, bytes: number, buf: Buffer): void {
-  mkdirSync(path.dirname(file), { recursive: true });
-  const fd = openSync(file, 'w');
-  try {
-    for (let left = bytes; left > 0;) {
-      const n = Math.min(left, buf.length);
-      randomFillSync(buf, 0, n);
-      writeSync(fd, buf, 0, n);
-      left -= n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
 
 function writeText(file: string, text: string): void {
   mkdirSync(path.dirname(file), { recursive: true });

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyRetentionPolicy } from '../../src/engine/retention/index.js';
 import type { RetentionPolicy } from '../../src/engine/retention/index.js';
+import { prng } from '../../src/sim/random.js';
 
 interface ResticSnapshot {
   id: string;
@@ -59,17 +60,6 @@ async function inPool<T>(items: readonly T[], width: number, fn: (item: T) => Pr
   await Promise.all(Array.from({ length: width }, worker));
 }
 
-/** Deterministic pseudo-random numbers (mulberry32) so that every run builds the same history. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const fmt = (ms: number): string => new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
 
