@@ -15,6 +15,7 @@
 // Then peak RSS of our server again at a larger size (--rss-size, default 4G).
 //
 // Usage: npm run bench -- [--size 1G] [--rss-size 4G|0] [--runs 3] [--quick] [--tsx] [--keep] [--out FILE]
+//        [--cpu-prof DIR]  (the server writes a V8 CPU profile per run into DIR)
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -35,11 +36,12 @@ const { values: flags } = parseArgs({
     tsx: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     out: { type: 'string' },
+    'cpu-prof': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
-  console.log('usage: npm run bench -- [--size 1G] [--rss-size 4G|0] [--runs 3] [--change 0.01] [--quick] [--tsx] [--keep] [--out FILE]');
+  console.log('usage: npm run bench -- [--size 1G] [--rss-size 4G|0] [--runs 3] [--change 0.01] [--quick] [--tsx] [--keep] [--out FILE] [--cpu-prof DIR]');
   process.exit(0);
 }
 const SIZE = parseSize(flags.size ?? (flags.quick ? '64M' : '1G'));
@@ -68,7 +70,7 @@ const reposDir = path.join(root, 'repos');
 const cachesDir = path.join(root, 'restic-cache');
 mkdirSync(reposDir);
 mkdirSync(cachesDir);
-const SERVER_ARGV = serverArgv(MODE, root);
+const SERVER_ARGV = [...(flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flags['cpu-prof'])}`] : []), ...serverArgv(MODE, root)];
 
 // ---------------------------------------------------------------------------------------------
 // The three paths.

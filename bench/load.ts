@@ -12,6 +12,7 @@
 //
 // Usage: npm run bench:load -- [--clients 200] [--subscribers 500] [--sse-share 0.1] [--seconds 20]
 //        [--runs 3] [--think-ms 250] [--quick] [--tsx] [--keep] [--out FILE] [--cpu-prof DIR]
+//        [--no-backups]  (with --subscribers 0: queries alone, e.g. --think-ms 0 for the server's capacity)
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -48,12 +49,13 @@ function percentile(xs: number[], p: number): number {
 // time (instances, apps, backups in turn), then a random pause of 0..2×think ms.
 
 interface QueryWorkerData { role: 'queries'; url: string; token: string; clients: number; thinkMs: number }
-interface QueryReport { latencies: Record<keyof typeof QUERIES, number[]>; errors: string[]; statuses: Record<string, number> }
+interface QueryReport { latencies: Record<keyof typeof QUERIES, number[]>; errors: string[]; statuses: Record<string, number>; slow: Array<[number, number]> }
 
 async function queryWorker(d: QueryWorkerData): Promise<void> {
   const url = new URL(d.url);
-  let running = true;
-  const report: QueryReport = { latencies: { instances: [], apps: [], backups: [] }, errors: [], statuses: {} };
+  let running = false;
+  const newReport = (): QueryReport => ({ latencies: { instances: [], apps: [], backups: [] }, errors: [], statuses: {}, slow: [] });
+  const epoch = performance.timeOrigin;
   const names = Object.keys(QUERIES) as Array<keyof typeof QUERIES>;
   const one = (agent: http.Agent, localAddress: string, body: string): Promise<{ status: number; text: string }> =>
     new Promise((resolve, reject) => {
@@ -69,8 +71,18 @@ async function queryWorker(d: QueryWorkerData): Promise<void> {
       req.on('error', reject);
       req.end(body);
     });
+  // Every client connects first and sends one untimed query (its connection set up, this thread's
+  // code warmed up); the timed runs start when all are connected.
+  const agents = Array.from({ length: d.clients }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }));
+  const firstMs = await Promise.all(agents.map(async (agent, i) => {
+    const t0 = performance.now();
+    await one(agent, localAddressOf(i), JSON.stringify({ query: QUERIES.instances, variables: { i: INSTANCE } }));
+    return performance.now() - t0;
+  }));
+  parentPort!.postMessage({ connected: firstMs });
+  let report = newReport();
   const client = async (i: number): Promise<void> => {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const agent = agents[i]!;
     const localAddress = localAddressOf(i);
     await new Promise((r) => setTimeout(r, Math.random() * d.thinkMs * 2)); // spread the start
     for (let n = i; running; n++) {
@@ -80,6 +92,7 @@ async function queryWorker(d: QueryWorkerData): Promise<void> {
       try {
         const r = await one(agent, localAddress, body);
         const ms = performance.now() - t0;
+        if (ms > 100) report.slow.push([epoch + t0, ms]); // when (epoch ms) and how long: the slow ones, for the timeline
         report.statuses[r.status] = (report.statuses[r.status] ?? 0) + 1;
         const parsed = JSON.parse(r.text) as { errors?: Array<{ message: string }> };
         if (r.status !== 200 || parsed.errors) { if (report.errors.length < 20) report.errors.push(`${name}: ${r.status} ${r.text.slice(0, 200)}`); } else report.latencies[name].push(ms);
@@ -88,11 +101,13 @@ async function queryWorker(d: QueryWorkerData): Promise<void> {
       }
       await new Promise((r) => setTimeout(r, Math.random() * d.thinkMs * 2));
     }
-    agent.destroy();
   };
-  parentPort!.on('message', (m: { stop?: boolean }) => { if (m.stop) running = false; });
-  await Promise.all(Array.from({ length: d.clients }, (_, i) => client(i)));
-  parentPort!.postMessage({ done: report });
+  let loops: Promise<void[]> | undefined;
+  parentPort!.on('message', (m: { start?: boolean; stop?: boolean; close?: boolean }) => {
+    if (m.start) { running = true; report = newReport(); loops = Promise.all(agents.map((_, i) => client(i))); }
+    if (m.stop) { running = false; void loops!.then(() => parentPort!.postMessage({ done: report })); }
+    if (m.close) for (const a of agents) a.destroy();
+  });
 }
 
 // =============================================================================================
@@ -202,7 +217,7 @@ async function main(): Promise<void> {
       clients: { type: 'string' }, subscribers: { type: 'string' }, 'sse-share': { type: 'string', default: '0.1' },
       seconds: { type: 'string' }, runs: { type: 'string' }, 'think-ms': { type: 'string', default: '250' },
       quick: { type: 'boolean', default: false }, tsx: { type: 'boolean', default: false }, keep: { type: 'boolean', default: false },
-      out: { type: 'string' }, 'cpu-prof': { type: 'string' }, help: { type: 'boolean', short: 'h', default: false },
+      out: { type: 'string' }, 'cpu-prof': { type: 'string' }, 'no-backups': { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
     },
   });
   if (flags.help) {
@@ -259,6 +274,15 @@ async function main(): Promise<void> {
     await nextSub('ready');
     say(`${SUBSCRIBERS - SSE} graphql-ws connections open`);
 
+    // The query clients connect once, before the runs (their first, untimed, query is reported apart).
+    const q = startWorker({ role: 'queries', url: server.url, token: RO_TOKEN, clients: CLIENTS, thinkMs: THINK } satisfies QueryWorkerData);
+    workers.push(q);
+    const firstMs = await new Promise<number[]>((resolve, reject) => {
+      q.on('message', (m: { connected?: number[] }) => m.connected && resolve(m.connected));
+      q.once('error', reject);
+    });
+    say(`${CLIENTS} query clients connected; their first query (connection included) p50 ${percentile(firstMs, 50).toFixed(0)} ms, max ${Math.max(...firstMs).toFixed(0)} ms`);
+
     interface RunResult {
       queries: QueryReport; follows: FollowReport[]; seconds: number; load: [number, number];
       serverCpuS: number; rssPeakKiB: number; hwmKiB: number;
@@ -268,21 +292,31 @@ async function main(): Promise<void> {
       const load0 = loadAverage();
       const cpu0 = cpuTimes(server.pid).self;
       const mem = sampleMemory(server.pid);
-      const q = startWorker({ role: 'queries', url: server.url, token: RO_TOKEN, clients: CLIENTS, thinkMs: THINK } satisfies QueryWorkerData);
-      workers.push(q);
-      const qDone = new Promise<QueryReport>((resolve, reject) => { q.on('message', (m: { done?: QueryReport }) => m.done && resolve(m.done)); q.once('error', reject); });
+      const qDone = new Promise<QueryReport>((resolve, reject) => {
+        const on = (m: { done?: QueryReport }): void => { if (m.done) { q.off('message', on); resolve(m.done); } };
+        q.on('message', on);
+        q.once('error', reject);
+      });
+      q.postMessage({ start: true });
       const t0 = performance.now();
       const follows: FollowReport[] = [];
+      const marks: Array<[number, number]> = []; // each followed backup: [start, all subscribers done] (epoch ms)
       // Backups of one app, one after another, each followed by every subscriber, until the time is up.
       while (performance.now() - t0 < SECONDS * 1000) {
+        if (SUBSCRIBERS === 0) { // queries alone: the server's capacity, with or without backups running
+          if (flags['no-backups']) await new Promise((r) => setTimeout(r, SECONDS * 1000)); else await backupApp(server, INSTANCE, FOLLOWED_APP);
+          continue;
+        }
         const res = await server.gql<{ backupApp: { operation?: { operationId: string }; message?: string } }>(
           `mutation($i: String!, $a: String!) { backupApp(input: { instance: $i, app: $a }) { ... on OperationPayload { operation { operationId } } ... on Error { message } } }`,
           { i: INSTANCE, a: FOLLOWED_APP });
         const id = res.backupApp.operation?.operationId;
         if (!id) throw new Error(`backupApp: ${JSON.stringify(res)}`);
+        const followStart = performance.timeOrigin + performance.now();
         subs.postMessage({ follow: id });
         const rep = (await nextSub('followed')).followed as FollowReport;
         follows.push(rep);
+        marks.push([followStart, performance.timeOrigin + performance.now()]);
       }
       q.postMessage({ stop: true });
       const queries = await qDone;
@@ -295,10 +329,17 @@ async function main(): Promise<void> {
         `${queries.errors.length} errors; ${follows.length} backups followed, terminal ${follows.map((f) => `${f.gotTerminal}/${f.subscribers}`).join(' ')}, ` +
         `delivery p50 ${percentile(delays, 50).toFixed(0)} ms p99 ${percentile(delays, 99).toFixed(0)} ms; RSS peak ${(m.vmHwmKiB / 1024).toFixed(1)} MiB; load ${load0.toFixed(2)} → ${loadAverage().toFixed(2)}`);
       for (const e of queries.errors.slice(0, 5)) say(`  query error: ${e}`);
+      // When the slow queries started, in 500 ms buckets from the run's start, beside the followed backups.
+      const base = performance.timeOrigin + t0;
+      const buckets = new Map<number, number[]>();
+      for (const [at, ms] of queries.slow) { const b = Math.floor((at - base) / 500); buckets.set(b, [...(buckets.get(b) ?? []), ms]); }
+      say(`  followed backups (s from the run's start): ${marks.map(([a, b]) => `${((a - base) / 1000).toFixed(1)}-${((b - base) / 1000).toFixed(1)}`).join(', ')}`);
+      say(`  queries over 100 ms, by start time: ${[...buckets].sort((a, b) => a[0] - b[0]).map(([b, xs]) => `${(b / 2).toFixed(1)}s:${xs.length}×≤${Math.max(...xs).toFixed(0)}`).join(' ') || 'none'}`);
       for (const f of follows) for (const e of f.errors.slice(0, 3)) say(`  subscriber error (${f.id}): ${e}`);
     }
     subs.postMessage({ stop: true });
     await nextSub('stopped');
+    q.postMessage({ close: true });
 
     // ------------------------------------------------------------------------------------------
     const per = runs.map((r) => {
@@ -326,7 +367,7 @@ async function main(): Promise<void> {
       ``,
       `Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}, Node ${process.version}; shared with other work: load average (1 min) ${per.map((p) => `${p.load[0].toFixed(2)} → ${p.load[1].toFixed(2)}`).join(', ')} over the runs.`,
       ``,
-      `Setup: the simulated cluster (gitea, immich, ghost, website; real PostgreSQL and MariaDB) in the benchmark's main thread; the server in its own process; ${CLIENTS} query clients and ${SUBSCRIBERS} subscribers (${SUBSCRIBERS - SSE} graphql-ws connections, ${SSE} SSE requests per followed backup) in two worker threads, each client from its own loopback address, all with the read-only token. Each query client sends \`instances\`, \`apps\` and \`backups(first: 20)\` in turn, one at a time, pausing 0-${2 * THINK} ms between them. Meanwhile \`backupApp(${FOLLOWED_APP})\` runs back to back for ${SECONDS} s and every subscriber follows each one with \`subscription { operation(id) { status updatedAt progress { ... } } }\` to its end. Delivery delay = the time the subscriber parsed an event − \`Operation.updatedAt\` (the server's publish time; same clock), the first message (the current state) excluded. ${RUNS} run(s); figures are medians of the runs.`,
+      `Setup: the simulated cluster (gitea, immich, ghost, website; real PostgreSQL and MariaDB) in the benchmark's main thread; the server in its own process; ${CLIENTS} query clients and ${SUBSCRIBERS} subscribers (${SUBSCRIBERS - SSE} graphql-ws connections, ${SSE} SSE requests per followed backup) in two worker threads, each client from its own loopback address, all with the read-only token. The query clients connect before the runs (each sends one untimed query first; its latency, connection included, is given apart below); then each sends \`instances\`, \`apps\` and \`backups(first: 20)\` in turn, one at a time, pausing 0-${2 * THINK} ms between them. Meanwhile \`backupApp(${FOLLOWED_APP})\` runs back to back for ${SECONDS} s and every subscriber follows each one with \`subscription { operation(id) { status updatedAt progress { ... } } }\` to its end. Delivery delay = the time the subscriber parsed an event − \`Operation.updatedAt\` (the server's publish time; same clock), the first message (the current state) excluded. ${RUNS} run(s); figures are medians of the runs.`,
       ``,
       `| measure | median of ${RUNS} | runs | target |`,
       `|---|---|---|---|`,
@@ -340,6 +381,9 @@ async function main(): Promise<void> {
       `| subscriptions that got the terminal event and completed | ${per.map((p) => `${p.terminal}/${p.subscriptions}`).join(', ')} | ${per.map((p) => `${p.events} events`).join(', ')} | all: ${verdict(everyTerminal)} |`,
       `| server peak RSS (VmHWM, since start) | **${peakMB.toFixed(0)} MB** (${(peakMB * 1e6 / 2 ** 20).toFixed(0)} MiB) | ${per.map((p) => p.hwmMB.toFixed(0)).join(', ')}; ${(startRssKiB / 1024).toFixed(0)} MiB before the load | < ${TARGETS.rssMB} MB: ${verdict(peakMB < TARGETS.rssMB)} |`,
       `| server CPU | ${med((p) => p.cpu / p.seconds * 100).toFixed(0)} % of one core | ${per.map((p) => `${p.cpu.toFixed(1)} s in ${p.seconds.toFixed(1)} s`).join(', ')} | |`,
+      `| server CPU per query (all its work ÷ queries answered) | ${med((p) => p.cpu / p.queries * 1000).toFixed(2)} ms | ${per.map((p) => (p.cpu / p.queries * 1000).toFixed(2)).join(', ')} | |`,
+      ``,
+      `First query of each client before the runs (connection set-up included, untimed in the runs): p50 ${percentile(firstMs, 50).toFixed(0)} ms, p99 ${percentile(firstMs, 99).toFixed(0)} ms, max ${Math.max(...firstMs).toFixed(0)} ms.`,
       ``,
       `Per query (median of the runs' p50 / p99): ${(Object.keys(QUERIES) as Array<keyof typeof QUERIES>).map((k) => `${k} ${median(per.map((p) => p.byName[k]!.p50)).toFixed(1)} / ${median(per.map((p) => p.byName[k]!.p99)).toFixed(1)} ms`).join('; ')}.`,
       ``,

@@ -49,7 +49,7 @@ export class ClientGate {
       if (done) return;
       done = true;
       if (!admitted) {
-        const i = s.waiting.indexOf(admit);
+        const i = s.waiting.indexOf(queuedAdmit);
         if (i >= 0) s.waiting.splice(i, 1);
       } else {
         s.running--;
@@ -60,19 +60,24 @@ export class ClientGate {
     };
     let resolveReady!: () => void;
     const ready = new Promise<void>((r) => (resolveReady = r));
-    function admit(): void {
+    function admit(queued: boolean): void {
       admitted = true;
       s.running++;
-      resolveReady();
+      // A request that waited starts in a later turn of the event loop, not as a microtask of the one
+      // that just ended: a queue of requests that never wait on I/O would otherwise run back to back
+      // and keep every other socket unread until the whole queue is done.
+      if (queued) setImmediate(resolveReady);
+      else resolveReady();
     }
+    const queuedAdmit = (): void => admit(true);
     if (s.running < this.concurrency) {
-      admit();
+      admit(false);
     } else if (s.waiting.length >= this.queue) {
       this.rejected++;
       if (s.running === 0 && s.waiting.length === 0) this.clients.delete(client);
       return null;
     } else {
-      s.waiting.push(admit);
+      s.waiting.push(queuedAdmit);
     }
     return { ready, release: finish };
   }

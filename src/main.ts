@@ -1,5 +1,6 @@
 // CLI entry: `wild-backup serve --data DIR --host 127.0.0.1 --port 4000`.
 // Parses options (flags over environment), starts the server, stops cleanly on SIGINT/SIGTERM.
+import './production.js'; // before anything that loads graphql
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { z } from 'zod';

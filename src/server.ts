@@ -2,7 +2,7 @@
 // WebSocket, GraphiQL from local assets, /healthz. start() listens, stop() drains and closes.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, execute as graphqlExecute, subscribe as graphqlSubscribe } from 'graphql';
 import { createGraphQLError, createYoga, shouldRenderGraphiQL, type Plugin as YogaPlugin } from 'graphql-yoga';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
@@ -13,6 +13,7 @@ import { WildError } from './errors.js';
 import { lockDataDir } from './server-lock.js';
 import { loadTokens, roleFor, type Tokens } from './auth.js';
 import { ClientGate, clientKey, type ClientLimits } from './fairness.js';
+import { answerDirectly, answerWithYoga, fastPathCandidate, readBody } from './http-fast.js';
 import type { GraphQLContext, Role, Services } from './context.js';
 import { OperationEngine } from './engine/operations/index.js';
 import { RepositoryService } from './engine/repository/service.js';
@@ -81,6 +82,10 @@ const MAX_VARIABLE_STRING = 16 * 1024;
 const LONG_FIELDS = new Set(['privateKey', 'serviceAccountKey']);
 const MAX_LONG_STRING = 64 * 1024;
 const MAX_QUERY_LENGTH = 64 * 1024;
+/** Largest request body: a query and its variables (keys included) fit many times over. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+const STALL_CHECK_MS = 100;
+const STALL_LOG_MS = 250;
 /** What a client over its queue is told (HTTP 429 body, graphql-ws error). */
 const RATE_LIMITED = { message: 'too many requests from this client at once; retry later', extensions: { code: 'RATE_LIMITED' } };
 
@@ -110,6 +115,18 @@ function useInputBounds(): YogaPlugin {
       const problem = oversizedInput(params.query, params.variables);
       if (problem) throw createGraphQLError(problem, { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } });
     },
+  };
+}
+
+/**
+ * Yoga plugin: graphql-js executes, instead of Yoga's default executor (@graphql-tools/executor,
+ * which adds @defer/@stream, unused here): the same results for a fifth of the server's CPU
+ * per query less under load (docs/benchmarks/load.md).
+ */
+function useGraphQLJsExecution(): YogaPlugin {
+  return {
+    onExecute({ setExecuteFn }) { setExecuteFn(graphqlExecute as Parameters<typeof setExecuteFn>[0]); },
+    onSubscribe({ setSubscribeFn }) { setSubscribeFn(graphqlSubscribe as Parameters<typeof setSubscribeFn>[0]); },
   };
 }
 
@@ -175,6 +192,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
+    maxRequestBodySize: false, // bounded before Yoga sees the request (below)
     logging: false,
     context: (init) => {
       const role = (init as { role?: Role }).role ?? roleFor(tokens, (init as { request?: Request }).request?.headers.get('authorization')) ?? 'readonly';
@@ -212,6 +230,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     // GraphiQL's bundle is 9 MB inlined (~40 MiB of heap): loaded on the first page view only.
     renderGraphiQL: async (o) => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(o),
     plugins: [
+      useGraphQLJsExecution(),
       useBearerAuth(tokens),
       useInputBounds(),
       maxDepthPlugin({ n: opts.maxDepth ?? 12, ignoreIntrospection: true, exposeLimits: true }),
@@ -253,8 +272,40 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
         (err: unknown) => { log.error('metrics failed', { error: scrub(String(err)) }); res.writeHead(500).end(); }));
       return;
     }
+    // The body's bound is checked here, from Content-Length (Node's parser reads exactly that many
+    // bytes), instead of Yoga's, which pipes every body through a counting TransformStream (3 % of
+    // the server's CPU under load). A body without a length (chunked) is refused: clients send one.
+    if (req.method === 'POST') {
+      const length = req.headers['content-length'];
+      const problem = length === undefined ? [411, 'LENGTH_REQUIRED', 'a request body needs a Content-Length header']
+        : !/^\d+$/.test(length) ? [400, 'BAD_REQUEST', 'the Content-Length header is invalid']
+          : Number(length) > MAX_BODY_BYTES ? [413, 'REQUEST_ENTITY_TOO_LARGE', `the request body is larger than ${MAX_BODY_BYTES} bytes`] : null;
+      if (problem) {
+        res.writeHead(problem[0] as number, { 'content-type': 'application/json', connection: 'close' })
+          .end(JSON.stringify({ errors: [{ message: problem[2], extensions: { code: problem[1] } }] }));
+        return;
+      }
+    }
+    if (fastPathCandidate(req)) {
+      gated(req, res, () => answer(req, res));
+      return;
+    }
     gated(req, res, () => yoga.handle(req, res));
   });
+
+  /** POST /graphql with JSON: answered directly when it is the common case, else by Yoga (src/http-fast.ts). */
+  const answer = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    try {
+      const body = await readBody(req);
+      const role = roleFor(tokens, req.headers.authorization);
+      const admitted = (p: { query: string; variables?: unknown }) => oversizedInput(p.query, p.variables) === null;
+      if (!(await answerDirectly(yoga, res, body, role, admitted))) await answerWithYoga(yoga, req, res, body);
+    } catch (err) {
+      log.error('request failed', { error: scrub(String((err as Error)?.stack ?? err)) });
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ message: 'Unexpected error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] }));
+      else res.destroy();
+    }
+  };
 
   /** The gate over graphql-ws: a query holds a slot while it executes, a subscription while it sets up. */
   const gatedWs = <A, R>(client: string, run: (args: A) => R) => async (args: A): Promise<Awaited<R> | { errors: GraphQLError[] }> => {
@@ -323,6 +374,16 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     wss,
   );
 
+  // A blocked event loop is every client waiting: say so in the log when it happens.
+  let tick = performance.now();
+  const stallWatch = setInterval(() => {
+    const now = performance.now();
+    const late = now - tick - STALL_CHECK_MS;
+    tick = now;
+    if (late > STALL_LOG_MS) log.warn('the event loop was blocked', { ms: Math.round(late) });
+  }, STALL_CHECK_MS);
+  stallWatch.unref();
+
   let stopped = false;
   return {
     services,
@@ -341,6 +402,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     async stop() {
       if (stopped) return;
       stopped = true;
+      clearInterval(stallWatch);
       schedules.stop();
       backups.leftovers.close();
       await engine.stop();

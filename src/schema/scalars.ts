@@ -2,9 +2,13 @@
 import { Kind } from 'graphql';
 import { builder } from '../builder.js';
 
+/** The form toISOString() gives. */
+const ISO_UTC = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
 builder.scalarType('DateTime', {
   description: 'ISO-8601 string, UTC',
-  serialize: (v) => (v instanceof Date ? v : new Date(v)).toISOString(),
+  // Values are mostly stored as ISO strings already: those go out as they are, without a Date.
+  serialize: (v) => (typeof v === 'string' && ISO_UTC.test(v) ? v : (v instanceof Date ? v : new Date(v as string)).toISOString()),
   parseValue: (v) => {
     if (typeof v !== 'string' || Number.isNaN(Date.parse(v))) throw new TypeError('DateTime must be an ISO-8601 string');
     return new Date(v).toISOString();

@@ -177,12 +177,16 @@ export class MariadbServer extends LocalServer {
     mkdirSync(this.dataDir, { recursive: true });
     mkdirSync(path.join(this.runDir, 'home'), { recursive: true });
     writeFileSync(path.join(this.runDir, 'home', '.my.cnf'), `[client]\nsocket=${this.socket}\nport=${this.port}\n`);
+    // Its own temp directory: servers of tests running side by side shared /tmp, and one's
+    // bootstrap lost its temporary tables ("Could not remove temporary table", then ERROR 1051).
+    const tmp = path.join(this.runDir, 'tmp');
+    mkdirSync(tmp, { recursive: true });
     const fresh = !existsSync(path.join(this.dataDir, 'mysql'));
     if (fresh) {
-      await run('mariadb-install-db', ['--no-defaults', `--datadir=${this.dataDir}`, ...this.userArgs(), '--auth-root-authentication-method=normal', '--skip-test-db', '--skip-name-resolve'], { maxBuffer: 16 << 20 });
+      await run('mariadb-install-db', ['--no-defaults', `--datadir=${this.dataDir}`, `--tmpdir=${tmp}`, ...this.userArgs(), '--auth-root-authentication-method=normal', '--skip-test-db', '--skip-name-resolve'], { maxBuffer: 16 << 20 });
     }
     this.proc = spawn('mariadbd', [
-      '--no-defaults', `--datadir=${this.dataDir}`, `--socket=${this.socket}`, `--port=${this.port}`, '--bind-address=127.0.0.1',
+      '--no-defaults', `--datadir=${this.dataDir}`, `--tmpdir=${tmp}`, `--socket=${this.socket}`, `--port=${this.port}`, '--bind-address=127.0.0.1',
       `--pid-file=${path.join(this.runDir, 'mysqld.pid')}`, `--log-error=${path.join(this.runDir, 'error.log')}`, ...this.userArgs(),
       '--skip-name-resolve', '--innodb-buffer-pool-size=32M', '--innodb-log-file-size=16M', '--performance-schema=OFF', '--skip-log-bin',
       '--innodb-flush-log-at-trx-commit=0', '--character-set-server=utf8mb4', '--collation-server=utf8mb4_general_ci',

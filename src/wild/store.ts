@@ -1,11 +1,11 @@
 // The Wild Central data directory as a read model: instances, their config and secrets, their apps.
 // One broken file breaks only the instance or app it belongs to, which then says what is wrong.
-import { readdir, stat } from 'node:fs/promises';
+import { readdirSync, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { ConfigFileError, NotFoundError, ValidationError, type Issue } from '../errors.js';
 import { isDnsLabel } from './names.js';
 import { DataPaths } from './paths.js';
-import { readYamlFile } from './yaml-file.js';
+import { RACY_MS, readYamlFile, statOrUndefined } from './yaml-file.js';
 import { configSchema, manifestSchema, secretsSchema, type AppManifest, type InstanceConfig, type InstanceSecrets } from './schemas.js';
 
 export interface FileProblem extends Issue {
@@ -34,8 +34,36 @@ export interface AppInfo {
   problems: FileProblem[];
 }
 
-async function exists(p: string): Promise<boolean> {
-  return stat(p).then(() => true, () => false);
+// Reads of the data directory are synchronous (see statOrUndefined): a few microseconds each for a
+// local directory, against a thread-pool round trip and a promise per call.
+function exists(p: string): boolean {
+  return statOrUndefined(p) !== undefined;
+}
+
+const listings = new Map<string, { mtimeMs: number; ino: number; names: string[] }>();
+
+/**
+ * The DNS-label directories in `dir`, sorted; none when it does not exist. A listing is kept while
+ * the directory's mtime and inode stay the same (adding, removing or renaming an entry changes its
+ * mtime), so a query costs a stat instead of a readdir. Not while the mtime is recent (RACY_MS):
+ * the kernel stamps mtimes from a coarse clock, and a change within the same tick would go unseen.
+ */
+function labelDirs(dir: string): string[] {
+  const st = statOrUndefined(dir);
+  if (!st?.isDirectory()) return [];
+  const hit = listings.get(dir);
+  if (hit && hit.mtimeMs === st.mtimeMs && hit.ino === st.ino) return hit.names;
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const names = entries.filter((e) => e.isDirectory() && isDnsLabel(e.name)).map((e) => e.name).sort();
+  if (Date.now() - st.mtimeMs > RACY_MS) listings.set(dir, { mtimeMs: st.mtimeMs, ino: st.ino, names });
+  else listings.delete(dir);
+  return names;
 }
 
 function problemsOf(err: unknown, file: string): FileProblem[] {
@@ -56,14 +84,7 @@ export class WildStore {
 
   /** Names of the instance directories (only DNS-1123 names; anything else is ignored). */
   async instanceNames(): Promise<string[]> {
-    let entries;
-    try {
-      entries = await readdir(this.paths.instancesDir, { withFileTypes: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
-    return entries.filter((e) => e.isDirectory() && isDnsLabel(e.name)).map((e) => e.name).sort();
+    return labelDirs(this.paths.instancesDir);
   }
 
   async instances(): Promise<InstanceInfo[]> {
@@ -74,7 +95,7 @@ export class WildStore {
   /** The instance, or null when it does not exist. A name that is not a DNS label is a ValidationError. */
   async instance(name: string): Promise<InstanceInfo | null> {
     if (!isDnsLabel(name)) throw new ValidationError(`instance name "${truncate(name)}" is not a DNS-1123 label`, [{ path: 'instance', message: 'must be a DNS-1123 label' }]);
-    if (!(await exists(this.paths.instanceDir(name)))) return null;
+    if (!exists(this.paths.instanceDir(name))) return null;
     return this.loadInstance(name);
   }
 
@@ -101,8 +122,8 @@ export class WildStore {
       name,
       dir: this.paths.instanceDir(name),
       kubeconfigPath,
-      hasKubeconfig: await exists(kubeconfigPath),
-      talosconfigPath: (await exists(talos)) ? talos : null,
+      hasKubeconfig: exists(kubeconfigPath),
+      talosconfigPath: exists(talos) ? talos : null,
       config,
       problems,
     };
@@ -115,13 +136,7 @@ export class WildStore {
   }
 
   async appNames(instance: string): Promise<string[]> {
-    try {
-      const entries = await readdir(this.paths.appsDir(instance), { withFileTypes: true });
-      return entries.filter((e) => e.isDirectory() && isDnsLabel(e.name)).map((e) => e.name).sort();
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
+    return labelDirs(this.paths.appsDir(instance));
   }
 
   async apps(inst: InstanceInfo): Promise<AppInfo[]> {
@@ -131,7 +146,7 @@ export class WildStore {
 
   async app(inst: InstanceInfo, name: string): Promise<AppInfo | null> {
     if (!isDnsLabel(name)) throw new ValidationError(`app name "${truncate(name)}" is not a DNS-1123 label`, [{ path: 'app', message: 'must be a DNS-1123 label' }]);
-    if (!(await exists(this.paths.appDir(inst.name, name)))) return null;
+    if (!exists(this.paths.appDir(inst.name, name))) return null;
     return this.loadApp(inst, name);
   }
 

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { isMap, parseDocument, type Document } from 'yaml';
 import { ConfigFileError } from '../errors.js';
-import { MAX_YAML_BYTES, forgetStat } from './yaml-file.js';
+import { MAX_YAML_BYTES } from './yaml-file.js';
 
 const LOCK_TIMEOUT_MS = 10_000;
 const STALE_LOCK_MS = 60_000;
@@ -63,7 +63,6 @@ export async function writeFileAtomic(file: string, data: string, mode: number):
     await fh.sync();
     await fh.close();
     await rename(tmp, file);
-    forgetStat(file);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
     throw err;

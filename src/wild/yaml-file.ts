@@ -1,6 +1,7 @@
 // Reading YAML files of the data directory safely: bounded size, bounded alias expansion,
 // and errors that name the file and the path inside it.
-import { open, stat } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { LineCounter, isMap, isScalar, parseDocument, visit, type Document } from 'yaml';
 import type { z } from 'zod';
 import { ConfigFileError, type Issue } from '../errors.js';
@@ -80,55 +81,61 @@ async function readBounded(file: string, max: number): Promise<string> {
   }
 }
 
+/**
+ * A file changed less than this long ago is read again rather than trusted to its stat: the kernel
+ * stamps mtimes from a coarse clock (a few ms), so two writes in one tick, of the same size, would
+ * look like one ("racy git"). Past this age a matching (mtime, size, inode) means the same bytes.
+ */
+export const RACY_MS = 1000;
+
 interface CacheEntry {
   mtimeMs: number; size: number; ino: number; value: unknown; error?: ConfigFileError;
+  /** Read more than RACY_MS after the file's last change: what was read is what that stat describes. */
+  settled: boolean;
   /** The value validated by each schema it was read with (zod is not run again on an unchanged file). */
   valid: WeakMap<object, { ok: true; data: unknown } | { ok: false; error: ConfigFileError }>;
 }
 const cache = new Map<string, CacheEntry>();
 
 /**
- * One stat() of a file at a time: concurrent queries (hundreds under load) share it instead of
- * queueing hundreds of stats on libuv's four threads. Our own writes end the sharing
- * (`forgetStat`), so a query after a write always sees it.
+ * The file's stat, or undefined when it does not exist. Synchronous on purpose: the data directory
+ * is local, a stat of a file in the dentry cache takes microseconds, and the asynchronous one costs
+ * a thread-pool round trip, a promise and, for a missing file, an Error with its stack: under load
+ * (hundreds of queries a second, each checking a dozen files) that was a tenth of the server's CPU
+ * (docs/benchmarks/load.md). A stat per read, never a remembered one, so no write is ever missed.
  */
-const stats = new Map<string, Promise<import('node:fs').Stats>>();
-
-export function sharedStat(file: string): Promise<import('node:fs').Stats> {
-  let p = stats.get(file);
-  if (!p) {
-    p = stat(file);
-    stats.set(file, p);
-    const done = () => { if (stats.get(file) === p) stats.delete(file); };
-    p.then(done, done);
-  }
-  return p;
+export function statOrUndefined(file: string): import('node:fs').Stats | undefined {
+  return statSync(file, { throwIfNoEntry: false });
 }
 
-/** A write of `file` just finished: the next read stats it afresh. */
-export function forgetStat(file: string): void {
-  stats.delete(file);
+/** Freezes a parsed value all the way down: the cache hands the same object to every reader. */
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v as Record<string, unknown>)) deepFreeze(x);
+  }
+  return v;
 }
 
 /**
  * Reads and validates a YAML file. Returns undefined when the file does not exist.
- * Parsed values, and files that do not parse, are cached by (mtime, size, inode): repeated queries
- * neither re-parse an unchanged file nor pay again for a hostile one.
+ * Parsed values, and files that do not parse, are cached by (mtime, size, inode) once settled
+ * (RACY_MS): repeated queries neither re-parse an unchanged file nor pay again for a hostile one.
  */
 export async function readYamlFile<T>(file: string, schema: z.ZodType<T>, displayName = file): Promise<T | undefined> {
   let st;
   try {
-    st = await sharedStat(file);
+    st = statOrUndefined(file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new ConfigFileError(displayName, [{ path: '', message: (err as Error).message }]);
   }
+  if (!st) return undefined;
   if (!st.isFile()) throw new ConfigFileError(displayName, [{ path: '', message: 'is not a regular file' }]);
   if (st.size > MAX_YAML_BYTES) {
     throw new ConfigFileError(displayName, [{ path: '', message: `is ${st.size} bytes, larger than the ${MAX_YAML_BYTES}-byte limit` }]);
   }
   let hit = cache.get(file);
-  if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size && hit.ino === st.ino) {
+  if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size && hit.ino === st.ino && hit.settled) {
     if (hit.error) throw hit.error;
   } else {
     let raw: unknown;
@@ -141,19 +148,20 @@ export async function readYamlFile<T>(file: string, schema: z.ZodType<T>, displa
       }
       raw = parseYamlText(text, displayName);
     } catch (err) {
-      if (err instanceof ConfigFileError) cache.set(file, { mtimeMs: st.mtimeMs, size: st.size, ino: st.ino, value: undefined, error: err, valid: new WeakMap() });
+      if (err instanceof ConfigFileError) cache.set(file, { mtimeMs: st.mtimeMs, size: st.size, ino: st.ino, value: undefined, error: err, valid: new WeakMap(), settled: Date.now() - st.mtimeMs > RACY_MS });
       throw err;
     }
-    hit = { mtimeMs: st.mtimeMs, size: st.size, ino: st.ino, value: raw, valid: new WeakMap() };
+    hit = { mtimeMs: st.mtimeMs, size: st.size, ino: st.ino, value: raw, valid: new WeakMap(), settled: Date.now() - st.mtimeMs > RACY_MS };
     cache.set(file, hit);
   }
   let checked = hit.valid.get(schema);
   if (!checked) {
     const parsed = schema.safeParse(hit.value ?? {});
-    checked = parsed.success ? { ok: true, data: parsed.data } : { ok: false, error: new ConfigFileError(displayName, zodIssues(parsed.error)) };
+    checked = parsed.success ? { ok: true, data: deepFreeze(parsed.data) } : { ok: false, error: new ConfigFileError(displayName, zodIssues(parsed.error)) };
     hit.valid.set(schema, checked);
   }
   if (!checked.ok) throw checked.error;
-  // Callers may change what they get: each gets its own copy of the cached value.
-  return structuredClone(checked.data) as T;
+  // Every reader gets the same frozen value (a copy per query was a third of this function's cost);
+  // code that wants to change it edits the file (writer.ts), never the value.
+  return checked.data as T;
 }

@@ -1,6 +1,6 @@
 // Shared checks of the fault tests (test/hardening/faults-*.test.ts): processes of this test
 // process found through /proc, waiting for an operation to stream an artifact, and "nothing left".
-import { readFile, readdir } from 'node:fs/promises';
+import { readFileSync, readdirSync } from 'node:fs';
 import { expect } from 'vitest';
 import { openExecSockets } from '../../src/kube/index.js';
 import type { OperationRecord } from '../../src/engine/operations/index.js';
@@ -8,19 +8,23 @@ import type { SimApp } from './sim-app.js';
 
 export interface ChildProcessInfo { pid: number; comm: string; argv: string[] }
 
-/** Direct children of this process (the server runs in process: its restic are our children). */
+/**
+ * Direct children of this process (the server runs in process: its restic are our children).
+ * Read synchronously: the fault tests kill what they find, and a slow scan of /proc under load
+ * gave a short-lived restic time to finish between being found and being killed.
+ */
 export async function childProcesses(): Promise<ChildProcessInfo[]> {
   const out: ChildProcessInfo[] = [];
-  for (const name of await readdir('/proc')) {
+  for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
-      const stat = await readFile(`/proc/${name}/stat`, 'utf8');
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
       // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'.
       const close = stat.lastIndexOf(')');
       const comm = stat.slice(stat.indexOf('(') + 1, close);
       const [state, ppid] = stat.slice(close + 2).split(' ');
       if (Number(ppid) !== process.pid || state === 'Z') continue;
-      const argv = (await readFile(`/proc/${name}/cmdline`, 'utf8')).split('\0').filter(Boolean);
+      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter(Boolean);
       out.push({ pid: Number(name), comm, argv });
     } catch {
       // the process ended meanwhile

@@ -48,6 +48,8 @@ export async function readAll(stream: NodeJS.ReadableStream, limit: number): Pro
 
 export class BackupCatalog {
   private readonly memory = new Map<string, BackupManifest>();
+  /** The backups built from one snapshot listing, per instance (gone with the listing). */
+  private readonly views = new WeakMap<readonly Snapshot[], Map<string, readonly BackupView[]>>();
 
   constructor(private readonly manifestDir: string) {}
 
@@ -86,11 +88,29 @@ export class BackupCatalog {
     await writeFileAtomic(this.file(snapshotId), JSON.stringify(manifest), 0o600);
   }
 
-  /** Every backup of an instance, newest first. */
-  async list(repo: ResticRepository, instance: string, signal?: AbortSignal): Promise<BackupView[]> {
-    const snaps = await repo.snapshots({ tags: ['wild-backup', `instance:${instance}`], signal });
+  /**
+   * Every backup of an instance, newest first. Built once per snapshot listing (the listing is the
+   * same array until it is refreshed) and shared by every query until then: the list is frozen.
+   */
+  async list(repo: ResticRepository, instance: string, signal?: AbortSignal): Promise<readonly BackupView[]> {
+    const all = await repo.allSnapshots({ signal });
+    const kept = this.views.get(all)?.get(instance);
+    if (kept) return kept;
+    const { views, settled } = await this.build(repo, instance, all, signal);
+    const list = Object.freeze(views);
+    // A manifest that could not be read this time (restic busy, repository away) is tried again.
+    if (settled) {
+      const byInstance = this.views.get(all) ?? new Map<string, readonly BackupView[]>();
+      byInstance.set(instance, list);
+      this.views.set(all, byInstance);
+    }
+    return list;
+  }
+
+  private async build(repo: ResticRepository, instance: string, all: readonly Snapshot[], signal?: AbortSignal): Promise<{ views: BackupView[]; settled: boolean }> {
     const groups = new Map<string, Array<{ snap: Snapshot; tags: ParsedTags }>>();
-    for (const snap of snaps) {
+    for (const snap of all) {
+      if (!snap.tags.includes('wild-backup')) continue;
       const tags = parseTags(snap.tags);
       if (!tags || tags.instance !== instance) continue;
       const g = groups.get(tags.backupId) ?? [];
@@ -98,7 +118,12 @@ export class BackupCatalog {
       groups.set(tags.backupId, g);
     }
     const views = await Promise.all([...groups].map(([id, members]) => this.view(repo, instance, id, members, signal)));
-    return views.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : a.backupId < b.backupId ? 1 : -1));
+    const settled = [...groups.values()].every((members) => {
+      const m = members.find((x) => x.tags.artifact.kind === MANIFEST_ARTIFACT);
+      return !m || this.memory.has(m.snap.id);
+    });
+    views.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : a.backupId < b.backupId ? 1 : -1));
+    return { views, settled };
   }
 
   private async view(

@@ -136,16 +136,23 @@ export class ResticRepository {
   /** Snapshots, from the cache when it has them (shared per repository, cleared by our writes). */
   async snapshots(query: SnapshotQuery = {}): Promise<Snapshot[]> {
     for (const t of query.tags ?? []) checkTag(t);
-    let all = query.refresh ? undefined : repositoryCache.get<Snapshot[]>(this.cacheKey, 'snapshots');
-    if (!all) {
-      // One listing serves every waiting caller; each caller's own signal only stops its wait.
-      const shared = repositoryCache.load(this.cacheKey, 'snapshots', async () =>
-        parseSnapshots(jsonLines(await this.run('snapshots', [], { timeoutMs: query.timeoutMs, noLock: true }))[0] ?? []),
-      );
-      all = await raceAbort(shared, query.signal);
-    }
+    const all = await this.allSnapshots(query);
     const tags = query.tags ?? [];
     return all.filter((s) => tags.every((t) => s.tags.includes(t)) && (query.host === undefined || s.hostname === query.host));
+  }
+
+  /**
+   * Every snapshot, as cached: the same array (never to be changed) until the listing is refreshed,
+   * so what is derived from it can be kept as long as it is the same.
+   */
+  async allSnapshots(query: Pick<SnapshotQuery, 'refresh' | 'signal' | 'timeoutMs'> = {}): Promise<readonly Snapshot[]> {
+    const cached = query.refresh ? undefined : repositoryCache.get<Snapshot[]>(this.cacheKey, 'snapshots');
+    if (cached) return cached;
+    // One listing serves every waiting caller; each caller's own signal only stops its wait.
+    const shared = repositoryCache.load(this.cacheKey, 'snapshots', async () =>
+      parseSnapshots(jsonLines(await this.run('snapshots', [], { timeoutMs: query.timeoutMs, noLock: true }))[0] ?? []),
+    );
+    return raceAbort(shared, query.signal);
   }
 
   /** Forgets what is cached about the repository (our own writes do this themselves). */

@@ -1,0 +1,87 @@
+// Benchmark: what the exec hop costs one stream into restic, without the rest of a backup. 1 GiB
+// of random bytes (a file the pod reads) goes into `restic backup --stdin` three ways, side by
+// side, a fresh local repository each time, the order rotated each round:
+//
+//   ours     the server's exec client (dist/kube, as the backup pipeline uses it) piping the pod's
+//            stdout into restic's stdin;
+//   kubectl  `kubectl exec <pod> -- cat FILE | restic backup --stdin` through the same simulated
+//            cluster (Debian's kubectl as the client);
+//   direct   `cat FILE | restic backup --stdin` in a shell, no cluster at all.
+//
+// The simulated cluster runs in its own process (bench/sim-serve.ts); CPU seconds per process
+// come from /proc. Usage: npm run bench:exec-hop -- [--size 1G] [--rounds 3]
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { writeRandomFile } from '../src/sim/random.js';
+import { median, parseSize } from './lib-proc.js';
+
+const { values: flags } = parseArgs({ options: { size: { type: 'string', default: '1G' }, rounds: { type: 'string', default: '3' } } });
+const SIZE = parseSize(flags.size!);
+const ROUNDS = Number(flags.rounds);
+type Kube = typeof import('../src/kube/index.js');
+const kube = (await import(pathToFileURL(path.resolve('dist/kube/index.js')).href)) as Kube;
+
+const cpuOf = (pid: number | 'self'): { self: number; children: number } => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ').map(Number);
+  return { self: (f[11]! + f[12]!) / 100, children: (f[13]! + f[14]!) / 100 };
+};
+const work = mkdtempSync(path.join(os.tmpdir(), 'wild-bench-hop-'));
+const file = path.join(work, 'random.bin');
+writeRandomFile(file, SIZE, Buffer.alloc(1 << 20));
+const env = { ...process.env, RESTIC_PASSWORD: 'bench-hop-password', RESTIC_REPOSITORY: path.join(work, 'repo'), RESTIC_CACHE_DIR: path.join(work, 'cache') };
+const fresh = (): void => {
+  rmSync(env.RESTIC_REPOSITORY, { recursive: true, force: true });
+  rmSync(env.RESTIC_CACHE_DIR, { recursive: true, force: true });
+  execFileSync('restic', ['init'], { env, stdio: 'ignore' });
+};
+const RESTIC = 'restic backup --stdin --stdin-filename random.bin --json --quiet > /dev/null';
+
+const sim = spawn(process.execPath, ['--import', 'tsx', 'bench/sim-serve.ts'], { stdio: ['ignore', 'pipe', 'inherit'] });
+const target = JSON.parse(await new Promise<string>((r) => createInterface({ input: sim.stdout! }).once('line', r))) as { kubeconfig: string; namespace: string; pod: string };
+const client = kube.kubeClientFor(target.kubeconfig);
+await kube.execText(client, { namespace: target.namespace, pod: target.pod, command: ['true'] });
+
+interface Run { wall: number; client: number; restic: number; sim: number }
+const runs: Record<'ours' | 'kubectl' | 'direct', Run[]> = { ours: [], kubectl: [], direct: [] };
+const shell = (cmd: string): Promise<void> => new Promise((resolve, reject) => {
+  const p = spawn('bash', ['-c', `set -o pipefail; ${cmd}`], { env, stdio: 'inherit' });
+  p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd}: exit ${code}`))));
+});
+try {
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = (['ours', 'kubectl', 'direct'] as const).map((_, i, a) => a[(i + r) % a.length]!);
+    for (const v of order) {
+      fresh();
+      const s0 = cpuOf(sim.pid!).self, me0 = cpuOf('self'), t0 = performance.now();
+      if (v === 'ours') {
+        const restic = spawn('bash', ['-c', RESTIC], { env, stdio: ['pipe', 'inherit', 'inherit'] });
+        const ex = await kube.execStream(client, { namespace: target.namespace, pod: target.pod, command: ['cat', file] });
+        await pipeline(ex.stdout, restic.stdin!);
+        await ex.done;
+        await new Promise((res) => restic.once('exit', res));
+      } else if (v === 'kubectl') {
+        await shell(`kubectl --kubeconfig ${target.kubeconfig} exec -n ${target.namespace} ${target.pod} -- cat ${file} | ${RESTIC}`);
+      } else {
+        await shell(`cat ${file} | ${RESTIC}`);
+      }
+      const me1 = cpuOf('self');
+      const run: Run = { wall: (performance.now() - t0) / 1000, client: v === 'ours' ? me1.self - me0.self : 0, restic: me1.children - me0.children, sim: cpuOf(sim.pid!).self - s0 };
+      runs[v].push(run);
+      console.error(`round ${r + 1} ${v.padEnd(7)} wall ${run.wall.toFixed(2)} s, CPU: our exec client ${run.client.toFixed(2)} s, shell/restic/kubectl ${run.restic.toFixed(2)} s, simulated cluster ${run.sim.toFixed(2)} s`);
+    }
+  }
+} finally {
+  sim.kill('SIGTERM');
+  rmSync(work, { recursive: true, force: true });
+}
+const m = (v: keyof typeof runs, k: keyof Run): string => median(runs[v].map((x) => x[k])).toFixed(2);
+console.log(`| path | wall (median of ${ROUNDS}) | CPU s: our exec client | shell pipeline (cat, kubectl, restic) | simulated cluster |`);
+console.log('|---|---|---|---|---|');
+for (const v of ['direct', 'kubectl', 'ours'] as const) console.log(`| ${v} | ${m(v, 'wall')} s | ${m(v, 'client')} | ${m(v, 'restic')} | ${m(v, 'sim')} |`);
+console.log(`\nours / direct = ${(Number(m('ours', 'wall')) / Number(m('direct', 'wall'))).toFixed(2)}x, ours / kubectl = ${(Number(m('ours', 'wall')) / Number(m('kubectl', 'wall'))).toFixed(2)}x`);
