@@ -35,6 +35,10 @@ let s: SimApp;
 const SET = `mutation($input: SetSchedulesInput!) { setSchedules(input: $input) { __typename ... on SetSchedulesPayload { schedules { name cron action apps nextRunAt lastRunAt lastSkipReason } } ... on ValidationError { issues { path message } } ... on Error { message } } }`;
 const SCHEDULES = `{ instance(name: "test") { schedules { name nextRunAt lastRunAt lastSkippedAt lastSkipReason } } }`;
 const scheduledBackups = () => s.app.services.engine.list({ instance: 'test' }).filter((o) => o.kind === 'BACKUP_APP');
+/** Waits (up to 15 s: the timer's work is asynchronous, and a loaded machine is slow) until `ready()`. */
+async function until(ready: () => boolean): Promise<void> {
+  for (let i = 0; i < 150 && !ready(); i++) await new Promise((r) => setTimeout(r, 100));
+}
 
 beforeAll(async () => {
   s = await startSimApp({ apps: ['website'] }, { scheduleTiming: time.timing });
@@ -75,7 +79,7 @@ describe('schedules', () => {
     await writeFile(path.join(s.sim.pvcDir('website', 'website-content'), 'big.bin'), randomBytes(48 << 20));
     const before = scheduledBackups().length;
     time.advanceTo('2026-11-26T11:00:00Z');
-    await new Promise((r) => setTimeout(r, 300));
+    await until(() => scheduledBackups().length > before);
     const started = scheduledBackups();
     expect(started.length).toBe(before + 1);
     const op = started[0]!;
@@ -104,7 +108,9 @@ describe('schedules', () => {
     time.now = new Date('2026-11-26T14:30:00Z');
     s.app = await buildApp({ dataDir: s.sim.dataDir, port: 0, scheduleTiming: time.timing, env: { WILD_BACKUP_TOKEN: ADMIN_TOKEN, WILD_BACKUP_READONLY_TOKEN: READONLY_TOKEN } });
     time.advanceTo('2026-11-26T14:30:00Z'); // fires what is due now (the catch-up runs through the same timers)
-    await new Promise((r) => setTimeout(r, 500));
+    const running = () => s.app.services.engine.list({ instance: 'test' }).filter((o) => o.kind === 'BACKUP_APP' && ['QUEUED', 'RUNNING'].includes(o.status));
+    await until(() => running().length > 0);
+    await new Promise((r) => setTimeout(r, 300)); // ... and no second one follows
     const fresh = s.app.services.engine.list({ instance: 'test' }).filter((o) => o.kind === 'BACKUP_APP' && ['QUEUED', 'RUNNING'].includes(o.status));
     expect(fresh.length).toBe(1);
     const done = await s.app.services.engine.waitFor(fresh[0]!.id);
