@@ -35,6 +35,13 @@ const QUERIES = {
 } as const;
 const OPERATION_SUB = `subscription($id: ID!) { operation(id: $id) { status updatedAt progress { phase percent bytesDone } } }`;
 
+/** CPU seconds the whole machine has been busy (all cores, /proc/stat: all but idle and iowait). */
+function machineBusyS(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return (total - f[3]! - f[4]!) / 100;
+}
+
 /** The i-th client's own loopback address (127.0.0.2 ... 127.0.255.254). */
 const localAddressOf = (i: number): string => `127.0.${1 + Math.floor(i / 250)}.${2 + (i % 250)}`;
 
@@ -286,11 +293,14 @@ async function main(): Promise<void> {
     interface RunResult {
       queries: QueryReport; follows: FollowReport[]; seconds: number; load: [number, number];
       serverCpuS: number; rssPeakKiB: number; hwmKiB: number;
+      /** CPU seconds of the run: the whole machine, our restic (the server's reaped children), this process (load generator and simulated cluster API). */
+      machineCpuS: number; resticCpuS: number; benchCpuS: number;
     }
     const runs: RunResult[] = [];
     for (let run = 1; run <= RUNS; run++) {
       const load0 = loadAverage();
       const cpu0 = cpuTimes(server.pid).self;
+      const restic0 = cpuTimes(server.pid).children, bench0 = process.cpuUsage(), machine0 = machineBusyS();
       const mem = sampleMemory(server.pid);
       const qDone = new Promise<QueryReport>((resolve, reject) => {
         const on = (m: { done?: QueryReport }): void => { if (m.done) { q.off('message', on); resolve(m.done); } };
@@ -322,7 +332,8 @@ async function main(): Promise<void> {
       const queries = await qDone;
       const seconds = (performance.now() - t0) / 1000;
       const m = mem.stop();
-      runs.push({ queries, follows, seconds, load: [load0, loadAverage()], serverCpuS: cpuTimes(server.pid).self - cpu0, rssPeakKiB: m.sampledPeakKiB, hwmKiB: m.vmHwmKiB });
+      runs.push({ queries, follows, seconds, load: [load0, loadAverage()], serverCpuS: cpuTimes(server.pid).self - cpu0, rssPeakKiB: m.sampledPeakKiB, hwmKiB: m.vmHwmKiB,
+        machineCpuS: machineBusyS() - machine0, resticCpuS: cpuTimes(server.pid).children - restic0, benchCpuS: ((u) => (u.user + u.system) / 1e6)(process.cpuUsage(bench0)) });
       const all = Object.values(queries.latencies).flat();
       const delays = follows.flatMap((f) => f.delaysMs);
       say(`run ${run}: ${all.length} queries in ${seconds.toFixed(1)} s (${(all.length / seconds).toFixed(0)}/s), p50 ${percentile(all, 50).toFixed(1)} ms, p99 ${percentile(all, 99).toFixed(1)} ms, ` +
@@ -354,6 +365,7 @@ async function main(): Promise<void> {
         events: r.follows.reduce((n, f) => n + f.events, 0), statusesOfBackups: r.follows.map((f) => f.terminalStatus),
         d50: percentile(delays, 50), d99: percentile(delays, 99), dmax: Math.max(...delays),
         hwmMB: (r.hwmKiB * 1024) / 1e6, load: r.load, cpu: r.serverCpuS, seconds: r.seconds,
+        machine: r.machineCpuS, restic: r.resticCpuS, bench: r.benchCpuS,
       };
     });
     const med = (f: (x: (typeof per)[number]) => number): number => median(per.map(f));
@@ -381,6 +393,7 @@ async function main(): Promise<void> {
       `| subscriptions that got the terminal event and completed | ${per.map((p) => `${p.terminal}/${p.subscriptions}`).join(', ')} | ${per.map((p) => `${p.events} events`).join(', ')} | all: ${verdict(everyTerminal)} |`,
       `| server peak RSS (VmHWM, since start) | **${peakMB.toFixed(0)} MB** (${(peakMB * 1e6 / 2 ** 20).toFixed(0)} MiB) | ${per.map((p) => p.hwmMB.toFixed(0)).join(', ')}; ${(startRssKiB / 1024).toFixed(0)} MiB before the load | < ${TARGETS.rssMB} MB: ${verdict(peakMB < TARGETS.rssMB)} |`,
       `| server CPU | ${med((p) => p.cpu / p.seconds * 100).toFixed(0)} % of one core | ${per.map((p) => `${p.cpu.toFixed(1)} s in ${p.seconds.toFixed(1)} s`).join(', ')} | |`,
+      `| the machine's CPU (${os.cpus().length} cores) | ${med((p) => p.machine / p.seconds * 100).toFixed(0)} % of one core | ${per.map((p) => `${(p.machine / p.seconds * 100).toFixed(0)} %: server ${(p.cpu / p.seconds * 100).toFixed(0)}, restic ${(p.restic / p.seconds * 100).toFixed(0)}, load generator + simulated cluster process ${(p.bench / p.seconds * 100).toFixed(0)}, the rest (PostgreSQL, MariaDB, pod commands, others) ${((p.machine - p.cpu - p.restic - p.bench) / p.seconds * 100).toFixed(0)}`).join('; ')} | |`,
       `| server CPU per query (all its work ÷ queries answered) | ${med((p) => p.cpu / p.queries * 1000).toFixed(2)} ms | ${per.map((p) => (p.cpu / p.queries * 1000).toFixed(2)).join(', ')} | |`,
       ``,
       `First query of each client before the runs (connection set-up included, untimed in the runs): p50 ${percentile(firstMs, 50).toFixed(0)} ms, p99 ${percentile(firstMs, 99).toFixed(0)} ms, max ${Math.max(...firstMs).toFixed(0)} ms.`,
