@@ -10,8 +10,8 @@
 //
 // The simulated cluster runs in its own process (bench/sim-serve.ts); CPU seconds per process
 // come from /proc. Usage: npm run bench:exec-hop -- [--size 1G] [--rounds 3]
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -19,7 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { writeRandomFile } from '../src/sim/random.js';
-import { median, parseSize } from './lib-proc.js';
+import { cpuTimes, median, parseSize, q, run, sh } from './lib-proc.js';
 
 const { values: flags } = parseArgs({ options: { size: { type: 'string', default: '1G' }, rounds: { type: 'string', default: '3' } } });
 const SIZE = parseSize(flags.size!);
@@ -27,18 +27,14 @@ const ROUNDS = Number(flags.rounds);
 type Kube = typeof import('../src/kube/index.js');
 const kube = (await import(pathToFileURL(path.resolve('dist/kube/index.js')).href)) as Kube;
 
-const cpuOf = (pid: number | 'self'): { self: number; children: number } => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ').map(Number);
-  return { self: (f[11]! + f[12]!) / 100, children: (f[13]! + f[14]!) / 100 };
-};
 const work = mkdtempSync(path.join(os.tmpdir(), 'wild-bench-hop-'));
 const file = path.join(work, 'random.bin');
 writeRandomFile(file, SIZE, Buffer.alloc(1 << 20));
 const env = { ...process.env, RESTIC_PASSWORD: 'bench-hop-password', RESTIC_REPOSITORY: path.join(work, 'repo'), RESTIC_CACHE_DIR: path.join(work, 'cache') };
-const fresh = (): void => {
+const fresh = async (): Promise<void> => {
   rmSync(env.RESTIC_REPOSITORY, { recursive: true, force: true });
   rmSync(env.RESTIC_CACHE_DIR, { recursive: true, force: true });
-  execFileSync('restic', ['init'], { env, stdio: 'ignore' });
+  await run('restic', ['init'], { env });
 };
 const RESTIC = 'restic backup --stdin --stdin-filename random.bin --json --quiet > /dev/null';
 
@@ -49,16 +45,12 @@ await kube.execText(client, { namespace: target.namespace, pod: target.pod, comm
 
 interface Run { wall: number; client: number; restic: number; sim: number }
 const runs: Record<'ours' | 'kubectl' | 'direct', Run[]> = { ours: [], kubectl: [], direct: [] };
-const shell = (cmd: string): Promise<void> => new Promise((resolve, reject) => {
-  const p = spawn('bash', ['-c', `set -o pipefail; ${cmd}`], { env, stdio: 'inherit' });
-  p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd}: exit ${code}`))));
-});
 try {
   for (let r = 0; r < ROUNDS; r++) {
     const order = (['ours', 'kubectl', 'direct'] as const).map((_, i, a) => a[(i + r) % a.length]!);
     for (const v of order) {
-      fresh();
-      const s0 = cpuOf(sim.pid!).self, me0 = cpuOf('self'), t0 = performance.now();
+      await fresh();
+      const s0 = cpuTimes(sim.pid!).self, me0 = cpuTimes(process.pid), t0 = performance.now();
       if (v === 'ours') {
         const restic = spawn('bash', ['-c', RESTIC], { env, stdio: ['pipe', 'inherit', 'inherit'] });
         const ex = await kube.execStream(client, { namespace: target.namespace, pod: target.pod, command: ['cat', file] });
@@ -66,12 +58,12 @@ try {
         await ex.done;
         await new Promise((res) => restic.once('exit', res));
       } else if (v === 'kubectl') {
-        await shell(`kubectl --kubeconfig ${target.kubeconfig} exec -n ${target.namespace} ${target.pod} -- cat ${file} | ${RESTIC}`);
+        await sh(`kubectl --kubeconfig ${q(target.kubeconfig)} exec -n ${target.namespace} ${target.pod} -- cat ${q(file)} | ${RESTIC}`, env);
       } else {
-        await shell(`cat ${file} | ${RESTIC}`);
+        await sh(`cat ${q(file)} | ${RESTIC}`, env);
       }
-      const me1 = cpuOf('self');
-      const run: Run = { wall: (performance.now() - t0) / 1000, client: v === 'ours' ? me1.self - me0.self : 0, restic: me1.children - me0.children, sim: cpuOf(sim.pid!).self - s0 };
+      const me1 = cpuTimes(process.pid);
+      const run: Run = { wall: (performance.now() - t0) / 1000, client: v === 'ours' ? me1.self - me0.self : 0, restic: me1.children - me0.children, sim: cpuTimes(sim.pid!).self - s0 };
       runs[v].push(run);
       console.error(`round ${r + 1} ${v.padEnd(7)} wall ${run.wall.toFixed(2)} s, CPU: our exec client ${run.client.toFixed(2)} s, shell/restic/kubectl ${run.restic.toFixed(2)} s, simulated cluster ${run.sim.toFixed(2)} s`);
     }

@@ -113,6 +113,12 @@ export function cpuTimes(pid: number): { self: number; children: number } {
   }
 }
 
+/** CPU seconds the whole machine has been busy (all cores; /proc/stat: all but idle and iowait). */
+export function machineBusySeconds(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return (f.reduce((a, b) => a + b, 0) - f[3]! - f[4]!) / CLK_TCK;
+}
+
 /** The 1-minute load average. */
 export const loadAverage = (): number => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
 

@@ -35,13 +35,6 @@ const QUERIES = {
 } as const;
 const OPERATION_SUB = `subscription($id: ID!) { operation(id: $id) { status updatedAt progress { phase percent bytesDone } } }`;
 
-/** CPU seconds the whole machine has been busy (all cores, /proc/stat: all but idle and iowait). */
-function machineBusyS(): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = f.reduce((a, b) => a + b, 0);
-  return (total - f[3]! - f[4]!) / 100;
-}
-
 /** The i-th client's own loopback address (127.0.0.2 ... 127.0.255.254). */
 const localAddressOf = (i: number): string => `127.0.${1 + Math.floor(i / 250)}.${2 + (i % 250)}`;
 
@@ -232,7 +225,7 @@ async function main(): Promise<void> {
     return;
   }
   const { startSimCluster } = await import('../src/sim/fixture.js');
-  const { cpuTimes, loadAverage, median, sampleMemory } = await import('./lib-proc.js');
+  const { cpuTimes, loadAverage, machineBusySeconds, median, sampleMemory } = await import('./lib-proc.js');
   const { configureRepository, backupApp, serverArgv, serverMode, startServer } = await import('./lib-server.js');
 
   const CLIENTS = Number(flags.clients ?? (flags.quick ? 20 : 200));
@@ -299,8 +292,7 @@ async function main(): Promise<void> {
     const runs: RunResult[] = [];
     for (let run = 1; run <= RUNS; run++) {
       const load0 = loadAverage();
-      const cpu0 = cpuTimes(server.pid).self;
-      const restic0 = cpuTimes(server.pid).children, bench0 = process.cpuUsage(), machine0 = machineBusyS();
+      const server0 = cpuTimes(server.pid), bench0 = process.cpuUsage(), machine0 = machineBusySeconds();
       const mem = sampleMemory(server.pid);
       const qDone = new Promise<QueryReport>((resolve, reject) => {
         const on = (m: { done?: QueryReport }): void => { if (m.done) { q.off('message', on); resolve(m.done); } };
@@ -332,8 +324,9 @@ async function main(): Promise<void> {
       const queries = await qDone;
       const seconds = (performance.now() - t0) / 1000;
       const m = mem.stop();
-      runs.push({ queries, follows, seconds, load: [load0, loadAverage()], serverCpuS: cpuTimes(server.pid).self - cpu0, rssPeakKiB: m.sampledPeakKiB, hwmKiB: m.vmHwmKiB,
-        machineCpuS: machineBusyS() - machine0, resticCpuS: cpuTimes(server.pid).children - restic0, benchCpuS: ((u) => (u.user + u.system) / 1e6)(process.cpuUsage(bench0)) });
+      const server1 = cpuTimes(server.pid);
+      runs.push({ queries, follows, seconds, load: [load0, loadAverage()], serverCpuS: server1.self - server0.self, rssPeakKiB: m.sampledPeakKiB, hwmKiB: m.vmHwmKiB,
+        machineCpuS: machineBusySeconds() - machine0, resticCpuS: server1.children - server0.children, benchCpuS: ((u) => (u.user + u.system) / 1e6)(process.cpuUsage(bench0)) });
       const all = Object.values(queries.latencies).flat();
       const delays = follows.flatMap((f) => f.delaysMs);
       say(`run ${run}: ${all.length} queries in ${seconds.toFixed(1)} s (${(all.length / seconds).toFixed(0)}/s), p50 ${percentile(all, 50).toFixed(1)} ms, p99 ${percentile(all, 99).toFixed(1)} ms, ` +

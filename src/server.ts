@@ -13,7 +13,7 @@ import { WildError } from './errors.js';
 import { lockDataDir } from './server-lock.js';
 import { loadTokens, roleFor, type Tokens } from './auth.js';
 import { ClientGate, clientKey, type ClientLimits } from './fairness.js';
-import { answerDirectly, answerWithYoga, fastPathCandidate, readBody } from './http-fast.js';
+import { answerPost, bodyLengthProblem, fastPathCandidate } from './http-fast.js';
 import type { GraphQLContext, Role, Services } from './context.js';
 import { OperationEngine } from './engine/operations/index.js';
 import { RepositoryService } from './engine/repository/service.js';
@@ -82,8 +82,6 @@ const MAX_VARIABLE_STRING = 16 * 1024;
 const LONG_FIELDS = new Set(['privateKey', 'serviceAccountKey']);
 const MAX_LONG_STRING = 64 * 1024;
 const MAX_QUERY_LENGTH = 64 * 1024;
-/** Largest request body: a query and its variables (keys included) fit many times over. */
-export const MAX_BODY_BYTES = 1024 * 1024;
 const STALL_CHECK_MS = 100;
 const STALL_LOG_MS = 250;
 /** What a client over its queue is told (HTTP 429 body, graphql-ws error). */
@@ -120,8 +118,8 @@ function useInputBounds(): YogaPlugin {
 
 /**
  * Yoga plugin: graphql-js executes, instead of Yoga's default executor (@graphql-tools/executor,
- * which adds @defer/@stream, unused here): the same results for a fifth of the server's CPU
- * per query less under load (docs/benchmarks/load.md).
+ * which adds @defer/@stream, unused here, and its own per-field overhead that showed in the load
+ * profile): the same results (docs/benchmarks/load.md).
  */
 function useGraphQLJsExecution(): YogaPlugin {
   return {
@@ -242,8 +240,9 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
 
   /** Runs `handle` once the client's gate admits it; the slot is freed when the response head goes
    *  out (a subscription's SSE stream then lives on without holding one) or the client goes away. */
-  const gated = (req: http.IncomingMessage, res: http.ServerResponse, handle: () => unknown): void => {
-    const ticket = gate.acquire(clientKey(req.socket.remoteAddress, roleFor(tokens, req.headers.authorization)));
+  const gated = (req: http.IncomingMessage, res: http.ServerResponse, handle: (role: Role | null) => unknown): void => {
+    const role = roleFor(tokens, req.headers.authorization);
+    const ticket = gate.acquire(clientKey(req.socket.remoteAddress, role));
     if (!ticket) {
       res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '1' }).end(JSON.stringify({ errors: [RATE_LIMITED] }));
       return;
@@ -256,7 +255,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     res.once('close', () => ticket.release());
     ticket.ready.then(() => {
       if (res.destroyed) return; // gave up while waiting
-      void handle();
+      void handle(role);
     }, () => undefined);
   };
 
@@ -272,40 +271,18 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
         (err: unknown) => { log.error('metrics failed', { error: scrub(String(err)) }); res.writeHead(500).end(); }));
       return;
     }
-    // The body's bound is checked here, from Content-Length (Node's parser reads exactly that many
-    // bytes), instead of Yoga's, which pipes every body through a counting TransformStream (3 % of
-    // the server's CPU under load). A body without a length (chunked) is refused: clients send one.
-    if (req.method === 'POST') {
-      const length = req.headers['content-length'];
-      const problem = length === undefined ? [411, 'LENGTH_REQUIRED', 'a request body needs a Content-Length header']
-        : !/^\d+$/.test(length) ? [400, 'BAD_REQUEST', 'the Content-Length header is invalid']
-          : Number(length) > MAX_BODY_BYTES ? [413, 'REQUEST_ENTITY_TOO_LARGE', `the request body is larger than ${MAX_BODY_BYTES} bytes`] : null;
-      if (problem) {
-        res.writeHead(problem[0] as number, { 'content-type': 'application/json', connection: 'close' })
-          .end(JSON.stringify({ errors: [{ message: problem[2], extensions: { code: problem[1] } }] }));
-        return;
-      }
+    const problem = bodyLengthProblem(req);
+    if (problem) {
+      res.writeHead(problem.status, { 'content-type': 'application/json', connection: 'close' })
+        .end(JSON.stringify({ errors: [{ message: problem.message, extensions: { code: problem.code } }] }));
+      return;
     }
     if (fastPathCandidate(req)) {
-      gated(req, res, () => answer(req, res));
+      gated(req, res, (role) => answerPost(yoga, req, res, role, oversizedInput));
       return;
     }
     gated(req, res, () => yoga.handle(req, res));
   });
-
-  /** POST /graphql with JSON: answered directly when it is the common case, else by Yoga (src/http-fast.ts). */
-  const answer = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    try {
-      const body = await readBody(req);
-      const role = roleFor(tokens, req.headers.authorization);
-      const admitted = (p: { query: string; variables?: unknown }) => oversizedInput(p.query, p.variables) === null;
-      if (!(await answerDirectly(yoga, res, body, role, admitted))) await answerWithYoga(yoga, req, res, body);
-    } catch (err) {
-      log.error('request failed', { error: scrub(String((err as Error)?.stack ?? err)) });
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ message: 'Unexpected error.', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] }));
-      else res.destroy();
-    }
-  };
 
   /** The gate over graphql-ws: a query holds a slot while it executes, a subscription while it sets up. */
   const gatedWs = <A, R>(client: string, run: (args: A) => R) => async (args: A): Promise<Awaited<R> | { errors: GraphQLError[] }> => {

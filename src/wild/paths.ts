@@ -4,32 +4,34 @@ import path from 'node:path';
 export class DataPaths {
   readonly root: string;
   readonly instancesDir: string;
-  /** Directories by instance (and instance/app): paths are built on every query, so once each. */
-  private readonly dirs = new Map<string, string>();
+  /** Instance directories by name: paths are asked for on every query, so each is joined once. */
+  private readonly instanceDirs = new Map<string, string>();
 
   constructor(root: string) {
     this.root = path.resolve(root);
     this.instancesDir = path.join(this.root, 'instances');
   }
 
-  private dir(key: string, make: () => string): string {
-    let d = this.dirs.get(key);
+  instanceDir(instance: string): string {
+    let d = this.instanceDirs.get(instance);
     if (d === undefined) {
-      d = make();
-      if (this.dirs.size > 10_000) this.dirs.clear(); // names come from requests: bounded
-      this.dirs.set(key, d);
+      d = path.join(this.instancesDir, instance);
+      if (this.instanceDirs.size >= 1000) this.instanceDirs.clear(); // names come from requests: bounded
+      this.instanceDirs.set(instance, d);
     }
     return d;
   }
 
-  instanceDir(instance: string): string { return this.dir(instance, () => path.join(this.instancesDir, instance)); }
-  configFile(instance: string): string { return this.dir(`${instance}\0config`, () => path.join(this.instanceDir(instance), 'config.yaml')); }
-  secretsFile(instance: string): string { return this.dir(`${instance}\0secrets`, () => path.join(this.instanceDir(instance), 'secrets.yaml')); }
-  kubeconfigFile(instance: string): string { return this.dir(`${instance}\0kubeconfig`, () => path.join(this.instanceDir(instance), 'kubeconfig')); }
-  talosconfigFile(instance: string): string { return this.dir(`${instance}\0talos`, () => path.join(this.instanceDir(instance), 'talos', 'generated', 'talosconfig')); }
-  appsDir(instance: string): string { return this.dir(`${instance}\0apps`, () => path.join(this.instanceDir(instance), 'apps')); }
-  appDir(instance: string, app: string): string { return this.dir(`${instance}\0apps\0${app}`, () => path.join(this.appsDir(instance), app)); }
-  manifestFile(instance: string, app: string): string { return this.dir(`${instance}\0apps\0${app}\0manifest`, () => path.join(this.appDir(instance, app), 'manifest.yaml')); }
+  /** `file` (fixed, normalised segments) inside the instance directory: what path.join would give. */
+  private inInstance(instance: string, file: string): string { return `${this.instanceDir(instance)}${path.sep}${file}`; }
+
+  configFile(instance: string): string { return this.inInstance(instance, 'config.yaml'); }
+  secretsFile(instance: string): string { return this.inInstance(instance, 'secrets.yaml'); }
+  kubeconfigFile(instance: string): string { return this.inInstance(instance, 'kubeconfig'); }
+  talosconfigFile(instance: string): string { return this.inInstance(instance, 'talos/generated/talosconfig'); }
+  appsDir(instance: string): string { return this.inInstance(instance, 'apps'); }
+  appDir(instance: string, app: string): string { return path.join(this.appsDir(instance), app); }
+  manifestFile(instance: string, app: string): string { return `${this.appDir(instance, app)}${path.sep}manifest.yaml`; }
   operationsDir(instance: string): string { return path.join(this.instanceDir(instance), 'operations'); }
   /** Embedded default repository of an instance (used when cloud.backup.repository is unset). */
   defaultRepository(instance: string): string { return path.join(this.instanceDir(instance), 'backups', 'repository'); }

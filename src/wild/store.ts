@@ -5,7 +5,7 @@ import path from 'node:path';
 import { ConfigFileError, NotFoundError, ValidationError, type Issue } from '../errors.js';
 import { isDnsLabel } from './names.js';
 import { DataPaths } from './paths.js';
-import { RACY_MS, readYamlFile, statOrUndefined } from './yaml-file.js';
+import { readYamlFile, stampOf, statOrUndefined, stillValid, type Stamp } from './yaml-file.js';
 import { configSchema, manifestSchema, secretsSchema, type AppManifest, type InstanceConfig, type InstanceSecrets } from './schemas.js';
 
 export interface FileProblem extends Issue {
@@ -40,19 +40,18 @@ function exists(p: string): boolean {
   return statOrUndefined(p) !== undefined;
 }
 
-const listings = new Map<string, { mtimeMs: number; ino: number; names: string[] }>();
+const listings = new Map<string, { stamp: Stamp; names: string[] }>();
 
 /**
  * The DNS-label directories in `dir`, sorted; none when it does not exist. A listing is kept while
- * the directory's mtime and inode stay the same (adding, removing or renaming an entry changes its
- * mtime), so a query costs a stat instead of a readdir. Not while the mtime is recent (RACY_MS):
- * the kernel stamps mtimes from a coarse clock, and a change within the same tick would go unseen.
+ * the directory's stamp holds (adding, removing or renaming an entry changes its mtime), so a query
+ * costs a stat instead of a readdir; not while the change is recent (RACY_MS, as for files).
  */
 function labelDirs(dir: string): string[] {
   const st = statOrUndefined(dir);
   if (!st?.isDirectory()) return [];
   const hit = listings.get(dir);
-  if (hit && hit.mtimeMs === st.mtimeMs && hit.ino === st.ino) return hit.names;
+  if (hit && stillValid(hit.stamp, st)) return hit.names;
   let entries: Dirent[];
   try {
     entries = readdirSync(dir, { withFileTypes: true });
@@ -61,8 +60,7 @@ function labelDirs(dir: string): string[] {
     throw err;
   }
   const names = entries.filter((e) => e.isDirectory() && isDnsLabel(e.name)).map((e) => e.name).sort();
-  if (Date.now() - st.mtimeMs > RACY_MS) listings.set(dir, { mtimeMs: st.mtimeMs, ino: st.ino, names });
-  else listings.delete(dir);
+  listings.set(dir, { stamp: stampOf(st), names });
   return names;
 }
 

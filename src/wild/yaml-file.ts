@@ -1,6 +1,6 @@
 // Reading YAML files of the data directory safely: bounded size, bounded alias expansion,
 // and errors that name the file and the path inside it.
-import { statSync } from 'node:fs';
+import { statSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { LineCounter, isMap, isScalar, parseDocument, visit, type Document } from 'yaml';
 import type { z } from 'zod';
@@ -88,10 +88,24 @@ async function readBounded(file: string, max: number): Promise<string> {
  */
 export const RACY_MS = 1000;
 
-interface CacheEntry {
-  mtimeMs: number; size: number; ino: number; value: unknown; error?: ConfigFileError;
-  /** Read more than RACY_MS after the file's last change: what was read is what that stat describes. */
+/** What a stat says of a file's (or directory's) content, taken just before it was read. */
+export interface Stamp {
+  mtimeMs: number; size: number; ino: number;
+  /** Read more than RACY_MS after the last change: what was read is what this stamp describes. */
   settled: boolean;
+}
+
+export function stampOf(st: Stats): Stamp {
+  return { mtimeMs: st.mtimeMs, size: st.size, ino: st.ino, settled: Date.now() - st.mtimeMs > RACY_MS };
+}
+
+/** Whether what was read under `stamp` can stand for the file as `st` shows it now. */
+export function stillValid(stamp: Stamp | undefined, st: Stats): boolean {
+  return !!stamp?.settled && stamp.mtimeMs === st.mtimeMs && stamp.size === st.size && stamp.ino === st.ino;
+}
+
+interface CacheEntry {
+  stamp: Stamp; value: unknown; error?: ConfigFileError;
   /** The value validated by each schema it was read with (zod is not run again on an unchanged file). */
   valid: WeakMap<object, { ok: true; data: unknown } | { ok: false; error: ConfigFileError }>;
 }
@@ -104,7 +118,7 @@ const cache = new Map<string, CacheEntry>();
  * (hundreds of queries a second, each checking a dozen files) that was a tenth of the server's CPU
  * (docs/benchmarks/load.md). A stat per read, never a remembered one, so no write is ever missed.
  */
-export function statOrUndefined(file: string): import('node:fs').Stats | undefined {
+export function statOrUndefined(file: string): Stats | undefined {
   return statSync(file, { throwIfNoEntry: false });
 }
 
@@ -135,7 +149,7 @@ export async function readYamlFile<T>(file: string, schema: z.ZodType<T>, displa
     throw new ConfigFileError(displayName, [{ path: '', message: `is ${st.size} bytes, larger than the ${MAX_YAML_BYTES}-byte limit` }]);
   }
   let hit = cache.get(file);
-  if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size && hit.ino === st.ino && hit.settled) {
+  if (hit && stillValid(hit.stamp, st)) {
     if (hit.error) throw hit.error;
   } else {
     let raw: unknown;
@@ -148,10 +162,10 @@ export async function readYamlFile<T>(file: string, schema: z.ZodType<T>, displa
       }
       raw = parseYamlText(text, displayName);
     } catch (err) {
-      if (err instanceof ConfigFileError) cache.set(file, { mtimeMs: st.mtimeMs, size: st.size, ino: st.ino, value: undefined, error: err, valid: new WeakMap(), settled: Date.now() - st.mtimeMs > RACY_MS });
+      if (err instanceof ConfigFileError) cache.set(file, { stamp: stampOf(st), value: undefined, error: err, valid: new WeakMap() });
       throw err;
     }
-    hit = { mtimeMs: st.mtimeMs, size: st.size, ino: st.ino, value: raw, valid: new WeakMap(), settled: Date.now() - st.mtimeMs > RACY_MS };
+    hit = { stamp: stampOf(st), value: raw, valid: new WeakMap() };
     cache.set(file, hit);
   }
   let checked = hit.valid.get(schema);
