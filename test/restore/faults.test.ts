@@ -65,6 +65,28 @@ describe('faults during a restore', () => {
     await expectUntouched(before);
   }, 240_000);
 
+  it('cancelled while the side database is being created: CANCELLED, no side database left', async () => {
+    const before = await snapshotOfLiveState();
+    const pg = s.sim.databases.postgres!;
+    // A session on template1 holds CREATE DATABASE up (the server waits up to 5 s for it to end);
+    // the restore is cancelled during that wait. The server carries the create out regardless of
+    // its client going away, so the side database must be dropped after the create, not skipped.
+    const holder = pg.query('select pg_sleep(3)', 'template1');
+    const res = await s.gql<{ restoreBackup: { operation: { operationId: string } } }>(
+      `mutation($id: ID!) { restoreBackup(input: { backupId: $id, safetyBackup: false }) { ${OP_FIELDS} } }`, { id: backupId });
+    const opId = res.data!.restoreBackup.operation.operationId;
+    const creating = `select count(*) from pg_stat_activity where query like 'create database "gitea_wbr_%'`;
+    for (let i = 0; (await pg.query(creating)).trim() !== '1'; i++) {
+      if (i > 300) throw new Error('the side database was never being created');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await s.app.services.engine.cancel(opId);
+    await holder;
+    const rec = await s.app.services.engine.waitFor(opId);
+    expect(rec.status).toBe('CANCELLED');
+    await expectUntouched(before);
+  }, 120_000);
+
   it('a corrupted pack file: FAILED before anything is swapped, original data intact', async () => {
     const before = await snapshotOfLiveState();
     const data = path.join(s.sim.instanceDir, 'backups', 'repository', 'data');

@@ -69,9 +69,12 @@ export const mysqlRestorer: ArtifactRestorer = {
     const live = checkDatabaseName(t.app.name === t.sourceApp ? artifact.name : appDatabaseName({ instance: t.inst.name, app: t.app.name, manifest: t.app.manifest!, appConfig: t.app.config }));
     const base = live.slice(0, 64 - 6 - suffix.length);
     const d: MyDescription = { kind: 'mysql', live, side: `${base}_wbr_${suffix}`, old: `${base}_wbo_${suffix}` };
-    await mysqlQuery(t.client, target, pw, `create database ${q(d.side)}`, undefined, signal);
     const h = handle(t.client, () => serverPod(t.client, server, 'mysql'), pw, d, artifact);
-    return filledOrDiscarded(h, () => {
+    return filledOrDiscarded(h, async () => {
+      // Not cut short by the signal: an abort mid-create could leave the server creating the
+      // database after the discard has looked for it. The create is quick; the abort is seen next.
+      await mysqlQuery(t.client, target, pw, `create database ${q(d.side)}`);
+      signal.throwIfAborted();
       // The password line first (read by the pod's shell), then the dump, as one stdin.
       const stdin = new PassThrough();
       stdin.write(`${pw}\n`);

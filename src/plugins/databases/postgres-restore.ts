@@ -109,12 +109,17 @@ export const postgresRestorer: ArtifactRestorer = {
       : (await psql(t.client, target, `select pg_get_userbyid(datdba) from pg_database where datname = '${live}'`, 'postgres', signal)) || String(t.app.config.dbUser ?? t.app.config.dbUsername ?? 'postgres');
     const ownerExists = (await psql(t.client, target, `select 1 from pg_roles where rolname = '${owner.replace(/'/g, "''")}'`, 'postgres', signal)) === '1';
     const d: PgDescription = { kind: 'postgres', live, side, old, hadLive: await exists(t.client, target, live) };
-    await psql(t.client, target, `create database ${q(side)}${ownerExists ? ` owner ${q(owner)}` : ''}`, 'postgres', signal);
     const locate = () => serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres');
     // A clone's objects belong to the clone's own role; an in-place restore keeps the owners.
     const command = ['pg_restore', '-U', 'postgres', `--dbname=${side}`, '--exit-on-error', '--no-password',
       ...(clone ? ['--no-owner', '--no-privileges', ...(ownerExists ? [`--role=${owner}`] : [])] : [])];
-    return filledOrDiscarded(handle(t.client, locate, d, artifact), () => streamIntoPod(t.client, target, command, stream, artifact.sizeBytes, signal), t);
+    return filledOrDiscarded(handle(t.client, locate, d, artifact), async () => {
+      // Not cut short by the signal: an abort mid-create could leave the server creating the
+      // database after the discard has looked for it. The create is quick; the abort is seen next.
+      await psql(t.client, target, `create database ${q(side)}${ownerExists ? ` owner ${q(owner)}` : ''}`);
+      signal.throwIfAborted();
+      await streamIntoPod(t.client, target, command, stream, artifact.sizeBytes, signal);
+    }, t);
   },
   async fromDescription(t, d) {
     return handle(t.client, () => serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres'), d as PgDescription);

@@ -321,7 +321,9 @@ export const redisRestorer: ArtifactRestorer = {
     const data = new DataDir(t.client, d, t.helperImage);
     return filledOrDiscarded(handle(t.client, d, data, artifact, digest.result), async () => {
       const a = await data.open({ signal });
-      await run(t.client, d, a, PREPARE, signal);
+      // Like every side's creation, not cut short: the discard must not run before it has ended.
+      await run(t.client, d, a, PREPARE);
+      signal.throwIfAborted();
       stream.once('error', (e) => digest.transform.destroy(e));
       digest.transform.on('error', () => undefined); // surfaced through the exec's own failure
       const write = ['sh', '-c', WRITE, 'wild-backup', a.dir, d.sideDir, d.oldDir, d.dbfilename];

@@ -86,7 +86,9 @@ export const pvcRestorer: ArtifactRestorer = {
     const scanner = new TarScanner();
     const h = handle(t.client, pod, d, () => scanner.result(), artifact.meta);
     return filledOrDiscarded(h, async () => {
-      await podText(t.client, pod.target, ['sh', '-c', 'cd "$1" && rm -rf -- "$2" && mkdir -- "$2"', 'wild-backup', pod.root, d.restoreDir], signal);
+      // Like every side's creation, not cut short: the discard must not run before it has ended.
+      await podText(t.client, pod.target, ['sh', '-c', 'cd "$1" && rm -rf -- "$2" && mkdir -- "$2"', 'wild-backup', pod.root, d.restoreDir]);
+      signal.throwIfAborted();
       stream.once('error', (e) => scanner.destroy(e));
       scanner.on('error', () => undefined); // surfaced through the exec's own failure
       const into = `${pod.root.replace(/\/+$/, '')}/${d.restoreDir}`;
