@@ -2,7 +2,7 @@
 // cancelled (typed errors, no half snapshot, restic stopped), backpressure on dump, retention,
 // check and locks.
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,6 +76,25 @@ describe('restic client (local repository)', () => {
     expect(await repo.snapshots({ tags: ['aborted'] })).toEqual([]);
   });
 
+  it('runs behind the API: every restic thread 10 nice steps lower, and its session\'s scheduling group too', async () => {
+    let release!: () => void;
+    const source = randomStream(1024 * 1024, { holdAfter: 256 * 1024, hold: new Promise<void>((r) => (release = r)) });
+    const running = backup(source.stream, { tags: ['behind'] });
+    await untilRead(source, 256 * 1024);
+    const pid = spawned.at(-1)!.pid;
+    // Field 19 of /proc/<pid>/task/<tid>/stat is the thread's nice value (after the comm's ')').
+    const niceOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    const own = niceOf(readFileSync('/proc/self/stat', 'utf8'));
+    const threads = readdirSync(`/proc/${pid}/task`).map((tid) => niceOf(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')));
+    expect(readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toBe('restic');
+    expect(threads.length).toBeGreaterThan(1);
+    expect(new Set(threads)).toEqual(new Set([Math.min(19, own + 10)]));
+    // Its own session (detached) is its own autogroup on kernels that group by session.
+    if (existsSync(`/proc/${pid}/autogroup`)) expect(readFileSync(`/proc/${pid}/autogroup`, 'utf8')).toMatch(/ nice 10\n?$/);
+    release();
+    expect((await running).snapshotId).toMatch(/^[0-9a-f]{8}/);
+  });
+
   it('a failing source stream interrupts restic: the source error, no short snapshot', async () => {
     let fail!: (err: Error) => void;
     const source = randomStream(4 * 1024 * 1024, { holdAfter: 256 * 1024, hold: new Promise<void>((_, reject) => (fail = reject)) });
@@ -122,7 +141,7 @@ describe('restic client (local repository)', () => {
   it('sums up the repository for GraphQL, cached until our next write', async () => {
     const all = await repo.snapshots();
     const stats = await repo.repositoryStats();
-    expect(stats).toMatchObject({ snapshotCount: all.length, logicalSize: 1024 * 1024 + 6 * 1024 * 1024 });
+    expect(stats).toMatchObject({ snapshotCount: all.length, logicalSize: 2 * 1024 * 1024 + 6 * 1024 * 1024 });
     expect(stats.totalSize).toBeGreaterThan(0);
     expect(stats.deduplicationRatio).toBeCloseTo(stats.logicalSize / stats.totalSize);
     expect(stats.oldestSnapshotAt! <= stats.latestSnapshotAt!).toBe(true);

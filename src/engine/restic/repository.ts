@@ -426,6 +426,7 @@ export class ResticRepository {
         stdin: opts.stdin,
         onSpawn: this.options.onSpawn,
         killGraceMs: this.options.killGraceMs,
+        nice: this.options.nice,
         diagnostics: prepared.diagnostics,
       });
       return { process: proc, prepared };

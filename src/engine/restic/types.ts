@@ -18,6 +18,8 @@ export interface ResticRepositoryOptions {
   log?: Logger;
   /** Called with the pid and argv of every restic process (tests inspect /proc/<pid>/cmdline). */
   onSpawn?: (info: ResticSpawnInfo) => void;
+  /** restic's CPU priority below the API's (nice increment); default RESTIC_NICE (10), 0 = same. */
+  nice?: number;
 }
 
 export interface CallOptions {
