@@ -1,5 +1,6 @@
 // buildApp(): one HTTP server on one port: GraphQL over HTTP and SSE (Yoga), graphql-ws over
 // WebSocket, GraphiQL from local assets, /healthz. start() listens, stop() drains and closes.
+import { SetupLane } from './subscriptions/setup-lane.js';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GraphQLError, execute as graphqlExecute, subscribe as graphqlSubscribe } from 'graphql';
@@ -296,6 +297,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     }
   };
 
+  const setupLane = new SetupLane();
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
   const wsServer = useServer<Record<string, unknown>, { role?: Role }>(
     {
@@ -311,6 +313,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
         return true;
       },
       onSubscribe: async (ctx, _id, params) => {
+        await setupLane.turn();
         const role = (ctx.extra as { role?: Role }).role;
         const client = clientKey(ctx.extra.request.socket.remoteAddress, role ?? null);
         const { schema: s, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({

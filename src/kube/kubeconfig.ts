@@ -15,6 +15,7 @@
 // Wild Central keeps one kubeconfig per instance.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import YAML from 'yaml';
 import { KubeconfigError } from './errors.js';
 
@@ -25,6 +26,7 @@ export interface TlsRequestOptions {
   key?: string | Buffer | Array<string | Buffer | { pem: string | Buffer; passphrase?: string | undefined }> | undefined;
   rejectUnauthorized?: boolean | undefined;
   servername?: string | undefined;
+  secureContext?: SecureContext | undefined;
   headers?: Record<string, unknown> | undefined;
 }
 
@@ -41,6 +43,8 @@ export class Kubeconfig {
     private readonly tls: { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized?: false; servername?: string },
     private readonly auth: { token?: string; tokenFile?: string; basic?: string },
   ) {}
+
+  private tlsContext: SecureContext | undefined;
 
   /** Reads `file` and resolves `context` (default: its current-context). Throws KubeconfigError. */
   static load(file: string, context?: string): Kubeconfig {
@@ -120,7 +124,11 @@ export class Kubeconfig {
    * client-node's `KubeConfig.applyToHTTPSOptions` (async for the same reason: a credential may be read).
    */
   async applyToHTTPSOptions(opts: TlsRequestOptions): Promise<void> {
-    Object.assign(opts, this.tls);
+    // One TLS context for every connection (each exec is its own): building one parses the CA,
+    // certificate and key again, a few ms of CPU per exec.
+    const { ca, cert, key, ...rest } = this.tls;
+    this.tlsContext ??= createSecureContext({ ca, cert, key });
+    Object.assign(opts, rest, { secureContext: this.tlsContext });
     const authz = this.authorization();
     if (authz) opts.headers = { ...opts.headers, Authorization: authz };
   }

@@ -3,12 +3,14 @@
 // 429 + Retry-After (RATE_LIMITED over graphql-ws). The flooder runs in its own process, so only
 // the server is shared between it and the client whose latency is measured.
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createClient } from 'graphql-ws';
 import { buildApp, type WildBackupApp } from '../../src/server.js';
 import { ADMIN_TOKEN, READONLY_TOKEN } from '../helpers/app.js';
 import { tempDataDir, type TempDataDir } from '../helpers/data-dir.js';
+import { tickTask } from '../helpers/tasks.js';
 
 /** Expensive but allowed (cost and depth under the limits): every instance, app and database, 20 times. */
 const HEAVY = '{ ' + Array.from({ length: 20 }, (_, i) =>
@@ -136,4 +138,49 @@ describe('per-client fairness', () => {
       await client.dispose();
     }
   });
+  it('a burst of subscriptions (one backup followed by 300 tabs at once) does not hold up a query', async () => {
+    const { app, url } = await serve();
+    let release!: () => void;
+    const rec = await app.services.engine.submit(tickTask({ steps: 1, gate: new Promise<void>((r) => (release = r)) }));
+    const N = 300;
+    // Each subscriber its own client (own loopback address), as the per-client gate sees them.
+    const sockets = await Promise.all(Array.from({ length: N }, (_, i) => new Promise<WebSocket>((resolve, reject) => {
+      const ws = new WebSocket(url.replace(/^http/, 'ws'), 'graphql-transport-ws', { localAddress: `127.0.${1 + Math.floor(i / 250)}.${1 + (i % 250)}` });
+      ws.once('open', () => ws.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${READONLY_TOKEN}` } })));
+      ws.once('message', (m: Buffer) => (JSON.parse(m.toString()).type === 'connection_ack' ? resolve(ws) : reject(new Error(m.toString()))));
+      ws.once('error', reject);
+    })));
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const query = (): Promise<number> => new Promise((resolve, reject) => {
+      const body = JSON.stringify({ query: SIMPLE });
+      const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_TOKEN}`, 'content-length': Buffer.byteLength(body) } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(performance.now()));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    try {
+      await query(); // its connection is open before the burst
+      const firstMessageAt: number[] = [];
+      const firsts = sockets.map((ws) => new Promise<void>((resolve) => {
+        ws.on('message', (m: Buffer) => {
+          const msg = JSON.parse(m.toString()) as { type: string; payload?: { data?: { operation?: { status: string } } } };
+          if (msg.type === 'next' && msg.payload?.data?.operation?.status === 'RUNNING') { firstMessageAt.push(performance.now()); resolve(); }
+        });
+      }));
+      const sub = `subscription { operation(id: "${rec.id}") { status updatedAt progress { phase bytesDone } } }`;
+      for (const ws of sockets) ws.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: sub } }));
+      const answeredAt = await query(); // sent after every subscribe frame
+      await Promise.all(firsts);
+      // The query went ahead of the burst (taken a batch per turn of the server's event loop):
+      // many subscribers got their first message after its answer. Set up all in one go, none did.
+      const after = firstMessageAt.filter((t) => t > answeredAt).length;
+      expect(after, `${after} of ${N} subscriptions were set up after the query was answered`).toBeGreaterThan(N / 3);
+    } finally {
+      release();
+      agent.destroy();
+      for (const ws of sockets) ws.terminate();
+    }
+  }, 60_000);
 });

@@ -12,6 +12,7 @@ import {
   execStream, execText, findReadyPod, kubeClientFor, openExecSockets, type KubeClient,
 } from '../../src/kube/index.js';
 import { startSimKube, type SimKube } from '../../src/sim/index.js';
+import { makeSimTls } from '../../src/sim/tls.js';
 import { freePort } from '../../src/util/net.js';
 import { appObjects } from './objects.js';
 
@@ -93,6 +94,21 @@ describe('execStream on a v5 cluster', () => {
     writeFileSync(path.join(dataDir, 'hello.txt'), 'hi there');
     const r = await execText(client, { namespace: 'gitea', pod, command: ['cat', path.join(dataDir, 'hello.txt')] });
     expect(r.stdout).toBe('hi there');
+  });
+
+  it('refuses a server whose certificate the kubeconfig\'s CA did not sign (one TLS context serves every exec)', async () => {
+    const other = makeSimTls(path.join(path.dirname(sim.kubeconfigPath), 'other-ca'));
+    const text = readFileSync(sim.kubeconfigPath, 'utf8');
+    const file = path.join(path.dirname(sim.kubeconfigPath), 'wrong-ca.kubeconfig');
+    writeFileSync(file, text.replace(/certificate-authority-data: \S+/, `certificate-authority-data: ${Buffer.from(other.caPem).toString('base64')}`));
+    expect(readFileSync(file, 'utf8')).not.toBe(text);
+    const wrong = kubeClientFor(file);
+    for (let i = 0; i < 2; i++) {
+      const err = await execText(wrong, { namespace: 'gitea', pod, command: ['true'] }).catch((e: unknown) => e as Error);
+      expect(err).toBeInstanceOf(Error);
+      expect(String((err as Error).message) + String((err as { cause?: unknown }).cause ?? '')).toMatch(/certificate|verify/i);
+    }
+    expect((await execText(client, { namespace: 'gitea', pod, command: ['echo', 'ok'] })).stdout).toBe('ok\n');
   });
 
   it('fails fast with PodNotFoundError for a pod that does not exist', async () => {
