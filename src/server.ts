@@ -260,6 +260,8 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     }, () => undefined);
   };
 
+  // Subscriptions (graphql-ws and SSE) are set up a batch per turn of the event loop.
+  const setupLane = new SetupLane();
   const server = http.createServer((req, res) => {
     if (req.url === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -282,6 +284,10 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
       gated(req, res, (role) => answerPost(yoga, req, res, role, oversizedInput));
       return;
     }
+    if (req.headers.accept?.includes('text/event-stream')) {
+      gated(req, res, () => setupLane.turn().then(() => yoga.handle(req, res)));
+      return;
+    }
     gated(req, res, () => yoga.handle(req, res));
   });
 
@@ -297,7 +303,6 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     }
   };
 
-  const setupLane = new SetupLane();
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
   const wsServer = useServer<Record<string, unknown>, { role?: Role }>(
     {

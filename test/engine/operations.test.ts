@@ -88,6 +88,31 @@ describe('OperationEngine', () => {
     expect(done.status).toBe('SUCCEEDED');
   });
 
+  it('a burst of phase changes is not an event each: at most one per 100 ms, and the last phase arrives', async () => {
+    const engine = newEngine({ progressIntervalMs: 250 });
+    const rec = await engine.submit({
+      kind: 'CHECK_REPOSITORY', instance: 'home',
+      async run(ctx) {
+        // 40 phases in ~400 ms (a backup's first second: planning, estimates, each artifact starting).
+        for (let i = 1; i <= 40; i++) {
+          ctx.progress({ phase: `phase ${i}` });
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        await new Promise((r) => setTimeout(r, 400));
+      },
+    });
+    const at: Array<{ t: number; phase: string }> = [];
+    const sub = pubsub.subscribe(`operation:${rec.id}`, { bufferSize: 10_000 });
+    for await (const e of sub) {
+      if (e.type === 'UPDATED' && e.operation.progress.phase.startsWith('phase ')) at.push({ t: Date.parse(e.operation.updatedAt ?? ''), phase: e.operation.progress.phase });
+      if (e.type === 'FINISHED') break;
+    }
+    expect(at.length).toBeGreaterThan(1);
+    expect(at.length).toBeLessThan(10); // one per change would be 40
+    for (let i = 1; i < at.length; i++) expect(at[i]!.t - at[i - 1]!.t).toBeGreaterThanOrEqual(100);
+    expect(at.at(-1)?.phase).toBe('phase 40');
+  });
+
   it('cancels a running task through its AbortSignal and records CANCELLED', async () => {
     const engine = newEngine();
     let sawAbort = false;

@@ -14,6 +14,8 @@ import {
 
 const log = logger('engine');
 const MAX_LOG_LINES_IN_MEMORY = 200;
+/** Minimum time between a phase change's event and the event before it. */
+const PHASE_MIN_GAP_MS = 100;
 
 export interface EngineOptions {
   paths: DataPaths;
@@ -302,7 +304,11 @@ export class OperationEngine {
     Object.assign(p, Object.fromEntries(Object.entries(u).filter(([, v]) => v !== undefined)));
     this.updateRate(a);
     const now = Date.now();
-    if (phaseChanged || now - a.lastPublish >= this.progressIntervalMs) {
+    // A new phase goes out at once unless an event went out just now; then with the next one, at
+    // most `progressIntervalMs` later (a backup's first second changes phase many times, and each
+    // event is an execution and a send per subscriber).
+    const since = now - a.lastPublish;
+    if (since >= this.progressIntervalMs || (phaseChanged && since >= PHASE_MIN_GAP_MS)) {
       this.flushProgress(a);
     } else if (!a.trailing) {
       a.trailing = setTimeout(() => this.flushProgress(a), this.progressIntervalMs - (now - a.lastPublish));
