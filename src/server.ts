@@ -3,7 +3,8 @@
 import { SetupLane } from './subscriptions/setup-lane.js';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { GraphQLError, execute as graphqlExecute, subscribe as graphqlSubscribe } from 'graphql';
+import { GraphQLError, execute as graphqlExecute } from 'graphql';
+import { subscribeShared } from './subscriptions/shared-execution.js';
 import { createGraphQLError, createYoga, shouldRenderGraphiQL, type Plugin as YogaPlugin } from 'graphql-yoga';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
@@ -125,7 +126,7 @@ function useInputBounds(): YogaPlugin {
 function useGraphQLJsExecution(): YogaPlugin {
   return {
     onExecute({ setExecuteFn }) { setExecuteFn(graphqlExecute as Parameters<typeof setExecuteFn>[0]); },
-    onSubscribe({ setSubscribeFn }) { setSubscribeFn(graphqlSubscribe as Parameters<typeof setSubscribeFn>[0]); },
+    onSubscribe({ setSubscribeFn }) { setSubscribeFn(subscribeShared as Parameters<typeof setSubscribeFn>[0]); },
   };
 }
 
