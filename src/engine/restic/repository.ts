@@ -426,7 +426,7 @@ export class ResticRepository {
         stdin: opts.stdin,
         onSpawn: this.options.onSpawn,
         killGraceMs: this.options.killGraceMs,
-        nice: this.options.nice,
+        nice: this.options.nice ?? niceFromEnv(),
         diagnostics: prepared.diagnostics,
       });
       return { process: proc, prepared };
@@ -435,6 +435,12 @@ export class ResticRepository {
       throw err;
     }
   }
+}
+
+/** $WILD_BACKUP_RESTIC_NICE (0-19) when set to one; else undefined (the default, RESTIC_NICE). */
+function niceFromEnv(): number | undefined {
+  const v = process.env.WILD_BACKUP_RESTIC_NICE;
+  return v !== undefined && /^(1?[0-9])$/.test(v) ? Number(v) : undefined;
 }
 
 /** Waits for `promise`, or rejects with ResticAbortError when `signal` fires first. */

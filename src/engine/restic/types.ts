@@ -18,7 +18,7 @@ export interface ResticRepositoryOptions {
   log?: Logger;
   /** Called with the pid and argv of every restic process (tests inspect /proc/<pid>/cmdline). */
   onSpawn?: (info: ResticSpawnInfo) => void;
-  /** restic's CPU priority below the API's (nice increment); default RESTIC_NICE (10), 0 = same. */
+  /** restic's CPU priority below the API's (nice increment); default $WILD_BACKUP_RESTIC_NICE or 10; 0 = the same. */
   nice?: number;
 }
 
