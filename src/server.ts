@@ -1,10 +1,8 @@
 // buildApp(): one HTTP server on one port: GraphQL over HTTP and SSE (Yoga), graphql-ws over
 // WebSocket, GraphiQL from local assets, /healthz. start() listens, stop() drains and closes.
-import { SetupLane } from './subscriptions/setup-lane.js';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GraphQLError, execute as graphqlExecute } from 'graphql';
-import { subscribeShared } from './subscriptions/shared-execution.js';
 import { createGraphQLError, createYoga, shouldRenderGraphiQL, type Plugin as YogaPlugin } from 'graphql-yoga';
 import { maxDepthPlugin } from '@escape.tech/graphql-armor-max-depth';
 import { costLimitPlugin } from '@escape.tech/graphql-armor-cost-limit';
@@ -28,6 +26,8 @@ import { ScheduleService } from './engine/lifecycle/schedules.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './engine/metrics.js';
 import type { SchedulerOptions } from './engine/schedules/index.js';
 import { PubSub } from './subscriptions/pubsub.js';
+import { SetupLane } from './subscriptions/setup-lane.js';
+import { subscribeShared } from './subscriptions/shared-execution.js';
 import type { OperationTopics } from './subscriptions/events.js';
 import { WildStore } from './wild/store.js';
 import { logger, processSecrets, scrub } from './util/log.js';
@@ -285,11 +285,8 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
       gated(req, res, (role) => answerPost(yoga, req, res, role, oversizedInput));
       return;
     }
-    if (req.headers.accept?.includes('text/event-stream')) {
-      gated(req, res, () => setupLane.turn().then(() => yoga.handle(req, res)));
-      return;
-    }
-    gated(req, res, () => yoga.handle(req, res));
+    const subscription = req.headers.accept?.includes('text/event-stream') === true; // SSE
+    gated(req, res, () => (subscription ? setupLane.turn().then(() => yoga.handle(req, res)) : yoga.handle(req, res)));
   });
 
   /** The gate over graphql-ws: a query holds a slot while it executes, a subscription while it sets up. */

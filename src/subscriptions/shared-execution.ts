@@ -4,6 +4,7 @@
 // the first. Here the first subscriber's result for an event is kept (weakly, by the event
 // object) and handed to the others whose document, variables, operation name and role match.
 import { createSourceEventStream, execute, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { isAsyncIterable } from 'graphql-yoga';
 
 type Result = ExecutionResult | Promise<ExecutionResult>;
 
@@ -19,14 +20,10 @@ function keyOf(args: ExecutionArgs): string {
   return `${id}\u0000${String(role)}\u0000${args.operationName ?? ''}\u0000${JSON.stringify(args.variableValues ?? null)}`;
 }
 
-function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
-  return typeof (v as { [Symbol.asyncIterator]?: unknown } | null)?.[Symbol.asyncIterator] === 'function';
-}
-
 /** graphql-js `subscribe`, with each event's execution shared (see above). */
 export async function subscribeShared(args: ExecutionArgs): Promise<AsyncGenerator<ExecutionResult> | ExecutionResult> {
   const source = await createSourceEventStream(args);
-  if (!isAsyncIterable(source)) return source as ExecutionResult;
+  if (!isAsyncIterable(source)) return source;
   const key = keyOf(args);
   const run = (payload: unknown): Result => {
     if (typeof payload !== 'object' || payload === null) return execute({ ...args, rootValue: payload });

@@ -311,7 +311,7 @@ export class OperationEngine {
     if (since >= this.progressIntervalMs || (phaseChanged && since >= PHASE_MIN_GAP_MS)) {
       this.flushProgress(a);
     } else if (!a.trailing) {
-      a.trailing = setTimeout(() => this.flushProgress(a), this.progressIntervalMs - (now - a.lastPublish));
+      a.trailing = setTimeout(() => this.flushProgress(a), this.progressIntervalMs - since);
     }
   }
 

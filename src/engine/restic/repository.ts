@@ -60,6 +60,7 @@ export class ResticRepository {
   readonly displayUri: string;
   private readonly settings: RepositorySettings;
   private readonly binary: string;
+  private readonly nice: number | undefined;
   private readonly log: Logger;
   private readonly cacheKey: string;
 
@@ -72,6 +73,7 @@ export class ResticRepository {
     this.backend = this.plugin.name;
     this.displayUri = this.plugin.displayUri(this.settings.repository);
     this.binary = options.binary ?? process.env.WILD_BACKUP_RESTIC ?? 'restic';
+    this.nice = options.nice ?? niceFromEnv();
     this.log = options.log ?? logger('restic');
     const s = this.settings;
     this.cacheKey = createHash('sha256').update(JSON.stringify([s.repository, s.endpoint, s.region, s.port])).digest('hex');
@@ -426,7 +428,7 @@ export class ResticRepository {
         stdin: opts.stdin,
         onSpawn: this.options.onSpawn,
         killGraceMs: this.options.killGraceMs,
-        nice: this.options.nice ?? niceFromEnv(),
+        nice: this.nice,
         diagnostics: prepared.diagnostics,
       });
       return { process: proc, prepared };

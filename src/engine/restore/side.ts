@@ -77,6 +77,16 @@ export async function retrying<T>(fn: () => Promise<T>, opts: { timeoutMs?: numb
 }
 
 /**
+ * Creates a side copy (a side database, a side directory) to the end, then sees an abort. Not cut
+ * short by the signal: an abort mid-create kills the client, not the server's work, which could
+ * then create the side copy after the discard has looked for it. Creating one is quick.
+ */
+export async function createdThenAbortable(create: () => Promise<unknown>, signal: AbortSignal): Promise<void> {
+  await create();
+  signal.throwIfAborted();
+}
+
+/**
  * Fills a fresh side copy; if that fails, the copy is dropped (waiting for the server to answer
  * again when the fault was the server itself) and the failure passed on.
  */

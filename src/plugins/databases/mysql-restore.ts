@@ -4,7 +4,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 import type { KubeClient } from '../../kube/index.js';
 import type { ArtifactRecord } from '../../engine/backup/manifest.js';
-import { filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
+import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { streamIntoPod, type PodTarget } from '../exec-source.js';
 import { appDatabaseName } from './detect.js';
 import { mysqlCommand, mysqlQuery, mysqlRowCounts } from './mysql.js';
@@ -71,10 +71,7 @@ export const mysqlRestorer: ArtifactRestorer = {
     const d: MyDescription = { kind: 'mysql', live, side: `${base}_wbr_${suffix}`, old: `${base}_wbo_${suffix}` };
     const h = handle(t.client, () => serverPod(t.client, server, 'mysql'), pw, d, artifact);
     return filledOrDiscarded(h, async () => {
-      // Not cut short by the signal: an abort mid-create could leave the server creating the
-      // database after the discard has looked for it. The create is quick; the abort is seen next.
-      await mysqlQuery(t.client, target, pw, `create database ${q(d.side)}`);
-      signal.throwIfAborted();
+      await createdThenAbortable(() => mysqlQuery(t.client, target, pw, `create database ${q(d.side)}`), signal);
       // The password line first (read by the pod's shell), then the dump, as one stdin.
       const stdin = new PassThrough();
       stdin.write(`${pw}\n`);

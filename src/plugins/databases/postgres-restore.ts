@@ -3,7 +3,7 @@
 // to the live one terminated); the old database is dropped only when the whole restore succeeded.
 import type { Readable } from 'node:stream';
 import type { ArtifactRecord } from '../../engine/backup/manifest.js';
-import { filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
+import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { readAll } from '../../engine/backup/catalog.js';
 import { podText, streamIntoPod, type PodTarget } from '../exec-source.js';
 import type { KubeClient } from '../../kube/index.js';
@@ -114,10 +114,7 @@ export const postgresRestorer: ArtifactRestorer = {
     const command = ['pg_restore', '-U', 'postgres', `--dbname=${side}`, '--exit-on-error', '--no-password',
       ...(clone ? ['--no-owner', '--no-privileges', ...(ownerExists ? [`--role=${owner}`] : [])] : [])];
     return filledOrDiscarded(handle(t.client, locate, d, artifact), async () => {
-      // Not cut short by the signal: an abort mid-create could leave the server creating the
-      // database after the discard has looked for it. The create is quick; the abort is seen next.
-      await psql(t.client, target, `create database ${q(side)}${ownerExists ? ` owner ${q(owner)}` : ''}`);
-      signal.throwIfAborted();
+      await createdThenAbortable(() => psql(t.client, target, `create database ${q(side)}${ownerExists ? ` owner ${q(owner)}` : ''}`), signal);
       await streamIntoPod(t.client, target, command, stream, artifact.sizeBytes, signal);
     }, t);
   },

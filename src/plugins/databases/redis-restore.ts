@@ -15,7 +15,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { createHelperPod, deleteHelperPod, findReadyPod, listWorkloads, mountOf, scaleWorkload, waitForHelperPod, type HelperPod, type KubeClient } from '../../kube/index.js';
 import type { ArtifactRecord } from '../../engine/backup/manifest.js';
 import { quiesce, resume, type ReplicaMap } from '../../engine/restore/quiesce.js';
-import { filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
+import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { podText, streamIntoPod, type PodTarget } from '../exec-source.js';
 import { parseKeyspace, redisLayout, totalKeys, type Keyspace, type RedisLayout } from './redis.js';
 import { compareKeyspace, type RecordedKeyspace } from './verify.js';
@@ -321,9 +321,7 @@ export const redisRestorer: ArtifactRestorer = {
     const data = new DataDir(t.client, d, t.helperImage);
     return filledOrDiscarded(handle(t.client, d, data, artifact, digest.result), async () => {
       const a = await data.open({ signal });
-      // Like every side's creation, not cut short: the discard must not run before it has ended.
-      await run(t.client, d, a, PREPARE);
-      signal.throwIfAborted();
+      await createdThenAbortable(() => run(t.client, d, a, PREPARE), signal);
       stream.once('error', (e) => digest.transform.destroy(e));
       digest.transform.on('error', () => undefined); // surfaced through the exec's own failure
       const write = ['sh', '-c', WRITE, 'wild-backup', a.dir, d.sideDir, d.oldDir, d.dbfilename];

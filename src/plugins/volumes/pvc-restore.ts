@@ -5,7 +5,7 @@
 // and mtimes are the backed-up ones (tar -p as root).
 import type { Readable } from 'node:stream';
 import { createHelperPod, deleteHelperPod, waitForHelperPod, type KubeClient } from '../../kube/index.js';
-import { filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
+import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { podText, streamIntoPod, type PodTarget } from '../exec-source.js';
 import { TarScanner, type TarListing } from './tar-scan.js';
 
@@ -86,9 +86,7 @@ export const pvcRestorer: ArtifactRestorer = {
     const scanner = new TarScanner();
     const h = handle(t.client, pod, d, () => scanner.result(), artifact.meta);
     return filledOrDiscarded(h, async () => {
-      // Like every side's creation, not cut short: the discard must not run before it has ended.
-      await podText(t.client, pod.target, ['sh', '-c', 'cd "$1" && rm -rf -- "$2" && mkdir -- "$2"', 'wild-backup', pod.root, d.restoreDir]);
-      signal.throwIfAborted();
+      await createdThenAbortable(() => podText(t.client, pod.target, ['sh', '-c', 'cd "$1" && rm -rf -- "$2" && mkdir -- "$2"', 'wild-backup', pod.root, d.restoreDir]), signal);
       stream.once('error', (e) => scanner.destroy(e));
       scanner.on('error', () => undefined); // surfaced through the exec's own failure
       const into = `${pod.root.replace(/\/+$/, '')}/${d.restoreDir}`;
