@@ -144,9 +144,9 @@ async function* followOperation(ctx: GraphQLContext, opId: string): AsyncGenerat
   const { engine, pubsub } = ctx.services;
   const events = pubsub.subscribe(`operation:${opId}`);
   try {
-    const current = engine.get(opId);
+    const current = engine.published(opId);
     if (!current) throw new NotFoundError(`no operation with id "${opId}"`);
-    yield structuredClone(current);
+    yield current;
     if (isTerminal(current.status)) return;
     for await (const ev of events) {
       yield ev.operation;

@@ -113,6 +113,42 @@ describe('OperationEngine', () => {
     expect(at.at(-1)?.phase).toBe('phase 40');
   });
 
+  it("a running operation's subscribers all start from the record its last event carried, one object that later changes leave alone", async () => {
+    const engine = newEngine({ progressIntervalMs: 60_000 });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    let moveOn!: () => void;
+    const moved = new Promise<void>((r) => { moveOn = r; });
+    const sub = pubsub.subscribe('operations', { bufferSize: 1000 });
+    const rec = await engine.submit({
+      kind: 'CHECK_REPOSITORY', instance: 'home',
+      async run(ctx) {
+        await new Promise((r) => setTimeout(r, 150));
+        ctx.progress({ phase: 'copying', bytesTotal: 100, bytesDone: 1 }); // a phase change 100 ms after the last event: published at once
+        await new Promise((r) => setTimeout(r, 10));
+        ctx.progress({ bytesDone: 50 }); // within the interval: held for the next event
+        moveOn();
+        await gate;
+      },
+    });
+    let last: OperationRecord | undefined;
+    for await (const e of sub) {
+      last = e.operation;
+      if (e.operation.progress.phase === 'copying') break;
+    }
+    await moved;
+    const first = engine.published(rec.id);
+    expect(first).toBe(last); // the very object of the last event: one execution serves every subscriber
+    expect(engine.published(rec.id)).toBe(first);
+    expect(first?.progress.bytesDone).toBe(1);
+    expect(engine.get(rec.id)?.progress.bytesDone).toBe(50); // the live record moved on; the published one did not
+    release();
+    const done = await engine.waitFor(rec.id);
+    const after = engine.published(rec.id);
+    expect(after).toEqual(done); // finished: a copy of the record
+    expect(after).not.toBe(engine.get(rec.id));
+  });
+
   it('cancels a running task through its AbortSignal and records CANCELLED', async () => {
     const engine = newEngine();
     let sawAbort = false;

@@ -40,6 +40,8 @@ interface Active {
   task: OperationTask;
   controller: AbortController;
   lastPublish: number;
+  /** What the last event carried; never changed after it was published. */
+  published: OperationRecord | null;
   lastPersist: number;
   trailing: NodeJS.Timeout | null;
   rateSample: { t: number; bytes: number } | null;
@@ -110,6 +112,18 @@ export class OperationEngine {
     return this.records.get(id);
   }
 
+  /**
+   * The operation as its subscribers see it, a record nobody changes afterwards: for one that runs,
+   * what its last event carried (the same object for every subscriber, so one execution serves
+   * them all; anything newer follows as an event); for one that finished, a copy.
+   */
+  published(id: string): OperationRecord | undefined {
+    const a = this.active.get(id);
+    if (a?.published) return a.published;
+    const rec = this.records.get(id);
+    return rec && structuredClone(rec);
+  }
+
   require(id: string): OperationRecord {
     const rec = this.records.get(id);
     if (!rec) throw new NotFoundError(`no operation with id "${id}"`);
@@ -170,7 +184,7 @@ export class OperationEngine {
     let resolveFinished!: () => void;
     const finished = new Promise<void>((r) => (resolveFinished = r));
     const a: Active = {
-      rec, task, controller: new AbortController(), lastPublish: 0, lastPersist: 0, trailing: null,
+      rec, task, controller: new AbortController(), lastPublish: 0, published: null, lastPersist: 0, trailing: null,
       rateSample: null, finished, resolveFinished,
     };
     this.records.set(rec.id, rec);
@@ -388,6 +402,7 @@ export class OperationEngine {
     a.rec.updatedAt = new Date(a.lastPublish).toISOString();
     // Subscribers get a snapshot: later changes to the live record must not alter events in flight.
     const snapshot: OperationRecord = structuredClone(a.rec);
+    a.published = snapshot;
     const event = { type, operation: snapshot };
     this.opts.pubsub.publish('operations', event);
     this.opts.pubsub.publish(`operation:${snapshot.id}`, event);
