@@ -70,7 +70,8 @@ const reposDir = path.join(root, 'repos');
 const cachesDir = path.join(root, 'restic-cache');
 mkdirSync(reposDir);
 mkdirSync(cachesDir);
-const SERVER_ARGV = [...(flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flags['cpu-prof'])}`] : []), ...serverArgv(MODE, root)];
+// BENCH_NODE_FLAGS: more node flags for the server (e.g. --trace-gc).
+const SERVER_ARGV = [...(process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean), ...(flags['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flags['cpu-prof'])}`] : []), ...serverArgv(MODE, root)];
 
 // ---------------------------------------------------------------------------------------------
 // The three paths.

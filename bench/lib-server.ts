@@ -4,6 +4,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createWriteStream, existsSync, symlinkSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { SERVER_NODE_FLAGS } from '../src/util/heap.js';
 
 export type ServerMode = 'dist' | 'bundle' | 'tsx';
 
@@ -27,15 +28,15 @@ export function serverMode(opt: { tsx: boolean }): ServerMode {
 
 /** The argv (after `node`) that starts the server in `mode`; `bundle` compiles src/main.ts into `workDir` first. */
 export function serverArgv(mode: ServerMode, workDir: string): string[] {
-  if (mode === 'dist') return ['dist/main.js'];
-  if (mode === 'tsx') return ['--import', 'tsx', 'src/main.ts'];
+  if (mode === 'dist') return [...SERVER_NODE_FLAGS, 'dist/main.js'];
+  if (mode === 'tsx') return [...SERVER_NODE_FLAGS, '--import', 'tsx', 'src/main.ts'];
   const esbuild = path.resolve('node_modules/.bin/esbuild');
   const out = path.join(workDir, 'server');
   // Packages stay external (loaded from node_modules as in production).
   execFileSync(esbuild, ['src/main.ts', '--bundle', '--platform=node', '--format=esm', '--packages=external', `--outfile=${out}/main.mjs`, '--log-level=warning']);
   // Packages resolve from the bundle's directory upwards: give it the project's node_modules.
   symlinkSync(path.resolve('node_modules'), path.join(out, 'node_modules'));
-  return [`${out}/main.mjs`];
+  return [...SERVER_NODE_FLAGS, `${out}/main.mjs`];
 }
 
 export async function startServer(o: { dataDir: string; token: string; mode: ServerMode; argv: string[]; logFile: string }): Promise<ServerProcess> {

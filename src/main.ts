@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { z } from 'zod';
 import { buildApp } from './server.js';
+import { SERVER_NODE_FLAGS, startedWithServerFlags } from './util/heap.js';
 
 const USAGE = `usage: wild-backup serve [--data DIR] [--host HOST] [--port N] [--concurrency N]
   --data DIR        Wild Central data directory (env WILD_CENTRAL_DATA, default /var/lib/wild-central)
@@ -57,6 +58,9 @@ async function main(argv: string[]): Promise<void> {
   console.log(app.tokens.generated
     ? `Generated access tokens in ${app.tokens.source} (mode 0600): "admin" may change things, "readOnly" may only look.`
     : `Access tokens: ${app.tokens.source}`);
+  if (!startedWithServerFlags()) {
+    console.log(`Note: node was started without ${SERVER_NODE_FLAGS.join(' ')}; streams will cost more CPU in garbage collection (npm start passes it; docs/DESIGN.md).`);
+  }
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
