@@ -48,12 +48,16 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
       const through = spec.through?.();
       const stream = through ? ex.stdout.pipe(through.transform as unknown as NodeJS.WritableStream & import('node:stream').Readable) : ex.stdout;
       if (through) ex.stdout.on('error', (e) => (through.transform as unknown as import('node:stream').Duplex).destroy(e));
+      const ended = (async () => {
+        await ex.done;
+        // The command has exited, but its last bytes may still be on their way through the
+        // transform: its facts are complete only once it has processed all of them.
+        if (through) await finishedWriting(through.transform as unknown as import('node:stream').Duplex, { readable: false });
+      })();
+      ended.catch(() => undefined);
       const finished = (async () => {
         try {
-          await ex.done;
-          // The command has exited, but its last bytes may still be on their way through the
-          // transform: its facts are complete only once it has processed all of them.
-          if (through) await finishedWriting(through.transform as unknown as import('node:stream').Duplex, { readable: false });
+          await ended;
           const facts = spec.meta ? await spec.meta(signal) : {};
           return { ...facts, ...(through ? through.result() : {}) };
         } finally {
@@ -61,7 +65,7 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
         }
       })();
       finished.catch(() => undefined);
-      return { stream: stream as import('node:stream').Readable, finished };
+      return { stream: stream as import('node:stream').Readable, finished, ended };
     },
   };
 }

@@ -77,6 +77,36 @@ describe('runBackup', () => {
     expect(b.status).toBe('COMPLETE');
   }, 60_000);
 
+  it("writes an artifact's snapshot as soon as its stream ended, while its slower facts (row counts after a dump) are still being gathered", async () => {
+    let snapshotBeforeFacts: boolean | undefined;
+    const inner = commandSource('postgres', 'slowfacts', ['seq', '1', '100000'], 588_895);
+    const source: ArtifactSource = {
+      ...inner,
+      async open(signal) {
+        const opened = await inner.open(signal);
+        const ended = opened.finished.then(() => undefined);
+        // The facts are ready only once the artifact's snapshot is in the repository (15 s at most):
+        // had restic's stdin waited for them, there would be no snapshot to see.
+        const finished = ended.then(async () => {
+          for (let i = 0; i < 50; i++) {
+            const found = await repo.snapshots({ tags: ['artifact:postgres:slowfacts'], refresh: true });
+            if (found.length > 0) { snapshotBeforeFacts = true; return { rows: 100000 }; }
+            await new Promise((r) => setTimeout(r, 300));
+          }
+          snapshotBeforeFacts = false;
+          return { rows: 100000 };
+        });
+        return { stream: opened.stream, ended, finished };
+      },
+    };
+    const done = await backup('ghost', [source]);
+    expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+    expect(snapshotBeforeFacts).toBe(true);
+    const b = (await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)!;
+    expect(b.status).toBe('COMPLETE');
+    expect(b.artifacts.map((a) => `${a.kind}:${a.name}`)).toEqual(['postgres:slowfacts', 'manifest:backup.json']);
+  }, 60_000);
+
   it('one failing artifact stops the others at once and the backup leaves no snapshot', async () => {
     const started = Date.now();
     const done = await backup('nextcloud', [

@@ -159,7 +159,7 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
     report();
     try {
       opened = await src.open(signal);
-      const counter = gatedCounter(opened.finished, (n) => {
+      const counter = gatedCounter(opened.ended ?? opened.finished, (n) => {
         counted[i] = n;
         lastMove = Date.now();
         ctx.progress({ bytesDone: counted.reduce((a, b) => a + b, 0) });

@@ -10,6 +10,12 @@ export interface OpenedArtifact {
    * manifest (row counts, file count, server version...); rejects, naming the artifact, otherwise.
    */
   finished: Promise<Record<string, unknown>>;
+  /**
+   * Resolves once the stream's last byte is out and the source ended cleanly, before facts that
+   * take longer (row counts after a dump); rejects like `finished`. restic's stdin ends on this,
+   * so its snapshot is written while those facts are gathered. Default: `finished`.
+   */
+  ended?: Promise<void>;
 }
 
 export interface ArtifactSource {
