@@ -164,6 +164,12 @@ export class ResticProcess {
       // Interrupt before anything could end restic's stdin: a clean EOF would commit a short snapshot.
       this.stop('source');
     });
+    // A source destroyed before restic started (its error already emitted) will never end: interrupt.
+    if (source.destroyed && !source.readableEnded) {
+      this.sourceError = source.errored ?? new Error('the input was closed before restic started');
+      this.stop('source');
+      return;
+    }
     // pipe() ends restic's stdin only on the source's 'end', never on its error or destroy.
     source.pipe(this.child.stdin);
     // Counted from the same tick as pipe(): a 'data' listener attached earlier would start the
