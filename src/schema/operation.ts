@@ -149,6 +149,7 @@ async function* followOperation(ctx: GraphQLContext, opId: string): AsyncGenerat
     yield current;
     if (isTerminal(current.status)) return;
     for await (const ev of events) {
+      if (ev.operation === current) continue; // the event that made `current` (published for us)
       yield ev.operation;
       if (isTerminal(ev.operation.status)) return;
     }

@@ -113,7 +113,7 @@ describe('OperationEngine', () => {
     expect(at.at(-1)?.phase).toBe('phase 40');
   });
 
-  it("a running operation's subscribers all start from the record its last event carried, one object that later changes leave alone", async () => {
+  it("a running operation's subscribers all start from one record, current and never changed afterwards", async () => {
     const engine = newEngine({ progressIntervalMs: 60_000 });
     let release!: () => void;
     const gate = new Promise<void>((r) => { release = r; });
@@ -126,22 +126,20 @@ describe('OperationEngine', () => {
         await new Promise((r) => setTimeout(r, 150));
         ctx.progress({ phase: 'copying', bytesTotal: 100, bytesDone: 1 }); // a phase change 100 ms after the last event: published at once
         await new Promise((r) => setTimeout(r, 10));
-        ctx.progress({ bytesDone: 50 }); // within the interval: held for the next event
+        ctx.progress({ bytesDone: 50 }); // within the interval: no event carries it yet
         moveOn();
         await gate;
       },
     });
-    let last: OperationRecord | undefined;
-    for await (const e of sub) {
-      last = e.operation;
-      if (e.operation.progress.phase === 'copying') break;
-    }
+    for (let e = await sub.next(); e.value?.operation.progress.phase !== 'copying'; e = await sub.next()) expect(e.done).toBeFalsy();
     await moved;
     const first = engine.published(rec.id);
-    expect(first).toBe(last); // the very object of the last event: one execution serves every subscriber
-    expect(engine.published(rec.id)).toBe(first);
-    expect(first?.progress.bytesDone).toBe(1);
-    expect(engine.get(rec.id)?.progress.bytesDone).toBe(50); // the live record moved on; the published one did not
+    expect(first?.progress.bytesDone).toBe(50); // current: what no event had carried went out first
+    expect(engine.published(rec.id)).toBe(first); // nothing new since: the same object for the next subscriber
+    const next = await sub.next();
+    expect(next.value?.operation).toBe(first); // and it is what an event carried
+    engine.get(rec.id)!.progress.currentItem = 'changed later';
+    expect(first?.progress.currentItem).not.toBe('changed later'); // never changed afterwards
     release();
     const done = await engine.waitFor(rec.id);
     const after = engine.published(rec.id);

@@ -113,12 +113,14 @@ export class OperationEngine {
   }
 
   /**
-   * The operation as its subscribers see it, a record nobody changes afterwards: for one that runs,
-   * what its last event carried (the same object for every subscriber, so one execution serves
-   * them all; anything newer follows as an event); for one that finished, a copy.
+   * The operation's current state as its subscribers see it, a record nobody changes afterwards:
+   * for one that runs, the record its last event carried, the same object for every subscriber
+   * (one execution serves them all); progress that no event carried yet is published first, so
+   * it is current. For one that finished, a copy.
    */
   published(id: string): OperationRecord | undefined {
     const a = this.active.get(id);
+    if (a?.trailing) this.flushProgress(a);
     if (a?.published) return a.published;
     const rec = this.records.get(id);
     return rec && structuredClone(rec);
