@@ -1,7 +1,7 @@
 // Streams a backup's artifacts one by one from their sources into restic (`backup --stdin`),
 // then writes the manifest. Nothing is staged: bytes go from the source stream to restic's stdin
 // with backpressure. If anything fails or is cancelled, every snapshot of the backup is forgotten.
-import { PassThrough } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ResticRepository } from '../restic/index.js';
 import type { TaskContext } from '../operations/index.js';
@@ -72,8 +72,6 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
   const scope = app ?? '_cluster';
   ctx.setBackupId(backupId);
   ctx.log(`backup ${backupId} of ${app ? `${instance}/${app}` : `instance ${instance}`} into ${repo.displayUri}`);
-  let manifestInput: PassThrough | undefined;
-  let manifestWriting: Promise<unknown> | undefined;
 
   try {
     ctx.progress({ phase: 'estimating' });
@@ -82,34 +80,23 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
     ctx.progress({ bytesTotal: known.length > 0 ? known.reduce((a, b) => a + b, 0) : null, bytesDone: 0 });
     for (const [i, e] of estimates.entries()) ctx.log(`${label(run.sources[i]!)}: about ${e ?? '?'} bytes`);
 
-    // The manifest's restic starts while the last artifacts stream: its start-up (key derivation,
-    // index, lock: ~0.5 s) overlaps them, and it writes as soon as the manifest is known. A
-    // failure destroys its input, which interrupts it without a snapshot (see the catch).
-    const manifestFile = artifactFilename(scope, { kind: MANIFEST_ARTIFACT, name: '' }, '');
-    manifestInput = new PassThrough();
-    const input = manifestInput;
-    input.on('error', () => undefined); // its destroy on a failure is seen by its restic (or stops it before it starts)
-    let manifestWrite: Promise<Awaited<ReturnType<ResticRepository['backupStdin']>>> | undefined;
-    const startManifest = (): void => {
-      if (manifestWrite) return;
-      manifestWrite = repo.backupStdin({
-        stdin: input, filename: manifestFile, host: instance, signal: ctx.signal, resolveId: false, keepCache: true,
-        tags: tagsFor({ instance, app, backupId, artifact: { kind: MANIFEST_ARTIFACT, name: '' } }),
-      });
-      manifestWrite.catch(() => undefined);
-      manifestWriting = manifestWrite;
-    };
-    const records = await streamArtifacts(run, scope, backupId, estimates, startManifest);
+    const records = await streamArtifacts(run, scope, backupId, estimates);
 
-    ctx.progress({ phase: 'writing manifest', currentItem: manifestFile });
+    ctx.progress({ phase: 'writing manifest', currentItem: artifactFilename(scope, { kind: MANIFEST_ARTIFACT, name: '' }, '') });
     const manifest: BackupManifest = {
       format: 'wild-backup/v1', backupId, kind: app ? 'APP' : 'CLUSTER', instance, app, createdAt,
       finishedAt: new Date().toISOString(), operationId: ctx.operationId, reason: run.reason ?? 'manual',
       artifacts: records, skipped: run.skipped,
     };
-    startManifest();
-    input.end(Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
-    const manifestSummary = await manifestWrite!;
+    const manifestSummary = await repo.backupStdin({
+      stdin: Readable.from([Buffer.from(JSON.stringify(manifest, null, 2) + '\n')]),
+      filename: artifactFilename(scope, { kind: MANIFEST_ARTIFACT, name: '' }, ''),
+      host: instance,
+      tags: tagsFor({ instance, app, backupId, artifact: { kind: MANIFEST_ARTIFACT, name: '' } }),
+      signal: ctx.signal,
+      resolveId: false,
+      keepCache: true,
+    });
     // One listing after all the writes: it proves every snapshot is there, gives the manifest's
     // full id (restic 0.14 prints short ones), and becomes the cached listing that queries use,
     // which they kept answering from meanwhile.
@@ -125,10 +112,6 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
     ctx.progress({ phase: 'complete', bytesTotal: total, bytesDone: total });
     return { backupId, manifest };
   } catch (err) {
-    // A manifest restic still waiting for its input is interrupted (no snapshot), and has exited
-    // before the backup's snapshots are looked for.
-    if (manifestInput && !manifestInput.writableEnded) manifestInput.destroy(err instanceof Error ? err : new Error(String(err)));
-    await manifestWriting?.catch(() => undefined);
     if (!(await removeBackupSnapshots(repo, backupId, (l) => ctx.log(l)))) {
       await run.leftovers?.add(instance, backupId);
       ctx.log(`the snapshots of ${backupId} will be removed once the repository answers again`);
@@ -141,7 +124,7 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
  * Streams the sources into restic, up to `concurrency` at once, biggest first. The first failure
  * stops the others and is what the backup fails with. Records come back in the sources' order.
  */
-async function streamArtifacts(run: BackupRun, scope: string, backupId: string, estimates: Array<number | null>, onLastStarted: () => void): Promise<ArtifactRecord[]> {
+async function streamArtifacts(run: BackupRun, scope: string, backupId: string, estimates: Array<number | null>): Promise<ArtifactRecord[]> {
   const { repo, ctx, instance, app } = run;
   const records: Array<ArtifactRecord | undefined> = new Array(run.sources.length);
   const counted = new Array<number>(run.sources.length).fill(0);
@@ -206,11 +189,7 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
   const order = run.sources.map((_, i) => i).sort((a, b) => (estimates[b] ?? -1) - (estimates[a] ?? -1));
   let next = 0;
   const worker = async () => {
-    while (next < order.length && !group.signal.aborted && !ctx.signal.aborted) {
-      const i = order[next++]!;
-      if (next === order.length) onLastStarted();
-      await one(i);
-    }
+    while (next < order.length && !group.signal.aborted && !ctx.signal.aborted) await one(order[next++]!);
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(run.concurrency ?? DEFAULT_ARTIFACT_CONCURRENCY, order.length)) }, worker));
   ctx.signal.throwIfAborted();
