@@ -174,9 +174,11 @@ describe('per-client fairness', () => {
       const answeredAt = await query(); // sent after every subscribe frame
       await Promise.all(firsts);
       // The query went ahead of the burst (taken a batch per turn of the server's event loop):
-      // many subscribers got their first message after its answer. Set up all in one go, none did.
+      // subscribers got their first message after its answer. Set up all in one go, none did.
+      // How many depends on how cheap a set-up is (the first message is one shared execution
+      // now) and on the machine's load: 76-200 of 300 seen; 0 without the lane.
       const after = firstMessageAt.filter((t) => t > answeredAt).length;
-      expect(after, `${after} of ${N} subscriptions were set up after the query was answered`).toBeGreaterThan(N / 3);
+      expect(after, `${after} of ${N} subscriptions were set up after the query was answered`).toBeGreaterThan(N / 10);
     } finally {
       release();
       agent.destroy();
