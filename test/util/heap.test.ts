@@ -6,6 +6,7 @@
 // With the server's flags the chunks are left to the young generation. The launch paths (npm
 // scripts, benchmarks) must pass the flags: checked here too.
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,10 +14,9 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimKube, type SimKube } from '../../src/sim/index.js';
 import { writeRandomFile } from '../../src/sim/random.js';
-import { appObjects } from '../kube/objects.js';
 import { SERVER_NODE_FLAGS } from '../../src/util/heap.js';
 import { serverArgv } from '../../bench/lib-server.js';
-import { readFileSync } from 'node:fs';
+import { appObjects } from '../kube/objects.js';
 
 const run = promisify(execFile);
 const BYTES = 384 << 20;
@@ -40,11 +40,11 @@ describe('the streaming heap', () => {
     await rm(work, { recursive: true, force: true });
   });
 
-  const stream = async (mode: 'default' | 'server-flags'): Promise<{ major: number; minor: number; received: number }> => {
+  const stream = async (mode: 'default' | 'server-flags'): Promise<{ major: number; received: number }> => {
     const env = { ...process.env, RESTIC_REPOSITORY: path.join(work, `repo-${mode}`), RESTIC_PASSWORD: 'heap-test-repository-password', RESTIC_CACHE_DIR: path.join(work, 'cache') };
     await run('restic', ['init', '--quiet'], { env });
     const { stdout } = await run(process.execPath, ['--heap-growing-percent=10', ...(mode === 'server-flags' ? SERVER_NODE_FLAGS : []), '--import', 'tsx', 'test/helpers/heap-stream-child.ts', sim.kubeconfigPath, 'gitea', pod, file], { env, timeout: 120_000 });
-    return JSON.parse(stdout.trim().split('\n').at(-1)!) as { major: number; minor: number; received: number };
+    return JSON.parse(stdout.trim().split('\n').at(-1)!) as { major: number; received: number };
   };
 
   it('leaves stream chunks to the scavenger instead of a full collection every few dozen MB', { timeout: 180_000 }, async () => {
