@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HELPER_LABEL, kubeClientFor, listPods, listWorkloads } from '../../src/kube/index.js';
 import { treeDigest } from '../helpers/compare.js';
 import { OP_FIELDS, startSimApp, type SimApp } from '../helpers/sim-app.js';
-import { backupsOf, expectBackupLeftNothing, expectNoProcessesLeft, startOperation, whenStreaming } from '../helpers/faults.js';
+import { backupsOf, expectBackupLeftNothing, expectNoProcessesLeft, pauseResticOnce, startOperation, whenStreaming } from '../helpers/faults.js';
 
 let s: SimApp;
 let firstBackup = '';
@@ -77,8 +77,11 @@ describe('the cluster API stops answering', () => {
 
   it('a backup whose exec stream freezes mid-stream fails STALLED within a bound, nothing left', async () => {
     const opId = await startOperation(s, backupWebsite);
-    await whenStreaming(s, opId, 'pvc:website-content', 1 << 20);
+    // restic held after its first MiB, so that the hang lands mid-stream on any machine.
+    const restic = await pauseResticOnce(['backup', 'website/pvc-website-content.tar'], 'rchar', 1 << 20);
+    await whenStreaming(s, opId, 'pvc:website-content', 256 << 10);
     hang(true);
+    restic.resume();
     const t = Date.now();
     const rec = await s.app.services.engine.waitFor(opId);
     expect(elapsedSince(t)).toBeLessThan(STALL_MS + 10_000);
@@ -109,8 +112,11 @@ describe('the cluster API stops answering', () => {
     await writeFile(path.join(s.sim.pvcDir('website', 'website-content'), 'written-after-backup.txt'), 'keep me');
     const files = await treeDigest(s.sim.pvcDir('website', 'website-content'));
     const opId = await startOperation(s, `mutation($id: ID!) { restoreBackup(input: { backupId: $id, safetyBackup: false }) { ${OP_FIELDS} } }`, { id: firstBackup });
-    await whenStreaming(s, opId, 'restoring pvc:website-content', 4 << 20);
+    // restic dump held after its first MiB, so that the hang lands mid-stream on any machine.
+    const dump = await pauseResticOnce(['dump', '/website/pvc-website-content.tar'], 'wchar', 1 << 20);
+    await whenStreaming(s, opId, 'restoring pvc:website-content', 256 << 10);
     hang(true);
+    dump.resume();
     // Past the stall bound, the cluster comes back; the restore must have given up by then.
     await new Promise((r) => setTimeout(r, STALL_MS + 3_000));
     hang(false);

@@ -37,6 +37,32 @@ export async function resticChildren(): Promise<ChildProcessInfo[]> {
   return (await childProcesses()).filter((p) => p.comm === 'restic');
 }
 
+/**
+ * Stops (SIGSTOP) the server's restic whose argv holds every one of `words` once it has moved
+ * `minBytes` (/proc/<pid>/io: `rchar` for a backup reading its stdin, `wchar` for a dump writing
+ * its stdout; polled every few ms): a fault can then land mid-stream however fast the machine
+ * streams. `resume` sends SIGCONT.
+ */
+export async function pauseResticOnce(words: string[], counter: 'rchar' | 'wchar', minBytes: number, timeoutMs = 30_000): Promise<{ pid: number; resume: () => void }> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const found = (await resticChildren()).find((p) => words.every((w) => p.argv.includes(w)));
+    if (found) {
+      try {
+        const moved = Number(new RegExp(`^${counter}: (\\d+)$`, 'm').exec(readFileSync(`/proc/${found.pid}/io`, 'utf8'))?.[1] ?? 0);
+        if (moved >= minBytes) {
+          process.kill(found.pid, 'SIGSTOP');
+          return { pid: found.pid, resume: () => { try { process.kill(found.pid, 'SIGCONT'); } catch { /* gone */ } } };
+        }
+      } catch {
+        // it ended meanwhile
+      }
+    }
+    await new Promise((r) => setTimeout(r, 3));
+  }
+  throw new Error(`no restic ${words.join(' ')} reached ${counter} ${minBytes} within ${timeoutMs} ms`);
+}
+
 /** Resolves once the operation's progress shows `artifact` with at least `minBytes` done. */
 export async function whenStreaming(s: SimApp, opId: string, artifact: string, minBytes: number): Promise<void> {
   for await (const ev of s.app.services.pubsub.subscribe(`operation:${opId}`, { bufferSize: 10_000 })) {

@@ -103,6 +103,24 @@ describe('restic client (local repository)', () => {
     fail(new Error('pod exec stream broke'));
     await expect(running).rejects.toThrow('pod exec stream broke');
     expect(await repo.snapshots({ tags: ['broken-source'] })).toEqual([]);
+    expect(await readdir(join(dir, 'repo', 'locks')), 'no lock left behind').toEqual([]);
+  });
+
+  it('a restic killed mid-stream leaves no lock behind once the call has failed', async () => {
+    let release!: () => void;
+    const source = randomStream(1024 * 1024, { holdAfter: 128 * 1024, hold: new Promise<void>((r) => (release = r)) });
+    const running = backup(source.stream, { tags: ['killed'] });
+    await untilRead(source, 128 * 1024);
+    // The lock file itself, not the temp file restic writes it as and renames.
+    const locks = async () => (await readdir(join(dir, 'repo', 'locks')).catch(() => [])).filter((f) => !f.includes('-tmp-'));
+    for (let i = 0; i < 300 && (await locks()).length === 0; i++) await sleep(50);
+    expect((await locks()).length, 'the backup holds its lock').toBe(1);
+    // SIGKILL: restic cannot remove its own lock.
+    process.kill(spawned.at(-1)!.pid, 'SIGKILL');
+    const err = await running.catch((e: unknown) => e);
+    release();
+    expect((err as Error).message).toMatch(/was killed/);
+    expect(await readdir(join(dir, 'repo', 'locks')), 'the stale lock was removed').toEqual([]);
   });
 
   it('reports a locked repository at once, typed; the work goes through once the lock is gone', async () => {

@@ -63,6 +63,9 @@ export class ResticRepository {
   private readonly nice: number | undefined;
   private readonly log: Logger;
   private readonly cacheKey: string;
+  /** The stale-lock sweep running or last run, and the one waiting to run after it. */
+  private sweeping: Promise<void> = Promise.resolve();
+  private sweepQueued: Promise<void> | undefined;
 
   /** Validates the settings at once: throws StorageValidationError listing every problem. */
   constructor(private readonly options: ResticRepositoryOptions) {
@@ -260,7 +263,9 @@ export class ResticRepository {
             },
             (err: unknown) => {
               finished = true;
-              out.destroy(err as Error);
+              // The error reaches the reader once no lock of this restic is left behind.
+              const sweep = p.mayHaveLeftLock() ? this.sweepStaleLocks() : Promise.resolve();
+              void sweep.then(() => out.destroy(err as Error));
             },
           )
           .finally(() => void prepared.cleanup());
@@ -369,6 +374,28 @@ export class ResticRepository {
     }
   }
 
+  /**
+   * `restic unlock` after a restic that may have left its lock (ResticProcess.mayHaveLeftLock), so
+   * that a cancelled or failed command leaves the repository as it found it. It removes only
+   * stale locks (of dead processes on this host, or not refreshed for 30 minutes): restics still
+   * running keep theirs. Requests coalesce: one waiting sweep serves every request made before it
+   * starts. Never throws: a lock it could not remove is removed by the next exclusive command.
+   */
+  private sweepStaleLocks(): Promise<void> {
+    if (this.sweepQueued) return this.sweepQueued;
+    const next = this.sweeping.then(async () => {
+      this.sweepQueued = undefined;
+      try {
+        await this.runOnce('unlock', [], { json: false, timeoutMs: DEFAULT_STATUS_TIMEOUT_MS });
+      } catch (err) {
+        this.log.warn('could not remove stale locks', { repository: this.displayUri, error: err instanceof Error ? err.message : String(err) });
+      }
+    });
+    this.sweepQueued = next;
+    this.sweeping = next;
+    return next;
+  }
+
   private async runOnce(command: string, args: string[], opts: RunOptions): Promise<string[]> {
     let started: { process: ResticProcess; prepared: PreparedBackend };
     try {
@@ -385,6 +412,8 @@ export class ResticRepository {
       await proc.wait();
       return lines;
     } catch (err) {
+      // Before the input is destroyed: its consumers' errors would arrive before restic's.
+      if (takesLock(command, opts) && proc.mayHaveLeftLock()) await this.sweepStaleLocks();
       if (opts.stdin && !opts.stdin.destroyed) opts.stdin.destroy();
       throw err;
     } finally {
@@ -437,6 +466,11 @@ export class ResticRepository {
       throw err;
     }
   }
+}
+
+/** Whether the command locks the repository (restic 0.14: all but these, and --no-lock runs). */
+function takesLock(command: string, opts: RunOptions): boolean {
+  return !opts.noLock && !['unlock', 'init', 'version', 'cat'].includes(command);
 }
 
 /** $WILD_BACKUP_RESTIC_NICE (0-19) when set to one; else undefined (the default, RESTIC_NICE). */
