@@ -207,10 +207,11 @@ export class ResticProcess {
   }
 
   /**
-   * Whether restic may have left its lock in the repository: it was interrupted by us (restic
-   * 0.14 removes its lock on SIGINT, but not when the signal lands while it is creating the lock:
-   * seen in 11 of 40 interrupts in one run) or killed by any signal (OOM, SIGKILL). A timeout is
-   * not counted: the repository did not answer, so an unlock would not get through either.
+   * Whether restic may have left its lock in the repository: it was interrupted by us, or killed
+   * by any signal (OOM, SIGKILL). On SIGINT restic 0.14 removes the locks it has registered, but it
+   * registers a new lock only after writing it and sleeping 200 ms (restic's lock.go, newLock): an
+   * interrupt in that window exits with the lock file left (11 of 40 interrupts in one try here).
+   * A timeout is not counted: the repository did not answer, so an unlock would not get through.
    */
   mayHaveLeftLock(): boolean {
     if (!this.exited || this.stopReason === 'timeout') return false;
