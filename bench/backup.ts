@@ -16,6 +16,7 @@
 //
 // Usage: npm run bench -- [--size 1G] [--rss-size 4G|0] [--runs 3] [--quick] [--tsx] [--keep] [--out FILE]
 //        [--cpu-prof DIR]  (the server writes a V8 CPU profile per run into DIR)
+//        [--paths ours,direct]  (only these paths, medians printed, no report: for trying a change)
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -37,6 +38,7 @@ const { values: flags } = parseArgs({
     keep: { type: 'boolean', default: false },
     out: { type: 'string' },
     'cpu-prof': { type: 'string' },
+    paths: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -289,7 +291,9 @@ async function main(): Promise<void> {
     say('warming up (untimed pg_dump and tar to /dev/null)');
     await sh(`pg_dump -U postgres --format=custom --compress=0 --no-password --dbname=${DB} > /dev/null; tar -c -f - -C ${q(s.pvcDir)} . > /dev/null`, { ...process.env, ...s.pgEnv });
 
-    const variants = ['ours', 'direct', 'seed', 'together', 'kubectl'] as const;
+    const all = ['ours', 'direct', 'seed', 'together', 'kubectl'] as const;
+    const only = flags.paths?.split(',');
+    const variants = only ? all.filter((v) => only.includes(v)) : all;
     for (let r = 1; r <= RUNS; r++) {
       // Rotate the order each round so no path always runs first or last.
       const order = variants.map((_, i) => variants[(i + r - 1) % variants.length]!);
@@ -300,7 +304,8 @@ async function main(): Promise<void> {
         if (v === 'ours') {
           const o = await runOurs(s, repo, { init: true });
           res.ours.push(o);
-          say(`run ${r} ours:    ${secs(o.op.clientMs)} (operation ${secs(o.opMs)}), server peak RSS ${mib(o.mem.vmHwmKiB)}, restic peak ${mib(o.mem.resticPeakKiB)}, repo ${fmtBytes(o.repoBytes)}, CPU ${cpuText(o.cpu)}, load ${o.load}`);
+          say(`run ${r} ours:    ${secs(o.op.clientMs)} (operation ${secs(o.opMs)}), server peak RSS ${mib(o.mem.vmHwmKiB)}, restic peak ${mib(o.mem.resticPeakKiB)}, repo ${fmtBytes(o.repoBytes)}, CPU ${cpuText(o.cpu)} (${Object.entries(o.cpu).map(([k, v]) => `${k.split(' (')[0]} ${v.toFixed(1)}`).join(', ')}), load ${o.load}`);
+          if (only) say(`  phases: ${Object.entries(o.phaseMs).map(([k, v]) => `${k} ${secs(v)}`).join(', ')}`);
           res.serverCommand = `node ${SERVER_ARGV.join(' ').replaceAll(root, '<work>')} serve --data <work>/sim/wild-central --port 0`;
         } else if (v === 'direct' || v === 'kubectl' || v === 'together') {
           await resticInit(repo);
@@ -316,6 +321,13 @@ async function main(): Promise<void> {
         // Keep the last round's repositories (ours, seed) for the incremental step.
         if (r < RUNS || v === 'direct' || v === 'kubectl' || v === 'together') { rmSync(repo, { recursive: true, force: true }); rmSync(cache, { recursive: true, force: true }); }
       }
+    }
+
+    if (only) {
+      const med = (xs: number[]) => (xs.length ? secs(median(xs)) : '-');
+      say(`medians: ours ${med(res.ours.map((o) => o.op.clientMs))} (streaming ${med(res.ours.map(streamingMs))}), direct ${med(res.direct.map((d) => d.totalMs))}, side by side ${med(res.together.map((d) => d.totalMs))}, kubectl ${med(res.kubectl.map((d) => d.totalMs))}`);
+      if (res.ours.length && res.direct.length) say(`ours / direct = ${(median(res.ours.map((o) => o.op.clientMs)) / median(res.direct.map((d) => d.totalMs))).toFixed(3)}`);
+      return;
     }
 
     // What one restic process costs before it moves a byte (ours starts several per artifact).

@@ -8,6 +8,7 @@ import { runBackup } from '../../src/engine/backup/pipeline.js';
 import type { ArtifactSource } from '../../src/engine/backup/source.js';
 import type { ResticRepository } from '../../src/engine/restic/index.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
+import { resticChildren } from '../helpers/faults.js';
 import { commandSource } from '../helpers/sources.js';
 
 let t: TestApp;
@@ -24,11 +25,11 @@ beforeAll(async () => {
 });
 afterAll(async () => { await t.close(); });
 
-async function backup(app: string, sources: ArtifactSource[], opts: { cancelAfterMs?: number } = {}): Promise<OperationRecord> {
+async function backup(app: string, sources: ArtifactSource[], opts: { cancelAfterMs?: number; repo?: ResticRepository } = {}): Promise<OperationRecord> {
   const rec = await t.app.services.engine.submit({
     kind: 'BACKUP_APP', instance: 'home', app,
     run: async (ctx) => {
-      const r = await runBackup({ repo, catalog, instance: 'home', app, sources, skipped: [], ctx });
+      const r = await runBackup({ repo: opts.repo ?? repo, catalog, instance: 'home', app, sources, skipped: [], ctx });
       return { backupId: r.backupId };
     },
   });
@@ -105,6 +106,38 @@ describe('runBackup', () => {
     const b = (await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)!;
     expect(b.status).toBe('COMPLETE');
     expect(b.artifacts.map((a) => `${a.kind}:${a.name}`)).toEqual(['postgres:slowfacts', 'manifest:backup.json']);
+  }, 60_000);
+
+  it("starts the manifest's restic while the last artifact streams, so its start-up is not added at the end", async () => {
+    let manifestResticWhileStreaming: boolean | undefined;
+    const inner = commandSource('pvc', 'late', ['seq', '1', '100000'], 588_895);
+    const source: ArtifactSource = {
+      ...inner,
+      async open(signal) {
+        // The stream begins only once a restic for the manifest runs (15 s at most).
+        for (let i = 0; i < 150 && manifestResticWhileStreaming === undefined; i++) {
+          if ((await resticChildren()).some((p) => p.argv.includes('artifact:manifest'))) manifestResticWhileStreaming = true;
+          else await new Promise((r) => setTimeout(r, 100));
+        }
+        manifestResticWhileStreaming ??= false;
+        return inner.open(signal);
+      },
+    };
+    const done = await backup('website', [source]);
+    expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+    expect(manifestResticWhileStreaming).toBe(true);
+    expect((await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)?.status).toBe('COMPLETE');
+  }, 60_000);
+
+  it('lists again when the listing that started with the manifest\'s write did not see it yet', async () => {
+    // The first listing answers from before the manifest (as a listing that ran too early would).
+    let refreshes = 0;
+    const early = Object.create(repo) as ResticRepository;
+    early.refresh = async (o) => (++refreshes === 1 ? [...(await repo.snapshots())] : repo.refresh(o));
+    const done = await backup('website', [commandSource('pvc', 'early-listing', ['seq', '1', '1000'])], { repo: early });
+    expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+    expect(refreshes).toBe(2);
+    expect((await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)?.status).toBe('COMPLETE');
   }, 60_000);
 
   it('one failing artifact stops the others at once and the backup leaves no snapshot', async () => {

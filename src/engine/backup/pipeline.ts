@@ -1,9 +1,9 @@
-// Streams a backup's artifacts one by one from their sources into restic (`backup --stdin`),
+// Streams a backup's artifacts (up to three at once) from their sources into restic (`backup --stdin`),
 // then writes the manifest. Nothing is staged: bytes go from the source stream to restic's stdin
 // with backpressure. If anything fails or is cancelled, every snapshot of the backup is forgotten.
-import { Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ResticRepository } from '../restic/index.js';
+import type { ResticRepository, Snapshot } from '../restic/index.js';
 import type { TaskContext } from '../operations/index.js';
 import { WildError } from '../../errors.js';
 import { scrub } from '../../util/log.js';
@@ -72,6 +72,20 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
   const scope = app ?? '_cluster';
   ctx.setBackupId(backupId);
   ctx.log(`backup ${backupId} of ${app ? `${instance}/${app}` : `instance ${instance}`} into ${repo.displayUri}`);
+  const manifestFile = artifactFilename(scope, { kind: MANIFEST_ARTIFACT, name: '' }, '');
+  // The manifest's restic starts while the last artifact streams: its start-up (key derivation,
+  // index, lock: ~0.5 s) overlaps the stream, and it writes as soon as the manifest is known. A
+  // failure destroys its input, which interrupts it without a snapshot (see the catch).
+  const manifestInput = new PassThrough();
+  manifestInput.on('error', () => undefined); // its destroy on a failure is seen by its restic
+  let manifestWrite: ReturnType<ResticRepository['backupStdin']> | undefined;
+  const startManifest = (): void => {
+    manifestWrite ??= repo.backupStdin({
+      stdin: manifestInput, filename: manifestFile, host: instance, signal: ctx.signal, resolveId: false, keepCache: true,
+      tags: tagsFor({ instance, app, backupId, artifact: { kind: MANIFEST_ARTIFACT, name: '' } }),
+    });
+    manifestWrite.catch(() => undefined); // awaited below, or in the catch
+  };
 
   try {
     ctx.progress({ phase: 'estimating' });
@@ -80,38 +94,43 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
     ctx.progress({ bytesTotal: known.length > 0 ? known.reduce((a, b) => a + b, 0) : null, bytesDone: 0 });
     for (const [i, e] of estimates.entries()) ctx.log(`${label(run.sources[i]!)}: about ${e ?? '?'} bytes`);
 
-    const records = await streamArtifacts(run, scope, backupId, estimates);
+    const records = await streamArtifacts(run, scope, backupId, estimates, startManifest);
 
-    ctx.progress({ phase: 'writing manifest', currentItem: artifactFilename(scope, { kind: MANIFEST_ARTIFACT, name: '' }, '') });
+    ctx.progress({ phase: 'writing manifest', currentItem: manifestFile });
     const manifest: BackupManifest = {
       format: 'wild-backup/v1', backupId, kind: app ? 'APP' : 'CLUSTER', instance, app, createdAt,
       finishedAt: new Date().toISOString(), operationId: ctx.operationId, reason: run.reason ?? 'manual',
       artifacts: records, skipped: run.skipped,
     };
-    const manifestSummary = await repo.backupStdin({
-      stdin: Readable.from([Buffer.from(JSON.stringify(manifest, null, 2) + '\n')]),
-      filename: artifactFilename(scope, { kind: MANIFEST_ARTIFACT, name: '' }, ''),
-      host: instance,
-      tags: tagsFor({ instance, app, backupId, artifact: { kind: MANIFEST_ARTIFACT, name: '' } }),
-      signal: ctx.signal,
-      resolveId: false,
-      keepCache: true,
-    });
-    // One listing after all the writes: it proves every snapshot is there, gives the manifest's
-    // full id (restic 0.14 prints short ones), and becomes the cached listing that queries use,
-    // which they kept answering from meanwhile.
+    startManifest();
+    manifestInput.end(Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
+    // The listing that proves every snapshot is there, gives the manifest's full id (restic 0.14
+    // prints short ones) and becomes the cached listing queries use (they kept answering from the
+    // previous one meanwhile). It starts with the manifest's write: its own start-up (~0.5 s) is
+    // longer than what is left of that write, so it nearly always lists the manifest; when it
+    // does not, a second listing does.
+    const listing = repo.refresh({ signal: ctx.signal });
+    listing.catch(() => undefined); // awaited after the manifest's write
+    const manifestSummary = await manifestWrite!;
     ctx.progress({ phase: 'listing snapshots' });
-    const mine = (await repo.refresh({ signal: ctx.signal })).filter((s) => s.tags.includes(`backup:${backupId}`));
+    const isManifest = (s: Snapshot) => s.tags.includes(`backup:${backupId}`) && s.tags.includes(`artifact:${MANIFEST_ARTIFACT}`) && s.id.startsWith(manifestSummary.snapshotId);
+    let listed = await listing;
+    if (!listed.some(isManifest)) listed = await repo.refresh({ signal: ctx.signal });
+    const mine = listed.filter((s) => s.tags.includes(`backup:${backupId}`));
     for (const r of records) {
       if (!mine.some((s) => s.id.startsWith(r.snapshotId))) throw new ArtifactFailedError(`${r.kind}:${r.name}`, new Error(`snapshot ${r.snapshotId} was written but is not listed`));
     }
-    const manifestSnap = mine.find((s) => s.tags.includes(`artifact:${MANIFEST_ARTIFACT}`) && s.id.startsWith(manifestSummary.snapshotId));
+    const manifestSnap = mine.find(isManifest);
     if (!manifestSnap) throw new ArtifactFailedError('manifest', new Error(`snapshot ${manifestSummary.snapshotId} was written but is not listed`));
     await run.catalog.remember(manifestSnap.id, manifest);
     const total = records.reduce((n, r) => n + r.sizeBytes, 0);
     ctx.progress({ phase: 'complete', bytesTotal: total, bytesDone: total });
     return { backupId, manifest };
   } catch (err) {
+    // A manifest restic still waiting for its input is interrupted (no snapshot), and has exited
+    // (leaving no lock) before the backup's snapshots are looked for.
+    if (!manifestInput.writableEnded) manifestInput.destroy(err instanceof Error ? err : new Error(String(err)));
+    await manifestWrite?.catch(() => undefined);
     if (!(await removeBackupSnapshots(repo, backupId, (l) => ctx.log(l)))) {
       await run.leftovers?.add(instance, backupId);
       ctx.log(`the snapshots of ${backupId} will be removed once the repository answers again`);
@@ -124,7 +143,7 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
  * Streams the sources into restic, up to `concurrency` at once, biggest first. The first failure
  * stops the others and is what the backup fails with. Records come back in the sources' order.
  */
-async function streamArtifacts(run: BackupRun, scope: string, backupId: string, estimates: Array<number | null>): Promise<ArtifactRecord[]> {
+async function streamArtifacts(run: BackupRun, scope: string, backupId: string, estimates: Array<number | null>, onLastStarted: () => void): Promise<ArtifactRecord[]> {
   const { repo, ctx, instance, app } = run;
   const records: Array<ArtifactRecord | undefined> = new Array(run.sources.length);
   const counted = new Array<number>(run.sources.length).fill(0);
@@ -189,7 +208,11 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
   const order = run.sources.map((_, i) => i).sort((a, b) => (estimates[b] ?? -1) - (estimates[a] ?? -1));
   let next = 0;
   const worker = async () => {
-    while (next < order.length && !group.signal.aborted && !ctx.signal.aborted) await one(order[next++]!);
+    while (next < order.length && !group.signal.aborted && !ctx.signal.aborted) {
+      const i = order[next++]!;
+      if (next === order.length) onLastStarted();
+      await one(i);
+    }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(run.concurrency ?? DEFAULT_ARTIFACT_CONCURRENCY, order.length)) }, worker));
   ctx.signal.throwIfAborted();
