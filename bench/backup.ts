@@ -200,7 +200,8 @@ interface OursRun {
 const streamingMs = (o: OursRun): number => {
   const ph = o.op.phases;
   const first = ph.find((p) => p.phase.startsWith('backing up'));
-  const last = ph.find((p) => p.phase === 'writing manifest' || p.phase === 'complete' || p.phase === 'succeeded');
+  // The manifest's write can be too short for the 100 ms polling to see: the listing follows it.
+  const last = ph.find((p) => ['writing manifest', 'listing snapshots', 'complete', 'succeeded'].includes(p.phase));
   return first && last ? last.atMs - first.atMs : 0;
 };
 

@@ -38,7 +38,9 @@ const fresh = async (): Promise<void> => {
 };
 const RESTIC = 'restic backup --stdin --stdin-filename random.bin --json --quiet > /dev/null';
 
-const sim = spawn(process.execPath, ['--import', 'tsx', 'bench/sim-serve.ts'], { stdio: ['ignore', 'pipe', 'inherit'] });
+// Both processes run with the server's heap floor (src/util/heap.ts): stream chunks would otherwise
+// cost full collections (docs/DESIGN.md, "The server's heap").
+const sim = spawn(process.execPath, ['--initial-old-space-size=128', '--import', 'tsx', 'bench/sim-serve.ts'], { stdio: ['ignore', 'pipe', 'inherit'] });
 const target = JSON.parse(await new Promise<string>((r) => createInterface({ input: sim.stdout! }).once('line', r))) as { kubeconfig: string; namespace: string; pod: string };
 const client = kube.kubeClientFor(target.kubeconfig);
 await kube.execText(client, { namespace: target.namespace, pod: target.pod, command: ['true'] });
