@@ -11,6 +11,7 @@ import { openExecSockets, kubeClientFor } from '../../src/kube/index.js';
 import type { OperationRecord } from '../../src/engine/operations/index.js';
 import { setPath, updateYamlFile } from '../../src/wild/writer.js';
 import { freePort, waitForPort } from '../../src/util/net.js';
+import { pauseResticOnce } from '../helpers/faults.js';
 import { OP_FIELDS, startSimApp, type SimApp } from '../helpers/sim-app.js';
 
 let s: SimApp;
@@ -99,9 +100,12 @@ describe('failed backups', () => {
   it('cancelled mid-stream through GraphQL: CANCELLED, nothing left', async () => {
     await writeFile(path.join(s.sim.pvcDir('website', 'website-content'), 'big.bin'), randomBytes(96 << 20));
     const opId = await startBackup('website');
-    await whenStreaming(opId, 'pvc:website-content', 1 << 20);
+    // restic held after its first MiB, so that the cancel lands mid-stream on any machine.
+    const restic = await pauseResticOnce(['backup', 'website/pvc-website-content.tar'], 'rchar', 1 << 20);
+    await whenStreaming(opId, 'pvc:website-content', 256 << 10);
     const res = await s.gql<{ cancelOperation: { __typename: string } }>(`mutation($id: ID!) { cancelOperation(id: $id) { __typename } }`, { id: opId });
     expect(res.data!.cancelOperation.__typename).toBe('CancelOperationPayload');
+    restic.resume();
     const rec = await s.app.services.engine.waitFor(opId);
     expect(rec.status).toBe('CANCELLED');
     await expectNothingLeft(rec, 'website');
@@ -130,8 +134,10 @@ describe('failed backups', () => {
     const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
     expect(init.status, JSON.stringify(init.error)).toBe('SUCCEEDED');
     const opId = await startBackup('website');
-    await whenStreaming(opId, 'pvc:website-content', 1 << 20, true);
+    const restic = await pauseResticOnce(['backup', 'website/pvc-website-content.tar'], 'rchar', 1 << 20);
+    await whenStreaming(opId, 'pvc:website-content', 256 << 10, true);
     await stopRclone();
+    restic.resume();
     const rec = await s.app.services.engine.waitFor(opId);
     expect(rec.status).toBe('FAILED');
     expect(rec.error?.message).toMatch(/pvc:website-content/);

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HELPER_LABEL, kubeClientFor, listPods, listWorkloads } from '../../src/kube/index.js';
 import { pgTableDigests, treeDigest } from '../helpers/compare.js';
 import { OP_FIELDS, startSimApp, type SimApp } from '../helpers/sim-app.js';
-import { backupsOf, expectBackupLeftNothing, expectNoProcessesLeft, resticChildren, startOperation, whenStreaming } from '../helpers/faults.js';
+import { backupsOf, expectBackupLeftNothing, expectNoProcessesLeft, pauseResticOnce, startOperation } from '../helpers/faults.js';
 
 let s: SimApp;
 let firstBackup = '';
@@ -18,12 +18,13 @@ const NESTED = (rel: string) => rel === 'gitea/conf/app.ini';
 const backupGitea = `mutation { backupApp(input: { instance: "test", app: "gitea" }) { ${OP_FIELDS} } }`;
 const locksDir = () => path.join(s.sim.instanceDir, 'backups', 'repository', 'locks');
 
-/** SIGKILLs the server's restic whose argv holds every one of `words`; returns its pid. */
-async function killRestic(...words: string[]): Promise<number> {
-  const found = (await resticChildren()).find((p) => words.every((w) => p.argv.includes(w)));
-  if (!found) throw new Error(`no restic ${words.join(' ')} running: ${JSON.stringify((await resticChildren()).map((p) => p.argv.slice(-6)))}`);
-  process.kill(found.pid, 'SIGKILL');
-  return found.pid;
+/**
+ * SIGKILLs the server's restic whose argv holds every one of `words` once it has moved `minBytes`
+ * (held with SIGSTOP at that point, so the kill lands mid-stream however fast the machine is).
+ */
+async function killResticAfter(words: string[], counter: 'rchar' | 'wchar', minBytes: number): Promise<void> {
+  const held = await pauseResticOnce(words, counter, minBytes);
+  process.kill(held.pid, 'SIGKILL');
 }
 
 beforeAll(async () => {
@@ -40,9 +41,8 @@ afterAll(async () => { await s?.close(); });
 describe('restic killed', () => {
   it('mid-backup: FAILED naming the artifact, no snapshot of it left, the stale lock blocks nothing, the next backup completes', async () => {
     const opId = await startOperation(s, backupGitea);
-    // Early in the volume's stream (progress is the sum over the artifacts streaming side by side).
-    await whenStreaming(s, opId, 'pvc:gitea-data', 1 << 20);
-    await killRestic('backup', 'gitea/pvc-gitea-data.tar');
+    // Early in the volume's stream: its restic has read 1 MiB of the 128 MiB.
+    await killResticAfter(['backup', 'gitea/pvc-gitea-data.tar'], 'rchar', 1 << 20);
     const rec = await s.app.services.engine.waitFor(opId);
     expect(rec.status).toBe('FAILED');
     expect(rec.error?.message).toMatch(/^pvc:gitea-data: restic backup failed \(was killed\)/);
@@ -65,8 +65,7 @@ describe('restic killed', () => {
     const before = { rows: await pgTableDigests(pg, 'gitea'), files: await treeDigest(s.sim.pvcDir('gitea', 'gitea-data'), { skip: NESTED }), replicas: await replicas() };
 
     const opId = await startOperation(s, `mutation($id: ID!) { restoreBackup(input: { backupId: $id, safetyBackup: false }) { ${OP_FIELDS} } }`, { id: firstBackup });
-    await whenStreaming(s, opId, 'restoring pvc:gitea-data', 4 << 20);
-    await killRestic('dump', '/gitea/pvc-gitea-data.tar');
+    await killResticAfter(['dump', '/gitea/pvc-gitea-data.tar'], 'wchar', 4 << 20);
     const rec = await s.app.services.engine.waitFor(opId);
     expect(rec.status).toBe('FAILED');
     expect(rec.error?.message).toMatch(/^pvc:gitea-data: .*restic dump failed \(was killed\)/);
