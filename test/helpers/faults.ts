@@ -13,7 +13,7 @@ export interface ChildProcessInfo { pid: number; comm: string; argv: string[] }
  * Read synchronously: the fault tests kill what they find, and a slow scan of /proc under load
  * gave a short-lived restic time to finish between being found and being killed.
  */
-export async function childProcesses(): Promise<ChildProcessInfo[]> {
+export async function childProcesses(parent = process.pid): Promise<ChildProcessInfo[]> {
   const out: ChildProcessInfo[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -23,7 +23,7 @@ export async function childProcesses(): Promise<ChildProcessInfo[]> {
       const close = stat.lastIndexOf(')');
       const comm = stat.slice(stat.indexOf('(') + 1, close);
       const [state, ppid] = stat.slice(close + 2).split(' ');
-      if (Number(ppid) !== process.pid || state === 'Z') continue;
+      if (Number(ppid) !== parent || state === 'Z') continue;
       const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter(Boolean);
       out.push({ pid: Number(name), comm, argv });
     } catch {
@@ -33,20 +33,23 @@ export async function childProcesses(): Promise<ChildProcessInfo[]> {
   return out;
 }
 
-export async function resticChildren(): Promise<ChildProcessInfo[]> {
-  return (await childProcesses()).filter((p) => p.comm === 'restic');
+export async function resticChildren(parent = process.pid): Promise<ChildProcessInfo[]> {
+  return (await childProcesses(parent)).filter((p) => p.comm === 'restic');
 }
 
 /**
  * Stops (SIGSTOP) the server's restic whose argv holds every one of `words` once it has moved
  * `minBytes` (/proc/<pid>/io: `rchar` for a backup reading its stdin, `wchar` for a dump writing
  * its stdout; polled every few ms): a fault can then land mid-stream however fast the machine
- * streams. `resume` sends SIGCONT.
+ * streams. `resume` sends SIGCONT. `parent`: the server's pid when it is not this process.
  */
-export async function pauseResticOnce(words: string[], counter: 'rchar' | 'wchar', minBytes: number, timeoutMs = 30_000): Promise<{ pid: number; resume: () => void }> {
+export async function pauseResticOnce(
+  words: string[], counter: 'rchar' | 'wchar', minBytes: number, opts: { parent?: number; timeoutMs?: number } = {},
+): Promise<{ pid: number; resume: () => void }> {
+  const timeoutMs = opts.timeoutMs ?? 30_000;
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const found = (await resticChildren()).find((p) => words.every((w) => p.argv.includes(w)));
+    const found = (await resticChildren(opts.parent)).find((p) => words.every((w) => p.argv.includes(w)));
     if (found) {
       try {
         const moved = Number(new RegExp(`^${counter}: (\\d+)$`, 'm').exec(readFileSync(`/proc/${found.pid}/io`, 'utf8'))?.[1] ?? 0);

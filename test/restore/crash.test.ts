@@ -2,6 +2,7 @@
 // operation is FAILED with code INTERRUPTED, the app's data and replicas are as before the restore
 // began, no side copy is left, and no snapshot of the interrupted backup remains.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +13,7 @@ import { ADMIN_TOKEN, READONLY_TOKEN } from '../helpers/app.js';
 import { startSimCluster, type SimCluster } from '../../src/sim/fixture.js';
 import { registerSimSecrets } from '../helpers/sim-app.js';
 import { scanDataDir } from '../helpers/leaks.js';
+import { pauseResticOnce } from '../helpers/faults.js';
 
 let sim: SimCluster;
 let child: ChildProcess | undefined;
@@ -50,6 +52,24 @@ async function waitForPhase(opId: string, prefix: string, status?: string): Prom
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`never reached ${prefix}`);
+}
+
+/**
+ * holdRestic holds the server's restic whose argv holds `words` once it has moved `minBytes`, so
+ * that the kill lands mid-stream on any machine; killServerMidStream kills the server, lets that
+ * restic go on as a crash leaves it (it meets a closed pipe) and waits for it to end.
+ */
+function holdRestic(words: string[], counter: 'rchar' | 'wchar', minBytes: number): ReturnType<typeof pauseResticOnce> {
+  const holding = pauseResticOnce(words, counter, minBytes, { parent: child!.pid });
+  holding.catch(() => undefined); // awaited by killServerMidStream
+  return holding;
+}
+
+async function killServerMidStream(holding: ReturnType<typeof pauseResticOnce>): Promise<void> {
+  const held = await holding;
+  await kill();
+  held.resume();
+  for (let i = 0; i < 300 && existsSync(`/proc/${held.pid}`); i++) await new Promise((r) => setTimeout(r, 50));
 }
 
 function kill(): Promise<void> {
@@ -96,9 +116,10 @@ describe('a server killed mid-operation', () => {
 
     const r = await gql<{ restoreBackup: { operation: { operationId: string } } }>(`mutation($id: ID!) { restoreBackup(input: { backupId: $id, safetyBackup: false }) { ... on OperationPayload { operation { operationId } } } }`, { id: latest.instance.app.latestBackup.id });
     const opId = r.restoreBackup.operation.operationId;
+    const holding = holdRestic(['dump', '/gitea/pvc-gitea-data.tar'], 'wchar', 4 << 20);
     await waitForPhase(opId, 'restoring pvc');
     expect(Object.values(await replicas()).every((n) => n === 0)).toBe(true);
-    await kill();
+    await killServerMidStream(holding);
 
     restarted = await buildApp({ dataDir: sim.dataDir, port: 0, env });
     const rec = restarted.services.engine.get(opId)!;
@@ -117,8 +138,9 @@ describe('a server killed mid-operation', () => {
     await startServerProcess();
     const b = await gql<{ backupApp: { operation: { operationId: string } } }>(`mutation { backupApp(input: { instance: "test", app: "gitea" }) { ... on OperationPayload { operation { operationId } } } }`);
     const opId = b.backupApp.operation.operationId;
+    const holding = holdRestic(['backup', 'gitea/pvc-gitea-data.tar'], 'rchar', 1 << 20);
     const st = await waitForPhase(opId, 'backing up pvc');
-    await kill();
+    await killServerMidStream(holding);
     restarted = await buildApp({ dataDir: sim.dataDir, port: 0, env });
     const rec = restarted.services.engine.get(opId)!;
     expect(rec.error?.code).toBe('INTERRUPTED');
