@@ -1,5 +1,6 @@
 // An artifact source that streams a command's stdout out of a pod (the database and volume
 // plugins' common shape): argv only, secrets through stdin, facts for the manifest at the end.
+import type { Duplex, Readable } from 'node:stream';
 import { finished as finishedWriting } from 'node:stream/promises';
 import { execStream, execText, type KubeClient } from '../kube/index.js';
 import type { ArtifactSource } from '../engine/backup/source.js';
@@ -23,7 +24,7 @@ export interface ExecSourceSpec {
   /** Facts gathered after the command succeeded (row counts, listing). */
   meta?: (signal: AbortSignal) => Promise<Record<string, unknown>>;
   /** Transforms the stream on its way out (e.g. a tar scanner), given the same bytes. */
-  through?: () => { transform: NodeJS.ReadWriteStream; result: () => Record<string, unknown> };
+  through?: () => { transform: Duplex; result: () => Record<string, unknown> };
   /** Called when the stream is done either way (helper pod removal). */
   cleanup?: () => Promise<void>;
 }
@@ -46,13 +47,13 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
         throw err;
       }
       const through = spec.through?.();
-      const stream = through ? ex.stdout.pipe(through.transform as unknown as NodeJS.WritableStream & import('node:stream').Readable) : ex.stdout;
-      if (through) ex.stdout.on('error', (e) => (through.transform as unknown as import('node:stream').Duplex).destroy(e));
+      const stream: Readable = through ? ex.stdout.pipe(through.transform) : ex.stdout;
+      if (through) ex.stdout.on('error', (e) => through.transform.destroy(e));
       const ended = (async () => {
         await ex.done;
         // The command has exited, but its last bytes may still be on their way through the
         // transform: its facts are complete only once it has processed all of them.
-        if (through) await finishedWriting(through.transform as unknown as import('node:stream').Duplex, { readable: false });
+        if (through) await finishedWriting(through.transform, { readable: false });
       })();
       ended.catch(() => undefined);
       const finished = (async () => {
@@ -65,7 +66,7 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
         }
       })();
       finished.catch(() => undefined);
-      return { stream: stream as import('node:stream').Readable, finished, ended };
+      return { stream, finished, ended };
     },
   };
 }

@@ -39,6 +39,15 @@ async function backup(app: string, sources: ArtifactSource[], opts: { cancelAfte
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
+/** Whether `cond` holds at one of `tries` checks, `ms` apart. */
+async function eventually(cond: () => Promise<boolean>, tries: number, ms: number): Promise<boolean> {
+  for (let i = 0; i < tries; i++) {
+    if (await cond()) return true;
+    await new Promise((r) => setTimeout(r, ms));
+  }
+  return false;
+}
+
 describe('runBackup', () => {
   it('writes one snapshot per artifact and the manifest; restic dump gives back the same bytes', async () => {
     const done = await backup('gitea', [
@@ -89,12 +98,7 @@ describe('runBackup', () => {
         // The facts are ready only once the artifact's snapshot is in the repository (15 s at most):
         // had restic's stdin waited for them, there would be no snapshot to see.
         const finished = ended.then(async () => {
-          for (let i = 0; i < 50; i++) {
-            const found = await repo.snapshots({ tags: ['artifact:postgres:slowfacts'], refresh: true });
-            if (found.length > 0) { snapshotBeforeFacts = true; return { rows: 100000 }; }
-            await new Promise((r) => setTimeout(r, 300));
-          }
-          snapshotBeforeFacts = false;
+          snapshotBeforeFacts = await eventually(async () => (await repo.snapshots({ tags: ['artifact:postgres:slowfacts'], refresh: true })).length > 0, 50, 300);
           return { rows: 100000 };
         });
         return { stream: opened.stream, ended, finished };
@@ -115,11 +119,7 @@ describe('runBackup', () => {
       ...inner,
       async open(signal) {
         // The stream begins only once a restic for the manifest runs (15 s at most).
-        for (let i = 0; i < 150 && manifestResticWhileStreaming === undefined; i++) {
-          if ((await resticChildren()).some((p) => p.argv.includes('artifact:manifest'))) manifestResticWhileStreaming = true;
-          else await new Promise((r) => setTimeout(r, 100));
-        }
-        manifestResticWhileStreaming ??= false;
+        manifestResticWhileStreaming = await eventually(async () => (await resticChildren()).some((p) => p.argv.includes('artifact:manifest')), 150, 100);
         return inner.open(signal);
       },
     };

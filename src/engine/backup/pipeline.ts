@@ -72,7 +72,8 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
   const scope = app ?? '_cluster';
   ctx.setBackupId(backupId);
   ctx.log(`backup ${backupId} of ${app ? `${instance}/${app}` : `instance ${instance}`} into ${repo.displayUri}`);
-  const manifestFile = artifactFilename(scope, { kind: MANIFEST_ARTIFACT, name: '' }, '');
+  const manifestArtifact = { kind: MANIFEST_ARTIFACT, name: '' };
+  const manifestFile = artifactFilename(scope, manifestArtifact, '');
   // The manifest's restic starts while the last artifact streams: its start-up (key derivation,
   // index, lock: ~0.5 s) overlaps the stream, and it writes as soon as the manifest is known. A
   // failure destroys its input, which interrupts it without a snapshot (see the catch).
@@ -82,7 +83,7 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
   const startManifest = (): void => {
     manifestWrite ??= repo.backupStdin({
       stdin: manifestInput, filename: manifestFile, host: instance, signal: ctx.signal, resolveId: false, keepCache: true,
-      tags: tagsFor({ instance, app, backupId, artifact: { kind: MANIFEST_ARTIFACT, name: '' } }),
+      tags: tagsFor({ instance, app, backupId, artifact: manifestArtifact }),
     });
     manifestWrite.catch(() => undefined); // awaited below, or in the catch
   };

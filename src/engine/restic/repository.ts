@@ -264,8 +264,7 @@ export class ResticRepository {
             (err: unknown) => {
               finished = true;
               // The error reaches the reader once no lock of this restic is left behind.
-              const sweep = p.mayHaveLeftLock() ? this.sweepStaleLocks() : Promise.resolve();
-              void sweep.then(() => out.destroy(err as Error));
+              void this.leaveNoLock('dump', {}, p).then(() => out.destroy(err as Error));
             },
           )
           .finally(() => void prepared.cleanup());
@@ -374,6 +373,11 @@ export class ResticRepository {
     }
   }
 
+  /** After a failed run: sweeps stale locks if this restic took a lock and may have left it. */
+  private async leaveNoLock(command: string, opts: RunOptions, proc: ResticProcess): Promise<void> {
+    if (takesLock(command, opts) && proc.mayHaveLeftLock()) await this.sweepStaleLocks();
+  }
+
   /**
    * `restic unlock` after a restic that may have left its lock (ResticProcess.mayHaveLeftLock), so
    * that a cancelled or failed command leaves the repository as it found it. It removes only
@@ -413,7 +417,7 @@ export class ResticRepository {
       return lines;
     } catch (err) {
       // Before the input is destroyed: its consumers' errors would arrive before restic's.
-      if (takesLock(command, opts) && proc.mayHaveLeftLock()) await this.sweepStaleLocks();
+      await this.leaveNoLock(command, opts, proc);
       if (opts.stdin && !opts.stdin.destroyed) opts.stdin.destroy();
       throw err;
     } finally {
