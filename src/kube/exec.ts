@@ -27,6 +27,11 @@ export interface ExecOptions {
   stdin?: Readable | Buffer | string;
   /** Exact stdin size; required only when the server speaks v4 (no stdin close signal). */
   stdinLength?: number;
+  /**
+   * The command stops reading stdin by itself (a psql script that ends with `\q`): on v4 it needs no
+   * length bound, and its input may be written as the conversation goes (`head -c` would hold it).
+   */
+  stdinEndsItself?: boolean;
   /** Bytes of stderr kept (the tail), default 64 KiB. */
   stderrLimit?: number;
   /** Live stderr, e.g. for an operation log. */
@@ -153,7 +158,7 @@ export async function execStream(client: KubeClient, o: ExecOptions): Promise<Ex
   let command = o.command;
   if (hasStdin) {
     const proto = await negotiate(client, o, protocols);
-    if (proto === 'v4.channel.k8s.io') {
+    if (proto === 'v4.channel.k8s.io' && !o.stdinEndsItself) {
       if (o.stdinLength === undefined) throw new ExecUsageError(`the cluster at ${client.server} speaks only v4.channel.k8s.io, which cannot signal the end of stdin: pass stdinLength`);
       // head -c ends the command's stdin after exactly n bytes; n and argv are positional arguments.
       command = ['sh', '-c', 'n="$1"; shift; head -c "$n" | "$@"', 'sh', String(o.stdinLength), ...o.command];
@@ -249,7 +254,7 @@ export async function execStream(client: KubeClient, o: ExecOptions): Promise<Ex
         if (finished) return;
         const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
         sent += buf.length;
-        if (protocol === 'v4.channel.k8s.io' && sent > o.stdinLength!) throw new ExecUsageError(`stdin is longer than stdinLength (${o.stdinLength})`);
+        if (protocol === 'v4.channel.k8s.io' && o.stdinLength !== undefined && sent > o.stdinLength) throw new ExecUsageError(`stdin is longer than stdinLength (${o.stdinLength})`);
         for (let off = 0; off < buf.length; off += STDIN_FRAME) {
           const part = buf.subarray(off, off + STDIN_FRAME);
           const frame = Buffer.allocUnsafe(part.length + 1);
@@ -261,7 +266,7 @@ export async function execStream(client: KubeClient, o: ExecOptions): Promise<Ex
       }
       if (finished) return;
       if (protocol === 'v5.channel.k8s.io') ws.send(Buffer.from([CH_CLOSE, CH_STDIN]));
-      else if (sent !== o.stdinLength) throw new ExecUsageError(`stdin ended after ${sent} bytes, stdinLength said ${o.stdinLength}`);
+      else if (o.stdinLength !== undefined && sent !== o.stdinLength) throw new ExecUsageError(`stdin ended after ${sent} bytes, stdinLength said ${o.stdinLength}`);
     } catch (err) {
       // A producer that fails must not look like end-of-file: the command is killed, not fed a truncated stream.
       finish(err instanceof Error ? err : new Error(String(err)));

@@ -17,7 +17,8 @@ export interface ExecSourceSpec {
   target: PodTarget;
   artifact: ArtifactRef;
   extension: string;
-  command: string[];
+  /** argv, or made when the stream opens (e.g. naming a snapshot taken just before). */
+  command: string[] | ((signal: AbortSignal) => Promise<string[]>);
   /** Given to the command on stdin (e.g. a password line); never on argv. */
   stdin?: string;
   estimate?: (signal: AbortSignal) => Promise<number | null>;
@@ -38,8 +39,9 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
       const stdin = spec.stdin === undefined ? undefined : Buffer.from(spec.stdin);
       let ex;
       try {
+        const command = typeof spec.command === 'function' ? await spec.command(signal) : spec.command;
         ex = await execStream(spec.client, {
-          ...spec.target, command: spec.command, signal,
+          ...spec.target, command, signal,
           ...(stdin ? { stdin, stdinLength: stdin.length } : {}),
         });
       } catch (err) {

@@ -60,10 +60,18 @@ export class ExecEndpoint {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.sockets.add(ws);
       ws.once('close', () => this.sockets.delete(ws));
-      runSession(this.rt, ws, protocol, t, command, {
+      const run = (): void => runSession(this.rt, ws, protocol, t, command, {
         stdin: query.get('stdin') === 'true',
         stdout: query.get('stdout') !== 'false',
         stderr: query.get('stderr') !== 'false',
+      });
+      const gate = this.rt.execGate?.(command);
+      if (!gate) return run();
+      ws.pause(); // stdin waits in the socket until the command starts
+      void gate.finally(() => {
+        if (ws.readyState !== ws.OPEN) return;
+        ws.resume();
+        run();
       });
     });
   }

@@ -59,6 +59,11 @@ export class SimRuntime {
   private readonly execSessions = new Map<string, Set<ExecSession>>();
   private readonly inflight = new Set<Promise<unknown>>();
   private stopped = false;
+  /**
+   * Tests: consulted before an exec'd command starts; a promise returned holds the command back
+   * until it settles (the exec socket is open meanwhile, as when a container is slow to start it).
+   */
+  execGate: ((command: readonly string[]) => Promise<void> | undefined) | undefined;
 
   constructor(opts: RuntimeOptions) {
     this.stateDir = opts.stateDir;

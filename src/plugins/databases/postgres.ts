@@ -2,9 +2,10 @@
 // compresses; a compressed dump defeats deduplication) plus the roles, or `pg_dumpall` of the
 // whole server for the postgres app itself. Inside the official image `psql -U postgres` is the
 // superuser over the local socket, so no password is needed at all.
+import { PassThrough } from 'node:stream';
 import type { ArtifactSource } from '../../engine/backup/source.js';
 import { execSource, podText, type PodTarget } from '../exec-source.js';
-import type { KubeClient } from '../../kube/index.js';
+import { execStream, type KubeClient } from '../../kube/index.js';
 import type { ClusterContext, DatabasePlugin } from './types.js';
 import { detectSqlDependency } from './detect.js';
 import { checkDatabaseName, engineServer, serverPod } from './server.js';
@@ -15,14 +16,95 @@ from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%'
 order by 1`;
 
-export async function postgresRowCounts(client: KubeClient, target: PodTarget, db: string, signal?: AbortSignal): Promise<Record<string, number>> {
-  const out = await podText(client, target, ['psql', '-U', 'postgres', `--dbname=${db}`, '-X', '-A', '-t', '-F', '\t', '-c', ROW_COUNTS_SQL], signal);
+function parseRowCounts(lines: readonly string[]): Record<string, number> {
   const counts: Record<string, number> = {};
-  for (const line of out.split('\n')) {
+  for (const line of lines) {
     const [table, n] = line.split('\t');
     if (table && n !== undefined) counts[table] = Number(n);
   }
   return counts;
+}
+
+export async function postgresRowCounts(client: KubeClient, target: PodTarget, db: string, signal?: AbortSignal): Promise<Record<string, number>> {
+  const out = await podText(client, target, ['psql', '-U', 'postgres', `--dbname=${db}`, '-X', '-A', '-t', '-F', '\t', '-c', ROW_COUNTS_SQL], signal);
+  return parseRowCounts(out.split('\n'));
+}
+
+/** A transaction whose snapshot pg_dump shares, and the row counts taken in it. */
+interface SharedSnapshot {
+  /** For `pg_dump --snapshot`. */
+  id: string;
+  /** Exactly the rows the dump holds, even while the app writes. */
+  counts: Promise<Record<string, number>>;
+  /** Ends the transaction (once pg_dump has its own copy of the snapshot, i.e. when it ended). */
+  release(): Promise<void>;
+}
+
+const SNAPSHOT_ID = /^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$/i;
+const COUNTS_DONE = 'wild-backup:row-counts-done';
+
+/**
+ * Opens a read-only REPEATABLE READ transaction in psql, exports its snapshot and counts every
+ * table's rows in it, while pg_dump (started with `--snapshot`) dumps the same snapshot: the counts
+ * describe the dump exactly, cost one pass over the tables, and run beside the dump rather than
+ * before and after it. The transaction stays open until `release()`: pg_dump imports the snapshot
+ * when it starts, which must happen while the exporting transaction lives.
+ */
+async function shareSnapshot(client: KubeClient, target: PodTarget, db: string, signal: AbortSignal): Promise<SharedSnapshot> {
+  const begin = 'begin isolation level repeatable read, read only;\nselect pg_export_snapshot();\n';
+  const count = `${ROW_COUNTS_SQL};\n\\echo ${COUNTS_DONE}\n`;
+  const commit = 'commit;\n\\q\n';
+  const input = new PassThrough();
+  const ex = await execStream(client, {
+    ...target, signal, stdin: input, stdinEndsItself: true,
+    command: ['psql', '-U', 'postgres', `--dbname=${db}`, '-X', '-A', '-t', '-q', '-F', '\t', '-v', 'ON_ERROR_STOP=1'],
+  });
+  // stdin stays open after the counts: its end would end the transaction.
+  input.write(begin + count);
+  let resolveId!: (id: string) => void, resolveCounts!: (c: Record<string, number>) => void;
+  const id = new Promise<string>((res) => { resolveId = res; });
+  const counted = new Promise<Record<string, number>>((res) => { resolveCounts = res; });
+  let haveCounts = false;
+  // psql answers each statement as it completes: the snapshot id first, then the counts.
+  const session = (async () => {
+    let rest = '';
+    const lines: string[] = [];
+    for await (const chunk of ex.stdout as AsyncIterable<Buffer>) {
+      const parts = (rest + chunk.toString('utf8')).split('\n');
+      rest = parts.pop()!;
+      for (const line of parts) {
+        if (line === COUNTS_DONE) {
+          haveCounts = true;
+          resolveCounts(parseRowCounts(lines.slice(1)));
+          continue;
+        }
+        if (lines.length === 0 && !SNAPSHOT_ID.test(line)) throw new Error(`psql did not export a snapshot: ${line.slice(0, 200)}`);
+        lines.push(line);
+        if (lines.length === 1) resolveId(line);
+      }
+    }
+    await ex.done;
+    if (!haveCounts) throw new Error('psql ended before it had counted the rows');
+  })();
+  const failure = session.then(() => null, (err: unknown) => err as Error);
+  const failed = failure.then((err) => { if (err) throw err; return new Promise<never>(() => undefined); });
+  const snapshot = await Promise.race([id, failed]);
+  const counts = Promise.race([counted, failed]);
+  counts.catch(() => undefined); // a backup that fails before its manifest never asks for them
+  return {
+    id: snapshot,
+    counts,
+    async release() {
+      if (haveCounts) {
+        // Commit and let psql exit; an error now (say an idle-session timeout) changes no count taken.
+        input.end(commit);
+        await failure;
+      } else {
+        ex.abort(new Error('the dump ended before the row counts'));
+        await failure;
+      }
+    },
+  };
 }
 
 function psql(target: PodTarget, client: KubeClient, db: string, sql: string, signal?: AbortSignal): Promise<string> {
@@ -50,21 +132,18 @@ export const postgresPlugin: DatabasePlugin = {
     }
     const db = checkDatabaseName(dep.databaseName);
     if (ctx.missingOk && (await psql(target, ctx.client, 'postgres', `select count(*) from pg_database where datname = '${db}'`, signal)) === '0') return [];
-    let countsBefore: Record<string, number> = {};
+    let shared: SharedSnapshot | undefined;
     return [
       execSource({
         client: ctx.client, target, artifact: { kind: 'postgres', name: db }, extension: '.pgdump',
-        command: ['pg_dump', '-U', 'postgres', '--format=custom', '--compress=0', '--no-password', `--dbname=${db}`],
-        estimate: async (s) => {
-          countsBefore = await postgresRowCounts(ctx.client, target, db, s);
-          return Number(await psql(target, ctx.client, db, 'select pg_database_size(current_database())', s)) || null;
+        command: async (s) => {
+          shared = await shareSnapshot(ctx.client, target, db, s);
+          return ['pg_dump', '-U', 'postgres', '--format=custom', '--compress=0', '--no-password', `--snapshot=${shared.id}`, `--dbname=${db}`];
         },
-        // Counts before and after the dump agree unless the app wrote meanwhile; only then are they exact.
-        meta: async (s) => {
-          const after = await postgresRowCounts(ctx.client, target, db, s);
-          const exact = JSON.stringify(after) === JSON.stringify(countsBefore);
-          return { serverVersion: version, database: db, format: 'custom', rowCounts: after, rowCountsExact: exact };
-        },
+        estimate: async (s) => Number(await psql(target, ctx.client, db, 'select pg_database_size(current_database())', s)) || null,
+        // Counted in the dump's own snapshot: exact, whatever the app wrote meanwhile.
+        meta: async () => ({ serverVersion: version, database: db, format: 'custom', rowCounts: await shared!.counts, rowCountsExact: true }),
+        cleanup: async () => { await shared?.release(); },
       }),
       execSource({
         client: ctx.client, target, artifact: { kind: 'postgres-roles', name: db }, extension: '.sql',
