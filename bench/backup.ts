@@ -17,6 +17,9 @@
 // Usage: npm run bench -- [--size 1G] [--rss-size 4G|0] [--runs 3] [--quick] [--tsx] [--keep] [--out FILE]
 //        [--cpu-prof DIR]  (the server writes a V8 CPU profile per run into DIR)
 //        [--paths ours,direct]  (only these paths, medians printed, no report: for trying a change)
+//        [--baseline DIR]  (adds the path "baseline": the server built in DIR (its dist/), e.g. a
+//                           worktree of the commit before a change, rotated with the others;
+//                           BENCH_BASELINE_ENV="K=V ..." sets environment for it alone)
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,6 +42,7 @@ const { values: flags } = parseArgs({
     out: { type: 'string' },
     'cpu-prof': { type: 'string' },
     paths: { type: 'string' },
+    baseline: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -206,8 +210,15 @@ const streamingMs = (o: OursRun): number => {
 };
 
 /** backupApp through our server, started fresh for the run (its peak RSS is the run's). */
-async function runOurs(s: Sim, repo: string, opts: { init: boolean }): Promise<OursRun> {
-  const server = await startServer({ dataDir: s.sim.dataDir, token: TOKEN, mode: MODE, argv: SERVER_ARGV, logFile: path.join(root, 'server.log') });
+// --baseline: the same server argv with another build's dist/main.js.
+const BASELINE = flags.baseline ? {
+  argv: SERVER_ARGV.map((a) => (a === 'dist/main.js' ? path.resolve(flags.baseline!, 'dist/main.js') : a)),
+  env: Object.fromEntries((process.env.BENCH_BASELINE_ENV ?? '').split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+} : undefined;
+if (BASELINE && MODE !== 'dist') throw new Error('--baseline compares compiled servers (dist mode)');
+
+async function runOurs(s: Sim, repo: string, opts: { init: boolean; server?: { argv: string[]; env: Record<string, string> } }): Promise<OursRun> {
+  const server = await startServer({ dataDir: s.sim.dataDir, token: TOKEN, mode: MODE, argv: opts.server?.argv ?? SERVER_ARGV, env: opts.server?.env, logFile: path.join(root, 'server.log') });
   try {
     const bootKiB = vmRssKiB(server.pid);
     if (opts.init) await configureRepository(server, INSTANCE, repo, PASSWORD);
@@ -277,7 +288,7 @@ async function main(): Promise<void> {
   const postmaster = childrenNamed(process.pid, 'postgres')[0];
   if (!postmaster) throw new Error('cannot find the sim\'s PostgreSQL postmaster');
   const s: Sim = { sim, pvcDir: sim.pvcDir(APP, PVC), pgEnv: pg.execEnv(), postmaster, pgPod: findPod(sim, 'postgres'), appPod: findPod(sim, APP, PVC) };
-  const res: Partial<Results> & { ours: OursRun[]; direct: DirectRun[]; together: DirectRun[]; kubectl: DirectRun[]; seed: SeedRun[] } = { facts: f, mode: MODE, size: SIZE, ours: [], direct: [], together: [], kubectl: [], seed: [] };
+  const res: Partial<Results> & { ours: OursRun[]; baseline: OursRun[]; direct: DirectRun[]; together: DirectRun[]; kubectl: DirectRun[]; seed: SeedRun[] } = { facts: f, mode: MODE, size: SIZE, ours: [], baseline: [], direct: [], together: [], kubectl: [], seed: [] };
   try {
     say(`seeding: ${fmtBytes(SIZE)} of rows into postgres ${DB}, ${fmtBytes(SIZE)} of files into pvc ${PVC}`);
     const t0 = performance.now();
@@ -292,9 +303,9 @@ async function main(): Promise<void> {
     say('warming up (untimed pg_dump and tar to /dev/null)');
     await sh(`pg_dump -U postgres --format=custom --compress=0 --no-password --dbname=${DB} > /dev/null; tar -c -f - -C ${q(s.pvcDir)} . > /dev/null`, { ...process.env, ...s.pgEnv });
 
-    const all = ['ours', 'direct', 'seed', 'together', 'kubectl'] as const;
+    const all = ['ours', 'direct', 'seed', 'together', 'kubectl', 'baseline'] as const;
     const only = flags.paths?.split(',');
-    const variants = only ? all.filter((v) => only.includes(v)) : all;
+    const variants = all.filter((v) => (v === 'baseline' ? BASELINE !== undefined : !only || only.includes(v)));
     for (let r = 1; r <= RUNS; r++) {
       // Rotate the order each round so no path always runs first or last.
       const order = variants.map((_, i) => variants[(i + r - 1) % variants.length]!);
@@ -302,10 +313,10 @@ async function main(): Promise<void> {
         const repo = path.join(reposDir, `${v}-${r}`);
         const cache = path.join(cachesDir, `${v}-${r}`);
         await syncDisk();
-        if (v === 'ours') {
-          const o = await runOurs(s, repo, { init: true });
-          res.ours.push(o);
-          say(`run ${r} ours:    ${secs(o.op.clientMs)} (operation ${secs(o.opMs)}), server peak RSS ${mib(o.mem.vmHwmKiB)}, restic peak ${mib(o.mem.resticPeakKiB)}, repo ${fmtBytes(o.repoBytes)}, CPU ${cpuText(o.cpu)} (${Object.entries(o.cpu).map(([k, v]) => `${k.split(' (')[0]} ${v.toFixed(1)}`).join(', ')}), load ${o.load}`);
+        if (v === 'ours' || v === 'baseline') {
+          const o = await runOurs(s, repo, { init: true, server: v === 'baseline' ? BASELINE : undefined });
+          res[v].push(o);
+          say(`run ${r} ${v === 'ours' ? 'ours:   ' : 'baseline:'} ${secs(o.op.clientMs)} (operation ${secs(o.opMs)}), server peak RSS ${mib(o.mem.vmHwmKiB)}, restic peak ${mib(o.mem.resticPeakKiB)}, repo ${fmtBytes(o.repoBytes)}, CPU ${cpuText(o.cpu)} (${Object.entries(o.cpu).map(([k, v]) => `${k.split(' (')[0]} ${v.toFixed(1)}`).join(', ')}), load ${o.load}`);
           if (only) say(`  phases: ${Object.entries(o.phaseMs).map(([k, v]) => `${k} ${secs(v)}`).join(', ')}`);
           res.serverCommand = `node ${SERVER_ARGV.join(' ').replaceAll(root, '<work>')} serve --data <work>/sim/wild-central --port 0`;
         } else if (v === 'direct' || v === 'kubectl' || v === 'together') {
@@ -320,7 +331,7 @@ async function main(): Promise<void> {
           say(`run ${r} seed:    ${secs(sd.totalMs)} (dump ${secs(sd.dumpMs)}, tar.gz ${secs(sd.tarMs)}, restic ${secs(sd.resticMs)}), staging ${fmtBytes(sd.stagingBytes)}, repo ${fmtBytes(sd.repoBytes)}`);
         }
         // Keep the last round's repositories (ours, seed) for the incremental step.
-        if (r < RUNS || v === 'direct' || v === 'kubectl' || v === 'together') { rmSync(repo, { recursive: true, force: true }); rmSync(cache, { recursive: true, force: true }); }
+        if (r < RUNS || v === 'direct' || v === 'kubectl' || v === 'together' || v === 'baseline') { rmSync(repo, { recursive: true, force: true }); rmSync(cache, { recursive: true, force: true }); }
       }
     }
 
@@ -328,6 +339,11 @@ async function main(): Promise<void> {
       const med = (xs: number[]) => (xs.length ? secs(median(xs)) : '-');
       say(`medians: ours ${med(res.ours.map((o) => o.op.clientMs))} (streaming ${med(res.ours.map(streamingMs))}), direct ${med(res.direct.map((d) => d.totalMs))}, side by side ${med(res.together.map((d) => d.totalMs))}, kubectl ${med(res.kubectl.map((d) => d.totalMs))}`);
       if (res.ours.length && res.direct.length) say(`ours / direct = ${(median(res.ours.map((o) => o.op.clientMs)) / median(res.direct.map((d) => d.totalMs))).toFixed(3)}`);
+      if (res.baseline.length) {
+        say(`baseline ${med(res.baseline.map((o) => o.op.clientMs))} (CPU ${secs(median(res.baseline.map((o) => cpuTotal(o.cpu) * 1000)))}); ours CPU ${secs(median(res.ours.map((o) => cpuTotal(o.cpu) * 1000)))}`);
+        if (res.ours.length) say(`ours / baseline = ${(median(res.ours.map((o) => o.op.clientMs)) / median(res.baseline.map((o) => o.op.clientMs))).toFixed(3)}`);
+        if (res.direct.length) say(`baseline / direct = ${(median(res.baseline.map((o) => o.op.clientMs)) / median(res.direct.map((d) => d.totalMs))).toFixed(3)}`);
+      }
       return;
     }
 

@@ -39,11 +39,11 @@ export function serverArgv(mode: ServerMode, workDir: string): string[] {
   return [...SERVER_NODE_FLAGS, `${out}/main.mjs`];
 }
 
-export async function startServer(o: { dataDir: string; token: string; mode: ServerMode; argv: string[]; logFile: string }): Promise<ServerProcess> {
+export async function startServer(o: { dataDir: string; token: string; mode: ServerMode; argv: string[]; logFile: string; env?: Record<string, string> }): Promise<ServerProcess> {
   // `node --import tsx` (not the tsx CLI, which runs the server in a child): the pid is the server's.
   const args = [...o.argv, 'serve', '--data', o.dataDir, '--port', '0'];
   const child: ChildProcess = spawn(process.execPath, args, {
-    env: { ...process.env, WILD_BACKUP_TOKEN: o.token, WILD_BACKUP_READONLY_TOKEN: `${o.token}-ro` },
+    env: { ...process.env, ...o.env, WILD_BACKUP_TOKEN: o.token, WILD_BACKUP_READONLY_TOKEN: `${o.token}-ro` },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const log = createWriteStream(o.logFile, { flags: 'a' });

@@ -60,7 +60,7 @@ export class ExecEndpoint {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.sockets.add(ws);
       ws.once('close', () => this.sockets.delete(ws));
-      const run = (): void => runSession(this.rt, ws, protocol, t, command, {
+      const run = (): void => runSession(this.rt, ws, socket, protocol, t, command, {
         stdin: query.get('stdin') === 'true',
         stdout: query.get('stdout') !== 'false',
         stderr: query.get('stderr') !== 'false',
@@ -84,8 +84,23 @@ export class ExecEndpoint {
 
 interface Streams { stdin: boolean; stdout: boolean; stderr: boolean }
 
+/**
+ * The header of one unmasked binary frame of `size` payload bytes, with the channel byte that opens
+ * the payload: a chunk of output then follows as it came from the pipe, without being copied.
+ */
+function frameHeader(channel: number, size: number): Buffer {
+  const lenBytes = size < 126 ? 0 : size < 65536 ? 2 : 8;
+  const h = Buffer.allocUnsafe(2 + lenBytes + 1);
+  h[0] = 0x82; // FIN, binary
+  if (lenBytes === 0) h[1] = size;
+  else if (lenBytes === 2) { h[1] = 126; h.writeUInt16BE(size, 2); }
+  else { h[1] = 127; h.writeBigUInt64BE(BigInt(size), 2); }
+  h[2 + lenBytes] = channel;
+  return h;
+}
+
 function runSession(
-  rt: SimRuntime, ws: WebSocket, protocol: ExecProtocol,
+  rt: SimRuntime, ws: WebSocket, socket: Duplex, protocol: ExecProtocol,
   target: ReturnType<SimRuntime['execTarget']>, command: string[], want: Streams,
 ): void {
   let child: ChildProcess;
@@ -99,20 +114,24 @@ function runSession(
     if (child?.pid) { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ } }
   };
 
+  // Output frames are written to the upgraded socket itself, header then chunk (ws's sender would
+  // need the channel byte and the chunk in one buffer: a copy of every byte). ws writes its own
+  // frames (status, close, pong) to the same socket synchronously too, so the order holds.
   const send = (channel: number, chunk: Buffer): void => {
     if (ws.readyState !== ws.OPEN) return;
-    const frame = Buffer.allocUnsafe(chunk.length + 1);
-    frame[0] = channel;
-    chunk.copy(frame, 1);
-    pending += frame.length;
-    ws.send(frame, { binary: true }, () => {
-      pending -= frame.length;
+    const size = chunk.length + 1;
+    pending += size;
+    socket.cork();
+    socket.write(frameHeader(channel, size));
+    socket.write(chunk, () => {
+      pending -= size;
       if (outputPaused && pending < LOW_WATER) {
         outputPaused = false;
         child.stdout?.resume();
         child.stderr?.resume();
       }
     });
+    socket.uncork();
     if (!outputPaused && pending > HIGH_WATER) {
       outputPaused = true;
       child.stdout?.pause();
