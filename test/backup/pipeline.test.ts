@@ -25,11 +25,11 @@ beforeAll(async () => {
 });
 afterAll(async () => { await t.close(); });
 
-async function backup(app: string, sources: ArtifactSource[], opts: { cancelAfterMs?: number; repo?: ResticRepository } = {}): Promise<OperationRecord> {
+async function backup(app: string, sources: ArtifactSource[], opts: { cancelAfterMs?: number; repo?: ResticRepository; concurrency?: number } = {}): Promise<OperationRecord> {
   const rec = await t.app.services.engine.submit({
     kind: 'BACKUP_APP', instance: 'home', app,
     run: async (ctx) => {
-      const r = await runBackup({ repo: opts.repo ?? repo, catalog, instance: 'home', app, sources, skipped: [], ctx });
+      const r = await runBackup({ repo: opts.repo ?? repo, catalog, instance: 'home', app, sources, skipped: [], ctx, concurrency: opts.concurrency });
       return { backupId: r.backupId };
     },
   });
@@ -126,6 +126,32 @@ describe('runBackup', () => {
     const done = await backup('website', [source]);
     expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
     expect(manifestResticWhileStreaming).toBe(true);
+    expect((await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)?.status).toBe('COMPLETE');
+  }, 60_000);
+
+  it('starts streaming while a slow estimate is out: the source still measuring goes first, its restic starting beside its opening', async () => {
+    const events: string[] = [];
+    let resticBeforeSource: boolean | undefined;
+    const photosInner = commandSource('pvc', 'photos', ['seq', '1', '50000']);
+    const photos: ArtifactSource = {
+      ...photosInner,
+      // A `du` of a big volume: slow.
+      estimate: async () => { await new Promise((r) => setTimeout(r, 1500)); events.push('photos estimated'); return 288_895; },
+      async open(signal) {
+        events.push('photos opening');
+        // The source opens only once its restic runs (15 s at most): restic did not wait for it.
+        resticBeforeSource = await eventually(async () => (await resticChildren()).some((p) => p.argv.includes('artifact:pvc:photos')), 150, 100);
+        return photosInner.open(signal);
+      },
+    };
+    const notesInner = commandSource('config', 'photos', ['echo', 'notes'], 6);
+    const notes: ArtifactSource = { ...notesInner, async open(signal) { events.push('config opening'); return notesInner.open(signal); } };
+    // One slot: the order is visible. The config is known to be small; the volume is still being measured.
+    const done = await backup('immich', [notes, photos], { concurrency: 1 });
+    expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+    expect(events[0]).toBe('photos opening');
+    expect(events.indexOf('config opening')).toBeGreaterThan(0);
+    expect(resticBeforeSource).toBe(true);
     expect((await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)?.status).toBe('COMPLETE');
   }, 60_000);
 

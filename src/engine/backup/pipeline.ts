@@ -63,6 +63,9 @@ export interface BackupResult {
  */
 export const DEFAULT_ARTIFACT_CONCURRENCY = 3;
 
+/** How long the first artifacts wait for estimates before they start (see runBackup). */
+const ESTIMATE_GRACE_MS = 50;
+
 const label = (s: ArtifactSource) => `${s.artifact.kind}:${s.artifact.name}`;
 
 export async function runBackup(run: BackupRun): Promise<BackupResult> {
@@ -88,14 +91,27 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
     manifestWrite.catch(() => undefined); // awaited below, or in the catch
   };
 
-  try {
-    ctx.progress({ phase: 'estimating' });
-    const estimates = await Promise.all(run.sources.map((s) => s.estimate(ctx.signal).catch(() => null)));
-    const known = estimates.filter((e): e is number => e !== null);
-    ctx.progress({ bytesTotal: known.length > 0 ? known.reduce((a, b) => a + b, 0) : null, bytesDone: 0 });
-    for (const [i, e] of estimates.entries()) ctx.log(`${label(run.sources[i]!)}: about ${e ?? '?'} bytes`);
+  // Estimates (database size, `du` of a volume) run while the streams start, not before them: a
+  // slow `du` of a big volume delays nothing, and the operation has its total once all are in.
+  const estimating = new AbortController();
+  const estimates: Array<number | null | undefined> = run.sources.map(() => undefined);
+  const estimated = Promise.all(run.sources.map(async (src, i) => {
+    const e = await src.estimate(AbortSignal.any([ctx.signal, estimating.signal])).catch(() => null);
+    estimates[i] = e;
+    ctx.log(`${label(src)}: about ${e ?? '?'} bytes`);
+  })).then(() => {
+    if (estimating.signal.aborted) return;
+    const known = estimates.filter((e): e is number => typeof e === 'number');
+    ctx.progress({ bytesTotal: known.length > 0 ? known.reduce((a, b) => a + b, 0) : null });
+  });
+  // Local estimates (config files; sources without one) are in after a few milliseconds; those
+  // still out after ESTIMATE_GRACE_MS measure something remote (a database, a volume).
+  const firstPick = Promise.race([estimated, new Promise((r) => setTimeout(r, ESTIMATE_GRACE_MS).unref())]);
 
-    const records = await streamArtifacts(run, scope, backupId, estimates, startManifest);
+  try {
+    ctx.progress({ bytesDone: 0 });
+    await firstPick;
+    const records = await streamArtifacts(run, scope, backupId, estimates, startManifest).finally(() => estimating.abort());
 
     ctx.progress({ phase: 'writing manifest', currentItem: manifestFile });
     const manifest: BackupManifest = {
@@ -143,8 +159,9 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
 /**
  * Streams the sources into restic, up to `concurrency` at once, biggest first. The first failure
  * stops the others and is what the backup fails with. Records come back in the sources' order.
+ * `estimates` fill in while this runs (undefined: not known yet).
  */
-async function streamArtifacts(run: BackupRun, scope: string, backupId: string, estimates: Array<number | null>, onLastStarted: () => void): Promise<ArtifactRecord[]> {
+async function streamArtifacts(run: BackupRun, scope: string, backupId: string, estimates: ReadonlyArray<number | null | undefined>, onLastStarted: () => void): Promise<ArtifactRecord[]> {
   const { repo, ctx, instance, app } = run;
   const records: Array<ArtifactRecord | undefined> = new Array(run.sources.length);
   const counted = new Array<number>(run.sources.length).fill(0);
@@ -178,19 +195,30 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
     active.add(i);
     report();
     try {
-      opened = await src.open(signal);
-      const counter = gatedCounter(opened.ended ?? opened.finished, (n) => {
+      // restic starts beside the source's opening (its key derivation and index take ~0.5 s, the
+      // exec and the dump's first bytes take their own time); it reads once bytes arrive.
+      let sourceEnded!: (p: Promise<unknown>) => void;
+      const ended = new Promise<unknown>((res) => { sourceEnded = res; });
+      ended.catch(() => undefined); // the counter's end waits on it; a failure reaches us through the source
+      const counter = gatedCounter(ended, (n) => {
         counted[i] = n;
         lastMove = Date.now();
         ctx.progress({ bytesDone: counted.reduce((a, b) => a + b, 0) });
       });
+      const writing = repo.backupStdin({ stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags: tagsFor({ instance, app, backupId, artifact: src.artifact }) });
+      writing.catch(() => undefined); // awaited below; a source that cannot open interrupts it first
+      try {
+        opened = await src.open(signal);
+      } catch (err) {
+        // Never an end-of-file: restic is interrupted and writes nothing.
+        counter.destroy(err instanceof Error ? err : new Error(String(err)));
+        await writing.catch(() => undefined);
+        throw err;
+      }
+      sourceEnded(opened.ended ?? opened.finished);
       // A failing source must fail restic's stdin (and so restic), never end it quietly.
       const feeding = pipeline(opened.stream, counter).catch((err: unknown) => { counter.destroy(err as Error); throw err; });
-      const [summary, meta] = await Promise.all([
-        repo.backupStdin({ stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags: tagsFor({ instance, app, backupId, artifact: src.artifact }) }),
-        opened.finished,
-        feeding,
-      ]);
+      const [summary, meta] = await Promise.all([writing, opened.finished, feeding]);
       records[i] = { kind: src.artifact.kind, name: src.artifact.name, filename, snapshotId: summary.snapshotId, sizeBytes: counted[i]!, addedBytes: summary.dataAdded, meta };
       ctx.log(`${label(src)}: ${counted[i]} bytes, repository grew by ${summary.dataAdded} bytes (snapshot ${summary.snapshotId.slice(0, 8)})`);
     } catch (err) {
@@ -205,17 +233,24 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
     }
   };
 
-  // Biggest first; unknown sizes keep their place after the known ones.
-  const order = run.sources.map((_, i) => i).sort((a, b) => (estimates[b] ?? -1) - (estimates[a] ?? -1));
-  let next = 0;
+  // Biggest first, as far as known when a slot frees up. A source still estimating is one that
+  // measures something remote (a database, a volume): it goes before those known to be small or
+  // of no estimate (config, roles). Ties keep the plan's order.
+  const remaining = run.sources.map((_, i) => i);
+  const takeNext = (): number => {
+    const rank = (i: number): number => (estimates[i] === undefined ? Infinity : estimates[i] ?? -1);
+    let best = 0;
+    for (let k = 1; k < remaining.length; k++) if (rank(remaining[k]!) > rank(remaining[best]!)) best = k;
+    return remaining.splice(best, 1)[0]!;
+  };
   const worker = async () => {
-    while (next < order.length && !group.signal.aborted && !ctx.signal.aborted) {
-      const i = order[next++]!;
-      if (next === order.length) onLastStarted();
+    while (remaining.length > 0 && !group.signal.aborted && !ctx.signal.aborted) {
+      const i = takeNext();
+      if (remaining.length === 0) onLastStarted();
       await one(i);
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(run.concurrency ?? DEFAULT_ARTIFACT_CONCURRENCY, order.length)) }, worker));
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(run.concurrency ?? DEFAULT_ARTIFACT_CONCURRENCY, run.sources.length)) }, worker));
   ctx.signal.throwIfAborted();
   if (failure) throw failure.err;
   return records.map((r) => r!);
