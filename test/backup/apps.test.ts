@@ -5,6 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readAll } from '../../src/engine/backup/catalog.js';
 import type { ResticRepository } from '../../src/engine/restic/index.js';
 import { mariadbLoad, mariadbTableDigests, pgRestore, pgTableDigests, treeDigest, untar } from '../helpers/compare.js';
 import { OP_FIELDS, startSimApp, type SimApp } from '../helpers/sim-app.js';
@@ -43,12 +44,6 @@ async function backupApp(app: string): Promise<BackupNode> {
 }
 
 const dumpOf = (a: BackupNode['artifacts'][number]) => repo.dump(a.snapshot.snapshotId, a.snapshot.paths[0]!);
-
-async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
 
 /**
  * Files that other volumes mount inside a PVC's mount path (gitea's app.ini, a configMap by
@@ -109,7 +104,7 @@ describe('backupApp', () => {
       await pg.query('insert into wild_probe select generate_series(6, 8)', 'immich');
       release();
       const b = await running;
-      const manifest = JSON.parse((await readAll(dumpOf(b.artifacts.find((a) => a.kind === 'manifest')!))).toString('utf8')) as { artifacts: Array<{ kind: string; meta: { rowCounts?: Record<string, number>; rowCountsExact?: boolean } }> };
+      const manifest = JSON.parse((await readAll(dumpOf(b.artifacts.find((a) => a.kind === 'manifest')!), 1 << 20)).toString('utf8')) as { artifacts: Array<{ kind: string; meta: { rowCounts?: Record<string, number>; rowCountsExact?: boolean } }> };
       const meta = manifest.artifacts.find((a) => a.kind === 'postgres')!.meta;
       expect(meta.rowCountsExact).toBe(true);
       expect(meta.rowCounts?.['public.wild_probe']).toBe(5);

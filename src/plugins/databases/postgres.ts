@@ -95,14 +95,11 @@ async function shareSnapshot(client: KubeClient, target: PodTarget, db: string, 
     id: snapshot,
     counts,
     async release() {
-      if (haveCounts) {
-        // Commit and let psql exit; an error now (say an idle-session timeout) changes no count taken.
-        input.end(commit);
-        await failure;
-      } else {
-        ex.abort(new Error('the dump ended before the row counts'));
-        await failure;
-      }
+      // With the counts in hand: commit and let psql exit (an error now, say an idle-session
+      // timeout, changes no count taken). Without: the dump failed first; end the session.
+      if (haveCounts) input.end(commit);
+      else ex.abort(new Error('the dump ended before the row counts'));
+      await failure;
     },
   };
 }
