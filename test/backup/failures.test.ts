@@ -36,7 +36,9 @@ async function stopRclone(): Promise<void> {
 }
 
 beforeAll(async () => {
-  s = await startSimApp({ apps: ['gitea', 'website'] }, { stallTimeoutMs: 4000, leftoverRetryMs: 500 });
+  // The stall watchdog counts a restic's start-up and final writes as time without progress: on a
+  // loaded CI machine a small artifact's restic took over 4 s for them, and stalled first.
+  s = await startSimApp({ apps: ['gitea', 'website'] }, { stallTimeoutMs: 15_000, leftoverRetryMs: 500 });
   rcloneDir = await mkdtemp(path.join(os.tmpdir(), 'wild-rclone-'));
   rclonePort = await freePort();
   const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);

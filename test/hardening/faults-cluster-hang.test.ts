@@ -15,7 +15,9 @@ import { backupsOf, expectBackupLeftNothing, expectNoProcessesLeft, pauseResticO
 let s: SimApp;
 let firstBackup = '';
 const CLUSTER_TIMEOUT_MS = 2_000;
-const STALL_MS = 4_000;
+// Room for a small artifact's whole restic run (its start-up and final writes count as time
+// without progress) on a loaded CI machine, where 4 s was once not enough.
+const STALL_MS = 15_000;
 const backupWebsite = `mutation { backupApp(input: { instance: "test", app: "website" }) { ${OP_FIELDS} } }`;
 const hang = (on: boolean) => s.sim.kube.api.setHanging(on);
 const elapsedSince = (t: number) => Date.now() - t;
@@ -87,10 +89,10 @@ describe('the cluster API stops answering', () => {
     expect(elapsedSince(t)).toBeLessThan(STALL_MS + 10_000);
     expect(rec.status).toBe('FAILED');
     expect(rec.error?.code).toBe('STALLED');
-    expect(rec.error?.message).toMatch(/^pvc:website-content: no progress for 4 s/);
+    expect(rec.error?.message).toMatch(new RegExp(`^pvc:website-content: no progress for ${STALL_MS / 1000} s`));
     hang(false);
     await expectBackupLeftNothing(s, rec, 'website');
-  }, 30_000);
+  }, 60_000);
 
   it('a restore started while it hangs fails within a bound and changes nothing', async () => {
     const client = kubeClientFor(s.sim.kubeconfigPath);
@@ -123,7 +125,7 @@ describe('the cluster API stops answering', () => {
     const rec = await s.app.services.engine.waitFor(opId);
     expect(rec.status).toBe('FAILED');
     expect(rec.error?.code).toBe('STALLED');
-    expect(rec.error?.message).toMatch(/^pvc:website-content: no progress for 4 s/);
+    expect(rec.error?.message).toMatch(new RegExp(`^pvc:website-content: no progress for ${STALL_MS / 1000} s`));
     await expectClusterAsBefore(files, replicas);
-  }, 60_000);
+  }, 90_000);
 });
