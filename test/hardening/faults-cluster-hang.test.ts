@@ -86,13 +86,15 @@ describe('the cluster API stops answering', () => {
     restic.resume();
     const t = Date.now();
     const rec = await s.app.services.engine.waitFor(opId);
-    expect(elapsedSince(t)).toBeLessThan(STALL_MS + 10_000);
+    // The stall, then the clean-up (restic interrupted, the written snapshots forgotten): under CI load
+    // the clean-up alone has taken 12 s.
+    expect(elapsedSince(t)).toBeLessThan(STALL_MS + 25_000);
     expect(rec.status).toBe('FAILED');
     expect(rec.error?.code).toBe('STALLED');
     expect(rec.error?.message).toMatch(new RegExp(`^pvc:website-content: no progress for ${STALL_MS / 1000} s`));
     hang(false);
     await expectBackupLeftNothing(s, rec, 'website');
-  }, 60_000);
+  }, 90_000);
 
   it('a restore started while it hangs fails within a bound and changes nothing', async () => {
     const client = kubeClientFor(s.sim.kubeconfigPath);
