@@ -7,11 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openExecSockets, kubeClientFor } from '../../src/kube/index.js';
-import type { OperationRecord } from '../../src/engine/operations/index.js';
+import { kubeClientFor } from '../../src/kube/index.js';
 import { setPath, updateYamlFile } from '../../src/wild/writer.js';
 import { freePort, waitForPort } from '../../src/util/net.js';
-import { pauseResticOnce } from '../helpers/faults.js';
+import { expectBackupLeftNothing, pauseResticOnce, whenStreaming } from '../helpers/faults.js';
 import { OP_FIELDS, startSimApp, type SimApp } from '../helpers/sim-app.js';
 
 let s: SimApp;
@@ -55,35 +54,6 @@ const startBackup = async (app: string) => {
   return res.data!.backupApp.operation.operationId;
 };
 
-/**
- * Resolves once the operation streams the named artifact with at least `minBytes` done; `alone`:
- * once it is the only one streaming (the small artifacts beside it are written).
- */
-function whenStreaming(opId: string, artifact: string, minBytes: number, alone = false): Promise<void> {
-  return (async () => {
-    for await (const ev of s.app.services.pubsub.subscribe(`operation:${opId}`, { bufferSize: 10_000 })) {
-      const p = ev.operation.progress;
-      if ((alone ? p.phase === `backing up ${artifact}` : p.phase.includes(artifact)) && p.bytesDone >= minBytes) return;
-      if (ev.type === 'FINISHED') throw new Error(`finished before streaming ${artifact}: ${ev.operation.status} ${JSON.stringify(ev.operation.error)}`);
-    }
-  })();
-}
-
-async function expectNothingLeft(rec: OperationRecord, app: string): Promise<void> {
-  const inst = await s.app.services.store.requireInstance('test');
-  const repo = await s.app.services.repositories.open(inst);
-  expect(rec.backupId).toBeTruthy();
-  expect(await repo.snapshots({ tags: [`backup:${rec.backupId}`], refresh: true })).toEqual([]);
-  s.app.services.repositories.invalidate('test');
-  const latest = await s.gql<{ instance: { app: { backups: { edges: Array<{ node: { backupId: string; status: string } }> } } } }>(
-    `query($app: String!) { instance(name: "test") { app(name: $app) { backups { edges { node { backupId status } } } } } }`, { app });
-  expect(latest.data!.instance.app.backups.edges.map((e) => e.node.backupId)).not.toContain(rec.backupId);
-  expect(openExecSockets()).toBe(0);
-  const restics = spawn('pgrep', ['-P', String(process.pid), 'restic']);
-  const code = await new Promise((r) => restics.on('close', r));
-  expect(code, 'no restic child left running').toBe(1);
-}
-
 describe('failed backups', () => {
   it('a dump command that fails: FAILED naming the artifact and the stderr tail, nothing left', async () => {
     const config = path.join(s.sim.instanceDir, 'config.yaml');
@@ -93,7 +63,7 @@ describe('failed backups', () => {
       expect(rec.status).toBe('FAILED');
       expect(rec.error?.message).toMatch(/postgres:no_such_db/);
       expect(rec.error?.message).toMatch(/does not exist/);
-      await expectNothingLeft(rec, 'gitea');
+      await expectBackupLeftNothing(s, rec, 'gitea');
     } finally {
       await updateYamlFile(config, (doc) => setPath(doc, ['apps', 'gitea', 'dbName'], 'gitea'), 0o644);
     }
@@ -104,20 +74,20 @@ describe('failed backups', () => {
     const opId = await startBackup('website');
     // restic held after its first MiB, so that the cancel lands mid-stream on any machine.
     const restic = await pauseResticOnce(['backup', 'website/pvc-website-content.tar'], 'rchar', 1 << 20);
-    await whenStreaming(opId, 'pvc:website-content', 256 << 10);
+    await whenStreaming(s, opId, 'pvc:website-content', 256 << 10);
     const res = await s.gql<{ cancelOperation: { __typename: string } }>(`mutation($id: ID!) { cancelOperation(id: $id) { __typename } }`, { id: opId });
     expect(res.data!.cancelOperation.__typename).toBe('CancelOperationPayload');
     restic.resume();
     const rec = await s.app.services.engine.waitFor(opId);
     expect(rec.status).toBe('CANCELLED');
-    await expectNothingLeft(rec, 'website');
+    await expectBackupLeftNothing(s, rec, 'website');
   });
 
   it('the database pod deleted mid-dump: FAILED with a lost connection, nothing left', async () => {
     const pg = s.sim.databases.postgres!;
     await pg.query(`create table if not exists bulk as select g as id, repeat(md5(g::text), 30) as payload from generate_series(1, 250000) g`, 'gitea');
     const opId = await startBackup('gitea');
-    await whenStreaming(opId, 'postgres:gitea', 1 << 20);
+    await whenStreaming(s, opId, 'postgres:gitea', 1 << 20);
     const client = kubeClientFor(s.sim.kubeconfigPath);
     const pods = await client.core.listNamespacedPod({ namespace: 'postgres', labelSelector: 'app=postgres' });
     await client.core.deleteNamespacedPod({ namespace: 'postgres', name: pods.items[0]!.metadata!.name!, gracePeriodSeconds: 0 });
@@ -125,7 +95,7 @@ describe('failed backups', () => {
     expect(rec.status).toBe('FAILED');
     // The dump or the roles (read from the same pod, side by side): whichever failed first.
     expect(rec.error?.message).toMatch(/postgres(-roles)?:gitea/);
-    await expectNothingLeft(rec, 'gitea');
+    await expectBackupLeftNothing(s, rec, 'gitea');
   });
   it('the repository server stops mid-stream: FAILED, and once it is back no snapshot of that backup exists', async () => {
     await startRclone();
@@ -137,7 +107,7 @@ describe('failed backups', () => {
     expect(init.status, JSON.stringify(init.error)).toBe('SUCCEEDED');
     const opId = await startBackup('website');
     const restic = await pauseResticOnce(['backup', 'website/pvc-website-content.tar'], 'rchar', 1 << 20);
-    await whenStreaming(opId, 'pvc:website-content', 256 << 10, true);
+    await whenStreaming(s, opId, 'pvc:website-content', 256 << 10, { alone: true });
     await stopRclone();
     restic.resume();
     const rec = await s.app.services.engine.waitFor(opId);
@@ -149,7 +119,7 @@ describe('failed backups', () => {
     await startRclone();
     // Once the repository answers again, the background sweep removes them.
     await expect.poll(() => s.app.services.backups.leftovers.list('test'), { timeout: 60_000, interval: 250 }).toEqual([]);
-    await expectNothingLeft(rec, 'website');
+    await expectBackupLeftNothing(s, rec, 'website');
   }, 120_000);
 
 });

@@ -66,11 +66,14 @@ export async function pauseResticOnce(
   throw new Error(`no restic ${words.join(' ')} reached ${counter} ${minBytes} within ${timeoutMs} ms`);
 }
 
-/** Resolves once the operation's progress shows `artifact` with at least `minBytes` done. */
-export async function whenStreaming(s: SimApp, opId: string, artifact: string, minBytes: number): Promise<void> {
+/**
+ * Resolves once the operation's progress shows `artifact` with at least `minBytes` done; `alone`:
+ * once it is the only one streaming (the small artifacts beside it are written).
+ */
+export async function whenStreaming(s: SimApp, opId: string, artifact: string, minBytes: number, opts: { alone?: boolean } = {}): Promise<void> {
   for await (const ev of s.app.services.pubsub.subscribe(`operation:${opId}`, { bufferSize: 10_000 })) {
     const p = ev.operation.progress;
-    if (p.phase.includes(artifact) && p.bytesDone >= minBytes) return;
+    if ((opts.alone ? p.phase === `backing up ${artifact}` : p.phase.includes(artifact)) && p.bytesDone >= minBytes) return;
     if (ev.type === 'FINISHED') throw new Error(`finished before streaming ${artifact}: ${ev.operation.status} ${JSON.stringify(ev.operation.error)}`);
   }
 }
