@@ -51,8 +51,10 @@ export interface AppOptions {
   clusterTimeoutMs?: number;
   /** Image of helper pods that mount a PVC nobody mounts (needs sh and tar). */
   helperImage?: string;
-  /** A backup artifact that moves no byte for this long fails (STALLED). Default 2 min. */
+  /** A backup artifact under way that moves no byte for this long fails (STALLED). Default 2 min. */
   stallTimeoutMs?: number;
+  /** A backup artifact whose restic has not opened the repository, or whose source sent nothing, after this long fails (STALLED). Default 10 min. */
+  startTimeoutMs?: number;
   /** How often a failed backup's snapshots are retried for removal while their repository is down. */
   leftoverRetryMs?: number;
   /** Clock and timers of the schedules (tests). Default: the real ones. */
@@ -165,7 +167,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
   const pubsub = new PubSub<OperationTopics>();
   const engine = new OperationEngine({ paths: store.paths, pubsub, concurrency: opts.concurrency });
   const repositories = new RepositoryService(store, engine, { statusTimeoutMs: opts.repositoryTimeoutMs });
-  const backups = new BackupService(store, engine, repositories, { stallTimeoutMs: opts.stallTimeoutMs, leftoverRetryMs: opts.leftoverRetryMs });
+  const backups = new BackupService(store, engine, repositories, { stallTimeoutMs: opts.stallTimeoutMs, startTimeoutMs: opts.startTimeoutMs, leftoverRetryMs: opts.leftoverRetryMs });
   for (const kind of ['BACKUP_APP', 'BACKUP_CLUSTER'] as const) {
     engine.onRecovery(kind, async (rec, log) => {
       if (!rec.backupId) return;

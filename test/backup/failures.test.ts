@@ -35,8 +35,9 @@ async function stopRclone(): Promise<void> {
 }
 
 beforeAll(async () => {
-  // The stall watchdog counts a restic's start-up and final writes as time without progress: on a
-  // loaded CI machine a small artifact's restic took over 4 s for them, and stalled first.
+  // 15 s without a byte moving, once an artifact is under way, for the test of a repository that
+  // stops; the start bound (restic opening the repository, the source's first byte) keeps its
+  // default, so that a loaded CI machine's slow start-ups are no stall.
   s = await startSimApp({ apps: ['gitea', 'website'] }, { stallTimeoutMs: 15_000, leftoverRetryMs: 500 });
   rcloneDir = await mkdtemp(path.join(os.tmpdir(), 'wild-rclone-'));
   rclonePort = await freePort();
@@ -106,8 +107,16 @@ describe('failed backups', () => {
     const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
     expect(init.status, JSON.stringify(init.error)).toBe('SUCCEEDED');
     const opId = await startBackup('website');
-    const restic = await pauseResticOnce(['backup', 'website/pvc-website-content.tar'], 'rchar', 1 << 20);
-    await whenStreaming(s, opId, 'pvc:website-content', 256 << 10, { alone: true });
+    // The volume's restic is held before it opens the repository (the start bound, 10 minutes, is
+    // what runs then) until the config beside it is written, and held again after its first MiB:
+    // the repository then stops mid-stream for the volume alone, on any machine.
+    const atStart = await pauseResticOnce(['backup', 'website/pvc-website-content.tar'], 'rchar', 0);
+    // Alone with bytes done: the config's (the first report, before the config started, has none).
+    await whenStreaming(s, opId, 'pvc:website-content', 1, { alone: true });
+    const midStream = pauseResticOnce(['backup', 'website/pvc-website-content.tar'], 'rchar', 1 << 20);
+    atStart.resume();
+    const restic = await midStream;
+    await whenStreaming(s, opId, 'pvc:website-content', 256 << 10);
     await stopRclone();
     restic.resume();
     const rec = await s.app.services.engine.waitFor(opId);

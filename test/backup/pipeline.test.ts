@@ -8,7 +8,7 @@ import { runBackup } from '../../src/engine/backup/pipeline.js';
 import type { ArtifactSource } from '../../src/engine/backup/source.js';
 import type { ResticRepository } from '../../src/engine/restic/index.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
-import { resticChildren } from '../helpers/faults.js';
+import { pauseResticOnce, resticChildren } from '../helpers/faults.js';
 import { commandSource } from '../helpers/sources.js';
 
 let t: TestApp;
@@ -25,11 +25,14 @@ beforeAll(async () => {
 });
 afterAll(async () => { await t.close(); });
 
-async function backup(app: string, sources: ArtifactSource[], opts: { cancelAfterMs?: number; repo?: ResticRepository; concurrency?: number } = {}): Promise<OperationRecord> {
+type BackupOpts = { cancelAfterMs?: number; repo?: ResticRepository; concurrency?: number; stallTimeoutMs?: number; startTimeoutMs?: number };
+
+async function backup(app: string, sources: ArtifactSource[], opts: BackupOpts = {}): Promise<OperationRecord> {
   const rec = await t.app.services.engine.submit({
     kind: 'BACKUP_APP', instance: 'home', app,
     run: async (ctx) => {
-      const r = await runBackup({ repo: opts.repo ?? repo, catalog, instance: 'home', app, sources, skipped: [], ctx, concurrency: opts.concurrency });
+      const { stallTimeoutMs, startTimeoutMs, concurrency } = opts;
+      const r = await runBackup({ repo: opts.repo ?? repo, catalog, instance: 'home', app, sources, skipped: [], ctx, concurrency, stallTimeoutMs, startTimeoutMs });
       return { backupId: r.backupId };
     },
   });
@@ -200,4 +203,46 @@ describe('runBackup', () => {
     const left = await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true });
     expect(left).toEqual([]);
   });
+});
+
+describe('the watchdog: a start bound until an artifact is under way, a stall bound after', () => {
+  it("does not count restic's start-up as a stall: a restic held for twice the stall bound before it opened the repository still backs up", async () => {
+    const started = Date.now();
+    const held = pauseResticOnce(['backup', 'outline/pvc-outline-data.bin'], 'rchar', 0)
+      .then(async (r) => { await new Promise((res) => setTimeout(res, 6_000)); r.resume(); });
+    const done = await backup('outline', [commandSource('pvc', 'outline-data', ['sh', '-c', 'seq 1 100000'])], { stallTimeoutMs: 3_000 });
+    await held;
+    expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+    expect(Date.now() - started, 'restic was held longer than the stall bound').toBeGreaterThan(6_000);
+  }, 60_000);
+
+  it('fails a restic that never opens the repository after the start bound, saying so, and leaves no snapshot', async () => {
+    // Held until the bound has passed; then it sees its interrupt and exits.
+    const held = pauseResticOnce(['backup', 'outline/pvc-outline-data.bin'], 'rchar', 0)
+      .then(async (r) => { await new Promise((res) => setTimeout(res, 5_000)); r.resume(); });
+    const done = await backup('outline', [commandSource('pvc', 'outline-data', ['sh', '-c', 'seq 1 100000'])], { stallTimeoutMs: 1_000, startTimeoutMs: 3_000 });
+    await held;
+    expect(done.status).toBe('FAILED');
+    expect(done.error?.code).toBe('STALLED');
+    expect(done.error?.message).toBe('pvc:outline-data: did not start within 3 s: restic did not open the repository');
+    expect(await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true })).toEqual([]);
+  }, 60_000);
+
+  it('fails a source that sends nothing after the start bound, saying so, and leaves no snapshot', async () => {
+    const started = Date.now();
+    const done = await backup('outline', [commandSource('pvc', 'outline-data', ['sh', '-c', 'sleep 60'])], { stallTimeoutMs: 1_000, startTimeoutMs: 4_000 });
+    expect(done.status).toBe('FAILED');
+    expect(done.error?.code).toBe('STALLED');
+    expect(done.error?.message).toBe('pvc:outline-data: did not start within 4 s: the source sent nothing');
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true })).toEqual([]);
+  }, 60_000);
+
+  it('fails an artifact under way that stops moving after the stall bound', async () => {
+    const done = await backup('outline', [commandSource('pvc', 'outline-data', ['sh', '-c', 'seq 1 1000; sleep 60'])], { stallTimeoutMs: 3_000 });
+    expect(done.status).toBe('FAILED');
+    expect(done.error?.code).toBe('STALLED');
+    expect(done.error?.message).toBe('pvc:outline-data: no progress for 3 s: the repository or the source stopped answering');
+    expect(await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true })).toEqual([]);
+  }, 60_000);
 });

@@ -33,6 +33,13 @@ export class StalledError extends WildError {
 /** Default stall bound: restic retries an unreachable backend for many minutes; we do not wait that long. */
 export const DEFAULT_STALL_TIMEOUT_MS = 120_000;
 
+/**
+ * Default start bound: until restic has opened the repository (key, lock, index) and the source has
+ * sent its first byte. Loading a terabyte repository's index on a small device over a slow link,
+ * or pg_dump reading a large schema before its first byte, can take minutes; neither is a stall.
+ */
+export const DEFAULT_START_TIMEOUT_MS = 600_000;
+
 export interface BackupRun {
   repo: ResticRepository;
   catalog: BackupCatalog;
@@ -43,8 +50,10 @@ export interface BackupRun {
   skipped: BackupManifest['skipped'];
   reason?: string;
   ctx: TaskContext;
-  /** An artifact that moves no byte for this long fails with StalledError. Default 2 minutes. */
+  /** An artifact under way that moves no byte for this long fails with StalledError. Default 2 minutes. */
   stallTimeoutMs?: number;
+  /** An artifact not under way (see DEFAULT_START_TIMEOUT_MS) after this long fails with StalledError. Default 10 minutes. */
+  startTimeoutMs?: number;
   /** Artifacts streamed at once. Default DEFAULT_ARTIFACT_CONCURRENCY. */
   concurrency?: number;
   /** Where a failed backup's snapshots go when the repository cannot forget them now. */
@@ -169,6 +178,7 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
   const group = new AbortController();
   let failure: { err: unknown } | undefined;
   const stallMs = run.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+  const startMs = run.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
 
   const report = () => {
     const names = [...active].map((i) => label(run.sources[i]!));
@@ -182,15 +192,26 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
   const one = async (i: number): Promise<void> => {
     const src = run.sources[i]!;
     const filename = artifactFilename(scope, src.artifact, src.extension);
-    // One signal per artifact: the operation's cancel, another artifact's failure, or the stall watchdog.
+    // One signal per artifact: the operation's cancel, another artifact's failure, or the watchdog.
     const stall = new AbortController();
     const signal = AbortSignal.any([ctx.signal, group.signal, stall.signal]);
-    let lastMove = Date.now();
+    // Two clocks. Until the artifact is under way (restic has opened the repository: its first
+    // status line; and the source has sent a byte or ended) the start bound; from then on, the
+    // stall bound between two moves of a byte (restic's final writes after the end included).
+    const startedAt = Date.now();
+    let resticReady = false;
+    let sourceAnswered = false;
+    let lastMove = startedAt;
+    const underWay = () => resticReady && sourceAnswered;
+    const moved = () => { lastMove = Date.now(); };
     const watchdog = setInterval(() => {
-      if (Date.now() - lastMove > stallMs) {
-        stall.abort(new StalledError(`no progress for ${Math.round(stallMs / 1000)} s: the repository or the source stopped answering`));
+      const now = Date.now();
+      if (underWay()) {
+        if (now - lastMove > stallMs) stall.abort(new StalledError(`no progress for ${Math.round(stallMs / 1000)} s: the repository or the source stopped answering`));
+      } else if (now - startedAt > startMs) {
+        stall.abort(new StalledError(`did not start within ${Math.round(startMs / 1000)} s: ${resticReady ? 'the source sent nothing' : 'restic did not open the repository'}`));
       }
-    }, Math.min(1000, stallMs / 4));
+    }, Math.min(1000, stallMs / 4, startMs / 4));
     let opened: Awaited<ReturnType<ArtifactSource['open']>> | undefined;
     active.add(i);
     report();
@@ -202,10 +223,15 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
       ended.catch(() => undefined); // the counter's end waits on it; a failure reaches us through the source
       const counter = gatedCounter(ended, (n) => {
         counted[i] = n;
-        lastMove = Date.now();
+        sourceAnswered = true;
+        moved();
         ctx.progress({ bytesDone: counted.reduce((a, b) => a + b, 0) });
       });
-      const writing = repo.backupStdin({ stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags: tagsFor({ instance, app, backupId, artifact: src.artifact }) });
+      ended.then(() => { sourceAnswered = true; moved(); }, () => undefined); // an empty source answered too
+      const writing = repo.backupStdin({
+        stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags: tagsFor({ instance, app, backupId, artifact: src.artifact }),
+        onProgress: () => { if (!resticReady) { resticReady = true; moved(); } },
+      });
       writing.catch(() => undefined); // awaited below; a source that cannot open interrupts it first
       try {
         opened = await src.open(signal);

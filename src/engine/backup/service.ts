@@ -43,7 +43,7 @@ export class BackupService {
     private readonly store: WildStore,
     private readonly engine: OperationEngine,
     private readonly repositories: RepositoryService,
-    private readonly opts: { stallTimeoutMs?: number; leftoverRetryMs?: number } = {},
+    private readonly opts: { stallTimeoutMs?: number; startTimeoutMs?: number; leftoverRetryMs?: number } = {},
   ) {
     this.catalog = new BackupCatalog(`${store.paths.stateDir}/manifests`);
     this.leftovers = new Leftovers(
@@ -93,7 +93,7 @@ export class BackupService {
         await this.sweepLeftovers(instance);
         try {
           const result = await runBackup({
-            repo, catalog: this.catalog, leftovers: this.leftovers, instance, app: appName, reason, ctx, stallTimeoutMs: this.opts.stallTimeoutMs,
+            repo, catalog: this.catalog, leftovers: this.leftovers, instance, app: appName, reason, ctx, stallTimeoutMs: this.opts.stallTimeoutMs, startTimeoutMs: this.opts.startTimeoutMs,
             sources: [...plan.sources, appConfigSource(this.store, app)],
             skipped: plan.skipped,
           });
@@ -121,7 +121,7 @@ export class BackupService {
         } else sources.push(etcdSnapshotSource(inst));
         await this.sweepLeftovers(instance);
         try {
-          const result = await runBackup({ repo, catalog: this.catalog, leftovers: this.leftovers, instance, app: null, sources, skipped, ctx, stallTimeoutMs: this.opts.stallTimeoutMs });
+          const result = await runBackup({ repo, catalog: this.catalog, leftovers: this.leftovers, instance, app: null, sources, skipped, ctx, stallTimeoutMs: this.opts.stallTimeoutMs, startTimeoutMs: this.opts.startTimeoutMs });
           return { backupId: result.backupId };
         } finally {
           this.repositories.invalidate(instance);
