@@ -3,7 +3,7 @@
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { OperationEngine, type OperationRecord } from '../../src/engine/operations/index.js';
+import { OperationEngine, type OperationRecord, type OperationTask } from '../../src/engine/operations/index.js';
 import { PubSub } from '../../src/subscriptions/pubsub.js';
 import type { OperationEvent, OperationTopics } from '../../src/subscriptions/events.js';
 import { DataPaths } from '../../src/wild/paths.js';
@@ -265,6 +265,20 @@ describe('OperationEngine', () => {
     await new Promise((r) => setTimeout(r, 60));
     await engine.stop();
     expect((await readRecord(rec)).error?.code).toBe('INTERRUPTED');
+  });
+
+  it('a stop or a cancel while the starting record is written: the task never runs', async () => {
+    // The task's own checks of its signal would not do here: it does not look at it.
+    let ran = 0;
+    const blind = (): OperationTask => ({ kind: 'CHECK_REPOSITORY', instance: 'home', run: async () => { ran++; } });
+    const engine = newEngine();
+    const cancelled = await engine.submit(blind());
+    await engine.cancel(cancelled.id);
+    expect((await engine.waitFor(cancelled.id)).status).toBe('CANCELLED');
+    const stopped = await engine.submit(blind());
+    await engine.stop();
+    expect((await readRecord(stopped)).error?.code).toBe('INTERRUPTED');
+    expect(ran).toBe(0);
   });
 });
 

@@ -30,6 +30,7 @@ export function tickTask(o: TickOptions = {}): OperationTask {
       ctx.progress({ phase: 'ticking', bytesTotal: steps * bytesPerStep, bytesDone: 0 });
       for (let i = 1; i <= steps; i++) {
         await new Promise<void>((resolve, reject) => {
+          if (ctx.signal.aborted) return reject(ctx.signal.reason);
           const t = setTimeout(resolve, o.stepMs ?? 10);
           ctx.signal.addEventListener('abort', () => { clearTimeout(t); reject(ctx.signal.reason); }, { once: true });
         });

@@ -292,6 +292,8 @@ export class OperationEngine {
     };
     let result: TaskResult | void;
     try {
+      // A cancel or a stop that came while the record was written: the task never starts.
+      controller.signal.throwIfAborted();
       result = await task.run(ctx);
     } catch (err) {
       const reason = controller.signal.reason;
