@@ -1,5 +1,6 @@
-// Benchmark of an app backup (`npm run bench`): a Wild Cloud app (immich on the simulated cluster)
-// with a ~1 GiB PostgreSQL database and a ~1 GiB PVC (thousands of small files, a few large ones),
+// Benchmark of an app backup (`npm run bench`): a Wild Cloud app on the simulated cluster with a
+// ~1 GiB PostgreSQL database and a ~1 GiB PVC (thousands of small files, a few large ones): gitea,
+// the issue's shape (one database, one PVC), or with `--app immich` immich (its small cache PVC comes along),
 // backed up three ways, side by side on the same machine in one run, each into a fresh repository:
 //
 //   ours    Wild Backup's backupApp over GraphQL, the server in its own process (its RSS sampled);
@@ -16,6 +17,7 @@
 //
 // Usage: npm run bench -- [--size 1G] [--rss-size 4G|0] [--runs 3] [--quick] [--tsx] [--keep] [--out FILE]
 //        [--cpu-prof DIR]  (the server writes a V8 CPU profile per run into DIR)
+//        [--app gitea|immich]  (default gitea)
 //        [--paths ours,direct]  (only these paths, medians printed, no report: for trying a change)
 //        [--baseline DIR]  (adds the path "baseline": the server built in DIR (its dist/), e.g. a
 //                           worktree of the commit before a change, rotated with the others;
@@ -25,6 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSimCluster, type SimCluster } from '../src/sim/fixture.js';
+import type { DemoAppName } from '../src/sim/apps.js';
 import { changeFiles, growPostgres, growVolume, type DbSeedResult, type VolumePlan } from './lib-data.js';
 import { childrenNamed, cpuTimes, duBytes, fmtBytes, loadAverage, median, mib, parseSize, q, run, sampleMemory, sh, vmRssKiB, type MemoryPeak } from './lib-proc.js';
 import { backupApp, configureRepository, serverArgv, serverMode, startServer, type OperationDone, type ServerMode } from './lib-server.js';
@@ -43,11 +46,12 @@ const { values: flags } = parseArgs({
     'cpu-prof': { type: 'string' },
     paths: { type: 'string' },
     baseline: { type: 'string' },
+    app: { type: 'string', default: 'gitea' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
-  console.log('usage: npm run bench -- [--size 1G] [--rss-size 4G|0] [--runs 3] [--change 0.01] [--quick] [--tsx] [--keep] [--out FILE] [--cpu-prof DIR]');
+  console.log('usage: npm run bench -- [--app gitea|immich] [--size 1G] [--rss-size 4G|0] [--runs 3] [--change 0.01] [--quick] [--tsx] [--keep] [--out FILE] [--cpu-prof DIR]');
   process.exit(0);
 }
 const SIZE = parseSize(flags.size ?? (flags.quick ? '64M' : '1G'));
@@ -57,9 +61,14 @@ const CHANGE = Number(flags.change);
 const OUT = flags.out ?? (flags.quick ? undefined : 'docs/benchmarks/backup.md');
 const MODE: ServerMode = serverMode({ tsx: flags.tsx! });
 const INSTANCE = 'test';
-const APP = 'immich';
-const DB = 'immich';
-const PVC = 'immich-pvc';
+// The app's database and its data PVC (the one seeded; any other volume of the app comes along).
+const APPS: Partial<Record<DemoAppName, { db: string; pvc: string; note: string }>> = {
+  gitea: { db: 'gitea', pvc: 'gitea-data', note: 'one database and one PVC, the shape the issue names' },
+  immich: { db: 'immich', pvc: 'immich-pvc', note: 'its small `immich-cache-pvc` comes along' },
+};
+const APP = flags.app as DemoAppName;
+if (!APPS[APP]) throw new Error(`--app: one of ${Object.keys(APPS).join(', ')}`);
+const { db: DB, pvc: PVC } = APPS[APP]!;
 const TOKEN = 'bench-admin-token-0123456789abcdef';
 const PASSWORD = 'bench-repository-password';
 const RESTIC = 'restic';
@@ -453,7 +462,7 @@ function render(r: Results): string {
   L.push(`| server | \`${r.serverCommand}\` (${MODE_TEXT[r.mode]}) |`);
   L.push('');
   L.push('## Data', '');
-  L.push(`The sim's \`immich\` app (PostgreSQL database \`${DB}\`, PVC \`${PVC}\`; its small \`immich-cache-pvc\` comes along), seeded by bench/lib-data.ts:`, '');
+  L.push(`The sim's \`${APP}\` app (PostgreSQL database \`${DB}\`, PVC \`${PVC}\`: ${APPS[APP]!.note}), seeded by bench/lib-data.ts:`, '');
   L.push(`- database: ${fmtBytes(r.db.dbBytes)} (pg_database_size), ${r.db.rows.toLocaleString('en')} text rows of ~1 KiB; \`pg_dump --format=custom --compress=0\` is ${fmtBytes(dump)};`);
   L.push(`- PVC: ${fmtBytes(r.volume.bytes)} in ${r.volume.files.toLocaleString('en')} files: ${r.volume.smallFiles.toLocaleString('en')} photos of 16-240 KiB (${fmtBytes(r.volume.smallBytes)}), ${r.volume.largeFiles} videos of ${fmtBytes(r.volume.largeFileBytes)}, random bytes; its tar is ${fmtBytes(tar)}.`);
   L.push('');
@@ -467,7 +476,7 @@ function render(r: Results): string {
   L.push(`| **direct, side by side** | the two pipelines started together in the shell, wall time until both ended | ${list(togetherMs, secs)} | **${secs(median(togetherMs))}** |`);
   const kubeMs = r.kubectl.map((d) => d.totalMs);
   L.push(`| via kubectl | \`kubectl exec <postgres pod> -- pg_dump … \\| restic backup --stdin …\` | ${list(r.kubectl.map((d) => d.pgMs), secs)} | ${secs(median(r.kubectl.map((d) => d.pgMs)))} |`);
-  L.push(`| via kubectl | \`kubectl exec <immich pod> -- tar -c … \\| restic backup --stdin …\` | ${list(r.kubectl.map((d) => d.tarMs), secs)} | ${secs(median(r.kubectl.map((d) => d.tarMs)))} |`);
+  L.push(`| via kubectl | \`kubectl exec <${APP} pod> -- tar -c … \\| restic backup --stdin …\` | ${list(r.kubectl.map((d) => d.tarMs), secs)} | ${secs(median(r.kubectl.map((d) => d.tarMs)))} |`);
   L.push(`| **via kubectl, both** | the same two pipelines through the simulated cluster's exec (Debian's kubectl as the client) | ${list(kubeMs, secs)} | **${secs(median(kubeMs))}** |`);
   L.push(`| **ours** | \`backupApp\` over HTTP, mutation sent to operation seen SUCCEEDED (100 ms polling) | ${list(oursMs, secs)} | **${secs(median(oursMs))}** |`);
   L.push(`| ours | the operation's own startedAt → finishedAt | ${list(oursOpMs, secs)} | ${secs(median(oursOpMs))} |`);
