@@ -207,7 +207,7 @@ interface OursRun {
 function safetyMs(o: OursRun): number {
   const ph = o.op.phases;
   // The safety backup's own phases (estimating, backing up …) follow 'safety backup' at once, which
-  // a 100 ms poll may never see: it runs from the operation's start to quiescing.
+  // the subscription (a few events a second) may never show: it runs from the operation's start to quiescing.
   const i = Math.max(0, ph.findIndex((p) => p.phase === 'safety backup'));
   const end = ph.slice(i + 1).find((p) => p.phase === 'quiescing' || p.phase.startsWith('restoring '));
   return (end?.atMs ?? o.op.clientMs) - (ph[i]?.atMs ?? 0);
@@ -423,11 +423,11 @@ function render(r: Results): string {
   } else if (r.kubectlError) {
     L.push(`| via kubectl | left out: ${r.kubectlError.replace(/\|/g, '\\|')} | | |`);
   }
-  L.push(`| **ours** | \`restoreBackup(safetyBackup: false)\` over HTTP, mutation sent to operation seen SUCCEEDED (100 ms polling) | ${list(oursMs, secs)} | **${secs(median(oursMs))}** |`);
+  L.push(`| **ours** | \`restoreBackup(safetyBackup: false)\` over HTTP, mutation sent to operation seen SUCCEEDED (its subscription) | ${list(oursMs, secs)} | **${secs(median(oursMs))}** |`);
   L.push(`| ours | of which restoring the artifacts (side by side, up to 3 at once; first \`restoring …\` phase to \`swapping in\`, side checks included) | ${list(r.ours.map(bigPhasesMs), secs)} | ${secs(median(r.ours.map(bigPhasesMs)))} |`);
   if (r.safety) L.push(`| ours, extra | \`restoreBackup\` with the default safety backup on (one run), of which the safety backup ${secs(safetyMs(r.safety))} | ${secs(r.safety.op.clientMs)} | ${secs(r.safety.op.clientMs)} |`);
   L.push('');
-  L.push(`- the mutation was answered after ${list(r.ours.map((o) => o.op.phases[0]?.atMs ?? 0), secs)} (the first poll; the server had listed the app's backups before, untimed, as a user picking the backup does).`);
+  L.push(`- the mutation was answered after ${list(r.ours.map((o) => o.op.phases[0]?.atMs ?? 0), secs)} (the subscription's first event; the server had listed the app's backups before, untimed, as a user picking the backup does).`);
   L.push(`- ours (safety backup off) / direct = **${ratio.toFixed(3)}×** (target ≤ ${TARGET_TIME_RATIO}×): ${pass(ratio <= TARGET_TIME_RATIO)}.`);
   if (r.together.length) {
     const rt = median(oursMs) / median(r.together.map((d) => d.totalMs));
@@ -441,7 +441,7 @@ function render(r: Results): string {
   L.push(`- one restic process costs ${secs(r.resticFixedMs)} of wall time before it reads a byte (scrypt key derivation, index); ours runs one \`restic dump\` per artifact${restored.length ? ` (${restored.length}: ${restored.join(', ')})` : ''}, the direct path 2.`);
   L.push(`- throughput of ours: ${(((r.artifacts.dump.bytes + r.artifacts.tar.bytes) / 1024 / 1024) / (median(oursMs) / 1000)).toFixed(0)} MiB/s of dump and tar; direct: ${(((r.artifacts.dump.bytes + r.artifacts.tar.bytes) / 1024 / 1024) / (median(directMs) / 1000)).toFixed(0)} MiB/s.`);
   L.push('');
-  L.push('Where our restore spends its time (last run, safety backup off; phases as polled every 100 ms, seconds after the mutation):', '');
+  L.push('Where our restore spends its time (last run, safety backup off; phases as its subscription delivered them, seconds after the mutation):', '');
   phaseTable(L, last);
   if (r.safety) {
     L.push('With the safety backup (the extra run):', '');
