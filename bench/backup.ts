@@ -538,7 +538,7 @@ function render(r: Results): string {
   L.push('MB = 10^6 bytes. The server is started fresh for each run, so VmHWM is that run\'s peak (start-up included).', '');
   if (inc && growth) {
     L.push(`## Incremental cost: ${inc.change.files} of ${inc.change.of.toLocaleString('en')} PVC files rewritten (${(CHANGE * 100).toFixed(0)}%, ${fmtBytes(inc.change.bytes)})`, '');
-    L.push('A second backup of the whole app into the repository of the first; growth = `du -sb` of the repository after − before. The repositories are restic's format 2, compressed (zstd, `auto`): growth is what is stored after compression and deduplication.', '');
+    L.push('A second backup of the whole app into the repository of the first; growth = `du -sb` of the repository after − before. The repositories are in restic repository format 2, compressed (zstd, `auto`): growth is what is stored after compression and deduplication.', '');
     L.push('| path | second backup | repository before | after | growth | growth / changed bytes |', '|---|---|---|---|---|---|');
     const row = (name: string, g: { before: number; after: number; ms: number }): string =>
       `| ${name} | ${secs(g.ms)} | ${fmtBytes(g.before)} | ${fmtBytes(g.after)} | **${fmtBytes(g.after - g.before)}** | ${((g.after - g.before) / inc.change.bytes).toFixed(1)}× |`;
@@ -553,7 +553,7 @@ function render(r: Results): string {
     L.push('');
   }
   L.push('## What is compared', '');
-  L.push('- **ours** is the whole `backupApp` operation through the real server (a separate `node` process, talking to the simulated cluster over the Kubernetes API and exec WebSockets): planning, size estimates (database size, `du`), the database dump with its row counts taken in the dump's own snapshot, the roles dump, the app's PVCs, the app config and the manifest, each its own `restic backup --stdin`, and the snapshot-id lookups restic 0.14 needs. **direct** is only the two big pipelines, run locally; so ours carries every fixed cost the direct line does not.');
+  L.push('- **ours** is the whole `backupApp` operation through the real server (a separate `node` process, talking to the simulated cluster over the Kubernetes API and exec WebSockets): planning, size estimates (database size, `du`), the database dump with its row counts taken in the snapshot it dumps, the roles dump, the PVCs of the app, the app config and the manifest, each its own `restic backup --stdin`, and the snapshot-id lookups restic 0.14 needs. **direct** is only the two big pipelines, run locally; so ours carries every fixed cost the direct line does not.');
   L.push('- The simulated cluster (API server, TLS, exec framing) runs in the benchmark process on the same two cores: on a real cluster the kubelet and API server do that work on other machines. The direct and seed paths run `pg_dump` and `tar` locally with no exec hop at all; **via kubectl** runs the direct pipelines through the same simulated exec with Debian\'s kubectl, to show what the hop costs here without our server.');
   L.push('- Same restic binary and options for all: `--json`, a fresh `--cache-dir`, `RESTIC_PROGRESS_FPS=2`, the same host and tags; a fresh local repository each run; the seed path reads its two files from a staging directory on the same disk.');
   L.push('- The seed path dumps with pg_dump\'s default compression (the seed dumps "in compressed custom format") and tars with gzip, as the seed did.');
