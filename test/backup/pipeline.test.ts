@@ -238,6 +238,19 @@ describe('the watchdog: a start bound until an artifact is under way, a stall bo
     expect(await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true })).toEqual([]);
   }, 60_000);
 
+  it('fails a backup whose manifest the repository does not take within the start bound, and leaves no snapshot', async () => {
+    // The manifest's restic held from its start until well past the bound (a repository that
+    // accepts connections and never answers holds it the same way: restic has no timeout there).
+    const held = pauseResticOnce(['backup', 'outline/backup.json'], 'rchar', 0)
+      .then(async (r) => { await new Promise((res) => setTimeout(res, 14_000)); r.resume(); });
+    const done = await backup('outline', [commandSource('pvc', 'outline-data', ['sh', '-c', 'seq 1 100000'])], { startTimeoutMs: 10_000 });
+    await held;
+    expect(done.status).toBe('FAILED');
+    expect(done.error?.code).toBe('STALLED');
+    expect(done.error?.message).toBe('manifest: the repository did not answer within 10 s');
+    expect(await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true })).toEqual([]);
+  }, 60_000);
+
   it('fails an artifact under way that stops moving after the stall bound', async () => {
     const done = await backup('outline', [commandSource('pvc', 'outline-data', ['sh', '-c', 'seq 1 1000; sleep 60'])], { stallTimeoutMs: 3_000 });
     expect(done.status).toBe('FAILED');

@@ -91,10 +91,16 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
   // failure destroys its input, which interrupts it without a snapshot (see the catch).
   const manifestInput = new PassThrough();
   manifestInput.on('error', () => undefined); // its destroy on a failure is seen by its restic
+  // The end (the manifest's write, the listing) has the start bound once the artifacts are
+  // written: a repository that accepts connections and never answers would hold restic forever.
+  const startMs = run.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  const ending = new AbortController();
+  const endSignal = AbortSignal.any([ctx.signal, ending.signal]);
+  let endTimer: NodeJS.Timeout | undefined;
   let manifestWrite: ReturnType<ResticRepository['backupStdin']> | undefined;
   const startManifest = (): void => {
     manifestWrite ??= repo.backupStdin({
-      stdin: manifestInput, filename: manifestFile, host: instance, signal: ctx.signal, resolveId: false, keepCache: true,
+      stdin: manifestInput, filename: manifestFile, host: instance, signal: endSignal, resolveId: false, keepCache: true,
       tags: tagsFor({ instance, app, backupId, artifact: manifestArtifact }),
     });
     manifestWrite.catch(() => undefined); // awaited below, or in the catch
@@ -121,6 +127,7 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
     ctx.progress({ bytesDone: 0 });
     await firstPick;
     const records = await streamArtifacts(run, scope, backupId, estimates, startManifest).finally(() => estimating.abort());
+    endTimer = setTimeout(() => ending.abort(new ArtifactFailedError('manifest', new StalledError(`the repository did not answer within ${Math.round(startMs / 1000)} s`))), startMs);
 
     ctx.progress({ phase: 'writing manifest', currentItem: manifestFile });
     const manifest: BackupManifest = {
@@ -135,13 +142,13 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
     // previous one meanwhile). It starts with the manifest's write: its own start-up (~0.5 s) is
     // longer than what is left of that write, so it nearly always lists the manifest; when it
     // does not, a second listing does.
-    const listing = repo.refresh({ signal: ctx.signal });
+    const listing = repo.refresh({ signal: endSignal });
     listing.catch(() => undefined); // awaited after the manifest's write
     const manifestSummary = await manifestWrite!;
     ctx.progress({ phase: 'listing snapshots' });
     const isManifest = (s: Snapshot) => s.tags.includes(`backup:${backupId}`) && s.tags.includes(`artifact:${MANIFEST_ARTIFACT}`) && s.id.startsWith(manifestSummary.snapshotId);
     let listed = await listing;
-    if (!listed.some(isManifest)) listed = await repo.refresh({ signal: ctx.signal });
+    if (!listed.some(isManifest)) listed = await repo.refresh({ signal: endSignal });
     const mine = listed.filter((s) => s.tags.includes(`backup:${backupId}`));
     for (const r of records) {
       if (!mine.some((s) => s.id.startsWith(r.snapshotId))) throw new ArtifactFailedError(`${r.kind}:${r.name}`, new Error(`snapshot ${r.snapshotId} was written but is not listed`));
@@ -152,7 +159,9 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
     const total = records.reduce((n, r) => n + r.sizeBytes, 0);
     ctx.progress({ phase: 'complete', bytesTotal: total, bytesDone: total });
     return { backupId, manifest };
-  } catch (err) {
+  } catch (caught) {
+    // The end's bound interrupted restic: the bound is the failure, not restic's interruption.
+    const err: unknown = ending.signal.aborted && !ctx.signal.aborted ? ending.signal.reason : caught;
     // A manifest restic still waiting for its input is interrupted (no snapshot), and has exited
     // (leaving no lock) before the backup's snapshots are looked for.
     if (!manifestInput.writableEnded) manifestInput.destroy(err instanceof Error ? err : new Error(String(err)));
@@ -162,6 +171,8 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
       ctx.log(`the snapshots of ${backupId} will be removed once the repository answers again`);
     }
     throw err;
+  } finally {
+    clearTimeout(endTimer);
   }
 }
 
