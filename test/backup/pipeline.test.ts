@@ -206,10 +206,13 @@ describe('runBackup', () => {
 });
 
 describe('the watchdog: a start bound until an artifact is under way, a stall bound after', () => {
+  /** Holds (SIGSTOP) the server's restic whose argv has `file` from its start, for `ms`. */
+  const holdResticFor = (file: string, ms: number) => pauseResticOnce(['backup', file], 'rchar', 0)
+    .then(async (r) => { await new Promise((res) => setTimeout(res, ms)); r.resume(); });
+
   it("does not count restic's start-up as a stall: a restic held for twice the stall bound before it opened the repository still backs up", async () => {
     const started = Date.now();
-    const held = pauseResticOnce(['backup', 'outline/pvc-outline-data.bin'], 'rchar', 0)
-      .then(async (r) => { await new Promise((res) => setTimeout(res, 6_000)); r.resume(); });
+    const held = holdResticFor('outline/pvc-outline-data.bin', 6_000);
     const done = await backup('outline', [commandSource('pvc', 'outline-data', ['sh', '-c', 'seq 1 100000'])], { stallTimeoutMs: 3_000 });
     await held;
     expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
@@ -218,8 +221,7 @@ describe('the watchdog: a start bound until an artifact is under way, a stall bo
 
   it('fails a restic that never opens the repository after the start bound, saying so, and leaves no snapshot', async () => {
     // Held until the bound has passed; then it sees its interrupt and exits.
-    const held = pauseResticOnce(['backup', 'outline/pvc-outline-data.bin'], 'rchar', 0)
-      .then(async (r) => { await new Promise((res) => setTimeout(res, 5_000)); r.resume(); });
+    const held = holdResticFor('outline/pvc-outline-data.bin', 5_000);
     const done = await backup('outline', [commandSource('pvc', 'outline-data', ['sh', '-c', 'seq 1 100000'])], { stallTimeoutMs: 1_000, startTimeoutMs: 3_000 });
     await held;
     expect(done.status).toBe('FAILED');
@@ -241,8 +243,7 @@ describe('the watchdog: a start bound until an artifact is under way, a stall bo
   it('fails a backup whose manifest the repository does not take within the start bound, and leaves no snapshot', async () => {
     // The manifest's restic held from its start until well past the bound (a repository that
     // accepts connections and never answers holds it the same way: restic has no timeout there).
-    const held = pauseResticOnce(['backup', 'outline/backup.json'], 'rchar', 0)
-      .then(async (r) => { await new Promise((res) => setTimeout(res, 14_000)); r.resume(); });
+    const held = holdResticFor('outline/backup.json', 14_000);
     const done = await backup('outline', [commandSource('pvc', 'outline-data', ['sh', '-c', 'seq 1 100000'])], { startTimeoutMs: 10_000 });
     await held;
     expect(done.status).toBe('FAILED');
