@@ -5,6 +5,7 @@ import path from 'node:path';
 import { createWriteStream, existsSync, symlinkSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { SERVER_NODE_FLAGS } from '../src/util/heap.js';
+import { sseMessages } from '../test/helpers/sse-messages.js';
 
 export type ServerMode = 'dist' | 'bundle' | 'tsx';
 
@@ -84,22 +85,12 @@ export async function startServer(o: { dataDir: string; token: string; mode: Ser
         body: JSON.stringify({ query, variables }),
       });
       if (res.status !== 200 || !res.body) throw new Error(`subscription: HTTP ${res.status}`);
-      const decoder = new TextDecoder();
-      let buf = '';
       try {
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          buf += decoder.decode(chunk, { stream: true });
-          for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
-            const block = buf.slice(0, i);
-            buf = buf.slice(i + 2);
-            const event = /^event:\s*(.*)$/m.exec(block)?.[1];
-            if (event === 'complete') return;
-            const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
-            if (event !== 'next' || !data) continue; // keep-alives
-            const body = JSON.parse(data) as { data?: T; errors?: unknown };
-            if (!body.data) throw new Error(`subscription: ${JSON.stringify(body.errors ?? body)}`);
-            yield body.data;
-          }
+        for await (const msg of sseMessages(res.body as unknown as AsyncIterable<Uint8Array>)) {
+          if (msg.event !== 'next') continue;
+          const body = JSON.parse(msg.data) as { data?: T; errors?: unknown };
+          if (!body.data) throw new Error(`subscription: ${JSON.stringify(body.errors ?? body)}`);
+          yield body.data;
         }
       } finally {
         await res.body.cancel().catch(() => undefined);
