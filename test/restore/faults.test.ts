@@ -69,18 +69,21 @@ describe('faults during a restore', () => {
     const before = await snapshotOfLiveState();
     const pg = s.sim.databases.postgres!;
     // A session on template1 holds CREATE DATABASE up (the server waits up to 5 s for it to end);
-    // the restore is cancelled during that wait. The server carries the create out regardless of
-    // its client going away, so the side database must be dropped after the create, not skipped.
-    const holder = pg.query('select pg_sleep(3)', 'template1');
+    // the restore is cancelled during that wait, then the session ends and the create goes through.
+    // The server carries the create out regardless of its client going away, so the side database
+    // must be dropped after the create, not skipped. The session sleeps until the test ends it: how
+    // long the restore takes to reach the create depends on the machine's load.
+    const holder = pg.query(`select 'wild-test-holder', pg_sleep(120)`, 'template1').catch(() => undefined);
     const res = await s.gql<{ restoreBackup: { operation: { operationId: string } } }>(
       `mutation($id: ID!) { restoreBackup(input: { backupId: $id, safetyBackup: false }) { ${OP_FIELDS} } }`, { id: backupId });
     const opId = res.data!.restoreBackup.operation.operationId;
     const creating = `select count(*) from pg_stat_activity where query like 'create database "gitea_wbr_%'`;
-    for (let i = 0; (await pg.query(creating)).trim() !== '1'; i++) {
-      if (i > 300) throw new Error('the side database was never being created');
+    for (const t0 = Date.now(); (await pg.query(creating)).trim() !== '1';) {
+      if (Date.now() - t0 > 60_000) throw new Error('the side database was never being created');
       await new Promise((r) => setTimeout(r, 10));
     }
     await s.app.services.engine.cancel(opId);
+    await pg.query(`select pg_terminate_backend(pid) from pg_stat_activity where query like '%wild-test-holder%' and pid <> pg_backend_pid()`);
     await holder;
     const rec = await s.app.services.engine.waitFor(opId);
     expect(rec.status).toBe('CANCELLED');
