@@ -198,7 +198,7 @@ describe('restic client (local repository)', () => {
 
     await repo.forget({ snapshotIds: [left[0]!.id] });
     expect(await repo.snapshots({ tags: ['retention'] })).toEqual([]);
-  });
+  }, 120_000);
 
   it('left no temp files, and no secret in logs, errors or argv', async () => {
     expect(await readdir(join(dir, 'data', 'tmp')).catch(() => [])).toEqual([]);
