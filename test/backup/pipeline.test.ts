@@ -182,6 +182,31 @@ describe('runBackup', () => {
     expect(await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true })).toEqual([]);
   }, 60_000);
 
+  it('a source that cannot open before its restic has started fails the backup, not the process', async () => {
+    // restic starts beside the source's opening; here the opening fails first (a pod gone, another
+    // artifact's failure aborting it) while restic is still being prepared: the input restic was
+    // to read is destroyed with the error before anything listens to it.
+    const slow = Object.create(repo) as ResticRepository;
+    slow.backupStdin = async (o) => { await new Promise((r) => setTimeout(r, 300)); return repo.backupStdin(o); };
+    const cannotOpen: ArtifactSource = {
+      artifact: { kind: 'postgres', name: 'ghost' }, extension: '.bin',
+      estimate: async () => null,
+      open: async () => { throw new Error('the database pod is gone'); },
+    };
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown) => { uncaught.push(err); };
+    process.on('uncaughtException', onUncaught);
+    try {
+      const done = await backup('ghost', [cannotOpen], { repo: slow });
+      expect(done.status).toBe('FAILED');
+      expect(done.error?.message).toMatch(/^postgres:ghost: .*the database pod is gone/);
+      expect(await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true })).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+    expect(uncaught).toEqual([]);
+  }, 60_000);
+
   it('fails naming the artifact and its stderr when a source exits non-zero, and leaves no snapshot', async () => {
     const done = await backup('immich', [
       commandSource('pvc', 'immich-pvc', ['sh', '-c', 'seq 1 1000']),
