@@ -7,7 +7,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   ResticAbortError,
   ResticLockedError,
@@ -19,6 +19,17 @@ import {
 import { SecretScan, randomStream, sha256Of } from '../storage/helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// A point where a test's source stops sending until released. Whatever a test's checks say, its
+// source is let go after it: a restic left waiting would hold its lock over the tests that follow.
+const unreleased = new Set<() => void>();
+function holdPoint(): { hold: Promise<void>; release: () => void } {
+  let release!: () => void;
+  const hold = new Promise<void>((r) => { release = () => { unreleased.delete(release); r(); }; });
+  unreleased.add(release);
+  return { hold, release };
+}
+afterEach(() => { for (const release of [...unreleased]) release(); });
 
 describe('restic client (local repository)', () => {
   const scan = new SecretScan();
@@ -59,8 +70,8 @@ describe('restic client (local repository)', () => {
   });
 
   it('cancels a running backup: AbortError, restic gone, no snapshot written', async () => {
-    let release!: () => void;
-    const source = randomStream(4 * 1024 * 1024, { holdAfter: 512 * 1024, hold: new Promise<void>((r) => (release = r)) });
+    const { hold, release } = holdPoint();
+    const source = randomStream(4 * 1024 * 1024, { holdAfter: 512 * 1024, hold });
     const controller = new AbortController();
     const running = backup(source.stream, { signal: controller.signal, tags: ['aborted'] });
     await untilRead(source, 512 * 1024);
@@ -77,8 +88,8 @@ describe('restic client (local repository)', () => {
   });
 
   it('runs behind the API: every restic thread 10 nice steps lower, and its session\'s scheduling group too', async () => {
-    let release!: () => void;
-    const source = randomStream(1024 * 1024, { holdAfter: 256 * 1024, hold: new Promise<void>((r) => (release = r)) });
+    const { hold, release } = holdPoint();
+    const source = randomStream(1024 * 1024, { holdAfter: 256 * 1024, hold });
     const running = backup(source.stream, { tags: ['behind'] });
     await untilRead(source, 256 * 1024);
     const pid = spawned.at(-1)!.pid;
@@ -86,18 +97,15 @@ describe('restic client (local repository)', () => {
     const niceOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
     const own = niceOf(readFileSync('/proc/self/stat', 'utf8'));
     const threadNices = () => readdirSync(`/proc/${pid}/task`).map((tid) => niceOf(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')));
-    try {
-      // The bytes can sit in the pipe before restic's runtime has started its threads (a loaded machine).
-      for (let i = 0; i < 200 && threadNices().length < 2; i++) await sleep(50);
-      const threads = threadNices();
-      expect(readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toBe('restic');
-      expect(threads.length).toBeGreaterThan(1);
-      expect(new Set(threads)).toEqual(new Set([Math.min(19, own + 10)]));
-      // Its own session (detached) is its own autogroup on kernels that group by session.
-      if (existsSync(`/proc/${pid}/autogroup`)) expect(readFileSync(`/proc/${pid}/autogroup`, 'utf8')).toMatch(/ nice 10\n?$/);
-    } finally {
-      release(); // a failed check must not leave this restic holding its lock for the tests after it
-    }
+    // The bytes can sit in the pipe before restic's runtime has started its threads (a loaded machine).
+    for (let i = 0; i < 200 && threadNices().length < 2; i++) await sleep(50);
+    const threads = threadNices();
+    expect(readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toBe('restic');
+    expect(threads.length).toBeGreaterThan(1);
+    expect(new Set(threads)).toEqual(new Set([Math.min(19, own + 10)]));
+    // Its own session (detached) is its own autogroup on kernels that group by session.
+    if (existsSync(`/proc/${pid}/autogroup`)) expect(readFileSync(`/proc/${pid}/autogroup`, 'utf8')).toMatch(/ nice 10\n?$/);
+    release();
     expect((await running).snapshotId).toMatch(/^[0-9a-f]{8}/);
   });
 
@@ -113,8 +121,8 @@ describe('restic client (local repository)', () => {
   });
 
   it('a restic killed mid-stream leaves no lock behind once the call has failed', async () => {
-    let release!: () => void;
-    const source = randomStream(1024 * 1024, { holdAfter: 128 * 1024, hold: new Promise<void>((r) => (release = r)) });
+    const { hold, release } = holdPoint();
+    const source = randomStream(1024 * 1024, { holdAfter: 128 * 1024, hold });
     const running = backup(source.stream, { tags: ['killed'] });
     await untilRead(source, 128 * 1024);
     // The lock file itself, not the temp file restic writes it as and renames.
@@ -130,8 +138,8 @@ describe('restic client (local repository)', () => {
   });
 
   it('reports a locked repository at once, typed; the work goes through once the lock is gone', async () => {
-    let release!: () => void;
-    const source = randomStream(1024 * 1024, { holdAfter: 128 * 1024, hold: new Promise<void>((r) => (release = r)) });
+    const { hold, release } = holdPoint();
+    const source = randomStream(1024 * 1024, { holdAfter: 128 * 1024, hold });
     const running = backup(source.stream, { tags: ['while-locked'], filename: 'app/locked.bin' });
     await untilRead(source, 128 * 1024);
     // The bytes can sit in the pipe before restic has opened the repository: wait for its lock.
