@@ -42,6 +42,14 @@ async function backup(app: string, sources: ArtifactSource[], opts: BackupOpts =
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
+/** The backup FAILED, STALLED with `message`, and left no snapshot. */
+async function expectStalled(done: OperationRecord, message: string): Promise<void> {
+  expect(done.status).toBe('FAILED');
+  expect(done.error?.code).toBe('STALLED');
+  expect(done.error?.message).toBe(message);
+  expect(await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true })).toEqual([]);
+}
+
 /** Whether `cond` holds at one of `tries` checks, `ms` apart. */
 async function eventually(cond: () => Promise<boolean>, tries: number, ms: number): Promise<boolean> {
   for (let i = 0; i < tries; i++) {
@@ -184,10 +192,11 @@ describe('runBackup', () => {
 
   it('a source that cannot open before its restic has started fails the backup, not the process', async () => {
     // restic starts beside the source's opening; here the opening fails first (a pod gone, another
-    // artifact's failure aborting it) while restic is still being prepared: the input restic was
-    // to read is destroyed with the error before anything listens to it.
+    // artifact's failure aborting it) while the repository is still preparing restic (its version
+    // is slow to come): the input restic was to read is destroyed with the error before restic is
+    // there to hear it.
     const slow = Object.create(repo) as ResticRepository;
-    slow.backupStdin = async (o) => { await new Promise((r) => setTimeout(r, 300)); return repo.backupStdin(o); };
+    slow.version = async () => { await new Promise((r) => setTimeout(r, 300)); return repo.version(); };
     const cannotOpen: ArtifactSource = {
       artifact: { kind: 'postgres', name: 'ghost' }, extension: '.bin',
       estimate: async () => null,
@@ -249,20 +258,14 @@ describe('the watchdog: a start bound until an artifact is under way, a stall bo
     const held = holdResticFor('outline/pvc-outline-data.bin', 5_000);
     const done = await backup('outline', [commandSource('pvc', 'outline-data', ['sh', '-c', 'seq 1 100000'])], { stallTimeoutMs: 1_000, startTimeoutMs: 3_000 });
     await held;
-    expect(done.status).toBe('FAILED');
-    expect(done.error?.code).toBe('STALLED');
-    expect(done.error?.message).toBe('pvc:outline-data: did not start within 3 s: restic did not open the repository');
-    expect(await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true })).toEqual([]);
+    await expectStalled(done, 'pvc:outline-data: did not start within 3 s: restic did not open the repository');
   }, 60_000);
 
   it('fails a source that sends nothing after the start bound, saying so, and leaves no snapshot', async () => {
     const started = Date.now();
     const done = await backup('outline', [commandSource('pvc', 'outline-data', ['sh', '-c', 'sleep 60'])], { stallTimeoutMs: 1_000, startTimeoutMs: 4_000 });
-    expect(done.status).toBe('FAILED');
-    expect(done.error?.code).toBe('STALLED');
-    expect(done.error?.message).toBe('pvc:outline-data: did not start within 4 s: the source sent nothing');
     expect(Date.now() - started).toBeLessThan(30_000);
-    expect(await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true })).toEqual([]);
+    await expectStalled(done, 'pvc:outline-data: did not start within 4 s: the source sent nothing');
   }, 60_000);
 
   it('fails a backup whose manifest the repository does not take within the start bound, and leaves no snapshot', async () => {
@@ -271,17 +274,11 @@ describe('the watchdog: a start bound until an artifact is under way, a stall bo
     const held = holdResticFor('outline/backup.json', 14_000);
     const done = await backup('outline', [commandSource('pvc', 'outline-data', ['sh', '-c', 'seq 1 100000'])], { startTimeoutMs: 10_000 });
     await held;
-    expect(done.status).toBe('FAILED');
-    expect(done.error?.code).toBe('STALLED');
-    expect(done.error?.message).toBe('manifest: the repository did not answer within 10 s');
-    expect(await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true })).toEqual([]);
+    await expectStalled(done, 'manifest: the repository did not answer within 10 s');
   }, 60_000);
 
   it('fails an artifact under way that stops moving after the stall bound', async () => {
     const done = await backup('outline', [commandSource('pvc', 'outline-data', ['sh', '-c', 'seq 1 1000; sleep 60'])], { stallTimeoutMs: 3_000 });
-    expect(done.status).toBe('FAILED');
-    expect(done.error?.code).toBe('STALLED');
-    expect(done.error?.message).toBe('pvc:outline-data: no progress for 3 s: the repository or the source stopped answering');
-    expect(await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true })).toEqual([]);
+    await expectStalled(done, 'pvc:outline-data: no progress for 3 s: the repository or the source stopped answering');
   }, 60_000);
 });

@@ -239,9 +239,6 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
         ctx.progress({ bytesDone: counted.reduce((a, b) => a + b, 0) });
       });
       ended.then(() => { sourceAnswered = true; moved(); }, () => undefined); // an empty source answered too
-      // Its error reaches restic (which then writes nothing) and through it this artifact's failure;
-      // destroyed before restic has started, nothing else would listen, and the process would die.
-      counter.on('error', () => undefined);
       const writing = repo.backupStdin({
         stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags: tagsFor({ instance, app, backupId, artifact: src.artifact }),
         onProgress: () => { if (!resticReady) { resticReady = true; moved(); } },

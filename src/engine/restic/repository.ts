@@ -359,6 +359,10 @@ export class ResticRepository {
    * someone unlocks. A command fed from a stream cannot run twice, so it is not retried.
    */
   private async run(command: string, args: string[], opts: RunOptions): Promise<string[]> {
+    // The input is ours from here: its error reaches restic (ResticProcess interrupts it, or sees it
+    // destroyed before it started), and until restic is started nothing else listens to it. An
+    // 'error' nobody listens to would end the server.
+    opts.stdin?.on('error', () => undefined);
     try {
       return await this.runOnce(command, args, opts);
     } catch (err) {
