@@ -9,7 +9,9 @@
 //   direct   `cat FILE | restic backup --stdin` in a shell, no cluster at all.
 //
 // The simulated cluster runs in its own process (bench/sim-serve.ts); CPU seconds per process
-// come from /proc. Usage: npm run bench:exec-hop -- [--size 1G] [--rounds 3]
+// come from /proc. `--block 10K` has the pod write in blocks of that size (`dd bs=`) instead of
+// cat's 128 KiB, as tar (10 KiB records) and pg_dump (8 KiB and less) write: every write can become
+// a frame of its own. Usage: npm run bench:exec-hop -- [--size 1G] [--rounds 3] [--block 10K]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -21,9 +23,10 @@ import { pathToFileURL } from 'node:url';
 import { writeRandomFile } from '../src/sim/random.js';
 import { cpuTimes, median, parseSize, q, run, sh } from './lib-proc.js';
 
-const { values: flags } = parseArgs({ options: { size: { type: 'string', default: '1G' }, rounds: { type: 'string', default: '3' } } });
+const { values: flags } = parseArgs({ options: { size: { type: 'string', default: '1G' }, rounds: { type: 'string', default: '3' }, block: { type: 'string' } } });
 const SIZE = parseSize(flags.size!);
 const ROUNDS = Number(flags.rounds);
+const BLOCK = flags.block ? parseSize(flags.block) : undefined;
 type Kube = typeof import('../src/kube/index.js');
 const kube = (await import(pathToFileURL(path.resolve('dist/kube/index.js')).href)) as Kube;
 
@@ -36,6 +39,8 @@ const fresh = async (): Promise<void> => {
   rmSync(env.RESTIC_CACHE_DIR, { recursive: true, force: true });
   await run('restic', ['init'], { env });
 };
+/** What the pod runs to write the file. */
+const reader = (f: string): string[] => (BLOCK ? ['dd', `if=${f}`, `bs=${BLOCK}`, 'status=none'] : ['cat', f]);
 const RESTIC = 'restic backup --stdin --stdin-filename random.bin --json --quiet > /dev/null';
 
 // Both processes run with the server's heap floor (src/util/heap.ts): stream chunks would otherwise
@@ -55,14 +60,14 @@ try {
       const s0 = cpuTimes(sim.pid!).self, me0 = cpuTimes(process.pid), t0 = performance.now();
       if (v === 'ours') {
         const restic = spawn('bash', ['-c', RESTIC], { env, stdio: ['pipe', 'inherit', 'inherit'] });
-        const ex = await kube.execStream(client, { namespace: target.namespace, pod: target.pod, command: ['cat', file] });
+        const ex = await kube.execStream(client, { namespace: target.namespace, pod: target.pod, command: reader(file) });
         await pipeline(ex.stdout, restic.stdin!);
         await ex.done;
         await new Promise((res) => restic.once('exit', res));
       } else if (v === 'kubectl') {
-        await sh(`kubectl --kubeconfig ${q(target.kubeconfig)} exec -n ${target.namespace} ${target.pod} -- cat ${q(file)} | ${RESTIC}`, env);
+        await sh(`kubectl --kubeconfig ${q(target.kubeconfig)} exec -n ${target.namespace} ${target.pod} -- ${reader(file).map(q).join(' ')} | ${RESTIC}`, env);
       } else {
-        await sh(`cat ${q(file)} | ${RESTIC}`, env);
+        await sh(`${reader(file).map(q).join(' ')} | ${RESTIC}`, env);
       }
       const me1 = cpuTimes(process.pid);
       const run: Run = { wall: (performance.now() - t0) / 1000, client: v === 'ours' ? me1.self - me0.self : 0, restic: me1.children - me0.children, sim: cpuTimes(sim.pid!).self - s0 };
