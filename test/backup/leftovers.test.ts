@@ -1,7 +1,7 @@
 // A failed backup whose snapshots could not be forgotten (the repository was down) is remembered
 // on disk and its snapshots are removed once the repository answers, also after a restart.
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -80,4 +80,25 @@ it('drops the leftovers of an instance that no longer exists', async () => {
   await l.sweep();
   expect(await l.list()).toEqual([]);
   l.close();
+});
+
+it('a state file that cannot be written fails the sweep for its caller, not the server', async () => {
+  // The state directory's place is taken by a file: every save fails (as on a full or read-only disk).
+  const blocked = join(dir, 'blocked');
+  await writeFile(blocked, '');
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => { unhandled.push(reason); };
+  process.on('unhandledRejection', onUnhandled);
+  const l = new Leftovers(join(blocked, 'state', 'leftovers.json'), async () => { throw new Error('down'); }, remove, 60_000);
+  try {
+    await expect(l.add('test', backupId)).rejects.toThrow(/ENOTDIR/);
+    expect(await l.list()).toEqual([backupId]); // kept in memory for the next sweep
+    await expect(l.sweep('test')).rejects.toThrow(/ENOTDIR/);
+    await expect(l.sweep()).rejects.toThrow(/ENOTDIR/); // queued behind nothing: the failed one let go
+    await new Promise((r) => setTimeout(r, 50));
+    expect(unhandled).toEqual([]);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+    l.close();
+  }
 });

@@ -1,7 +1,7 @@
 // Schedules through GraphQL, on a fake clock: validated and written to config.yaml, with next run
 // times; a due schedule starts ordinary operations; a run that finds the previous one running is
 // skipped and says so; a server that was down across scheduled times runs the missed one once.
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -83,8 +83,24 @@ describe('schedules', () => {
     const started = scheduledBackups();
     expect(started.length).toBe(before + 1);
     const op = started[0]!;
-    // The next hour comes while that backup still runs: skipped, and it says so.
-    time.advanceTo('2026-11-26T12:00:00Z');
+    // The next hour comes while that backup still runs: skipped, and it says so. Its state cannot
+    // be written meanwhile (a file where the state directory was, as on a full or read-only disk):
+    // the skip is still shown, and the server goes on (a rejection left unhandled would end it).
+    const stateDir = path.join(s.sim.dataDir, 'wild-backup', 'schedules');
+    await rename(stateDir, `${stateDir}.away`);
+    await writeFile(stateDir, '');
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => { unhandled.push(reason); };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      time.advanceTo('2026-11-26T12:00:00Z');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await rm(stateDir);
+      await rename(`${stateDir}.away`, stateDir);
+    }
     const view = await s.gql<{ instance: { schedules: Array<{ name: string; lastSkippedAt: string; lastSkipReason: string; lastRunAt: string }> } }>(SCHEDULES);
     const hourly = view.data!.instance.schedules.find((x) => x.name === 'hourly-site')!;
     expect(hourly.lastSkippedAt).toBe('2026-11-26T12:00:00.000Z');

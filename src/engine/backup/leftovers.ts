@@ -85,11 +85,17 @@ export class Leftovers {
           log.info('removed the snapshots of an incomplete backup', { instance: l.instance, backupId: l.backupId });
         }
       }
-      await this.save();
-      if (pending.length > 0) this.schedule();
+      try {
+        await this.save();
+      } finally {
+        if (pending.length > 0) this.schedule(); // a state file that cannot be written now is retried too
+      }
     };
     const next = (this.sweeping ?? Promise.resolve()).then(run, run);
-    this.sweeping = next.finally(() => { if (this.sweeping === next) this.sweeping = null; });
+    // The queue's own link never rejects: each caller sees its sweep's failure through `next`, and a
+    // rejection nobody awaits (a full or read-only disk under the state file) would end the server.
+    const link: Promise<void> = next.catch(() => undefined).then(() => { if (this.sweeping === link) this.sweeping = null; });
+    this.sweeping = link;
     return next;
   }
 

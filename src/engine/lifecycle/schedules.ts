@@ -55,9 +55,17 @@ export class ScheduleService {
     return st;
   }
 
+  /**
+   * Writes the instance's state. A state that cannot be written (a full or read-only disk) is
+   * logged, not thrown: the runs go on, and a restart may run a missed one again.
+   */
   private async saveState(instance: string): Promise<void> {
-    await mkdir(path.dirname(this.stateFile(instance)), { recursive: true });
-    await writeFileAtomic(this.stateFile(instance), JSON.stringify(this.states.get(instance), null, 2), 0o644);
+    try {
+      await mkdir(path.dirname(this.stateFile(instance)), { recursive: true });
+      await writeFileAtomic(this.stateFile(instance), JSON.stringify(this.states.get(instance), null, 2), 0o644);
+    } catch (err) {
+      log.warn('schedule state not saved', { instance, error: (err as Error).message });
+    }
   }
 
   /** The instance's schedules, or the problems of its config. */
