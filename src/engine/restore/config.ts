@@ -7,7 +7,8 @@ import { parse } from 'yaml';
 import type { WildStore } from '../../wild/store.js';
 import { setPath, updateYamlFile, writeFileAtomic } from '../../wild/writer.js';
 
-async function tarFiles(stream: Readable, limit = 8 << 20): Promise<Map<string, Buffer>> {
+/** The files of a config artifact's tar, each whole (it is small: bounded by `limit`). */
+export async function tarFiles(stream: Readable, limit = 8 << 20): Promise<Map<string, Buffer>> {
   const ex = extract();
   const files = new Map<string, Buffer>();
   let total = 0;
@@ -20,6 +21,8 @@ async function tarFiles(stream: Readable, limit = 8 << 20): Promise<Map<string, 
         chunks.push(c);
       });
       body.on('end', () => { files.set(header.name, Buffer.concat(chunks)); next(); });
+      // The extractor destroys an open entry with its own error (a tar cut short): heard here too.
+      body.on('error', reject);
       body.resume();
     });
     ex.on('finish', resolve);
