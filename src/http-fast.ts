@@ -148,9 +148,25 @@ async function answerWithYoga(yoga: Yoga, req: http.IncomingMessage, res: http.S
   chunks = (response.body as unknown as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
   try {
     for (let r = await chunks.next(); !r.done && !res.destroyed; r = await chunks.next()) {
-      if (!res.write(r.value)) await new Promise<void>((resolve) => { res.once('drain', resolve); res.once('close', resolve); });
+      if (!res.write(r.value)) await drainedOrClosed(res);
     }
   } finally {
     if (!res.destroyed) res.end();
   }
+}
+
+/**
+ * Resolves on the response's next 'drain' or its 'close', whichever comes first, and leaves no
+ * listener behind: a long event stream to a slow client waits here many times.
+ */
+export function drainedOrClosed(res: http.ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }
