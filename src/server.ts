@@ -304,6 +304,8 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
   };
 
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint });
+  // ws re-emits the HTTP server's errors here; graphql-ws listens only once.
+  wss.on('error', (err) => log.error('websocket server error', { error: String(err) }));
   const wsServer = useServer<Record<string, unknown>, { role?: Role }>(
     {
       execute: (args) => (args.rootValue as { execute: (a: unknown) => never }).execute(args),

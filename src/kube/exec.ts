@@ -111,6 +111,8 @@ async function connect(client: KubeClient, o: ExecOptions, command: readonly str
       res.setEncoding('utf8');
       res.on('data', (c: string) => { if (body.length < 8192) body += c; });
       res.on('error', () => undefined);
+      // A connection dropped before the end of the refusal never ends the response: fail on its close.
+      res.on('close', () => { if (!res.complete) fail(new ConnectionLostError(where, `the API server closed the connection during its HTTP ${res.statusCode} answer`)); });
       res.on('end', () => {
         let status: { message?: string; reason?: string } = {};
         try { status = JSON.parse(body) as typeof status; } catch { status = { message: body.slice(0, 300) }; }

@@ -3,8 +3,10 @@
 // ways, and the v4 fallback; nothing (process, socket) is left behind.
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable, Writable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -125,6 +127,34 @@ describe('execStream on a v5 cluster', () => {
     const t0 = Date.now();
     await expect(execStream(down, { namespace: 'gitea', pod, command: ['true'], connectTimeoutMs: 3000 })).rejects.toBeInstanceOf(ClusterUnreachableError);
     expect(Date.now() - t0).toBeLessThan(4000);
+  });
+
+  it('an API server that breaks off its refusal mid-answer fails the exec, never leaves it waiting', async () => {
+    // An API server (behind a proxy, say) that refuses the upgrade and drops the connection before
+    // the end of its error body.
+    const tls = makeSimTls(path.join(sim.stateDir, 'cut-ca'));
+    const server = https.createServer({ cert: tls.certPem, key: tls.keyPem });
+    server.on('upgrade', (_req, socket: Duplex) => {
+      socket.write('HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"kind":"Status","mess');
+      setTimeout(() => socket.destroy(), 50);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const kc = path.join(sim.stateDir, 'cut.kubeconfig');
+      const text = readFileSync(sim.kubeconfigPath, 'utf8')
+        .replace(/server: \S+/, `server: https://127.0.0.1:${(server.address() as AddressInfo).port}`)
+        .replace(/certificate-authority-data: \S+/, `certificate-authority-data: ${Buffer.from(tls.caPem).toString('base64')}`);
+      writeFileSync(kc, text, { mode: 0o600 });
+      const t0 = Date.now();
+      const err = await Promise.race([
+        execStream(kubeClientFor(kc), { namespace: 'gitea', pod, command: ['true'] }).then(() => new Error('opened'), (e: unknown) => e),
+        new Promise((r) => setTimeout(() => r(new Error('still waiting after 5 s')), 5000)),
+      ]);
+      expect(err).toBeInstanceOf(ConnectionLostError);
+      expect(Date.now() - t0).toBeLessThan(3000);
+    } finally {
+      server.close();
+    }
   });
 
   it('slow stdout consumer pauses the command (memory stays bounded), then everything arrives', async () => {
