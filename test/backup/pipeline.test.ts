@@ -177,6 +177,16 @@ describe('runBackup', () => {
     expect((await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)?.status).toBe('COMPLETE');
   }, 60_000);
 
+  it("bounds the end's listing by the start bound: a repository that stops answering cannot hold the backup for ever", async () => {
+    const seen: Array<{ timeoutMs?: number; signal?: AbortSignal } | undefined> = [];
+    const watched = Object.create(repo) as ResticRepository;
+    watched.refresh = (o) => (seen.push(o), repo.refresh(o));
+    const done = await backup('website', [commandSource('pvc', 'bounded-listing', ['seq', '1', '1000'])], { repo: watched, startTimeoutMs: 30_000 });
+    expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+    expect(seen.length).toBeGreaterThan(0);
+    for (const o of seen) expect(o?.timeoutMs).toBe(30_000);
+  }, 60_000);
+
   it('one failing artifact stops the others at once and the backup leaves no snapshot', async () => {
     const started = Date.now();
     const done = await backup('nextcloud', [

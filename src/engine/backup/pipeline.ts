@@ -142,13 +142,15 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
     // previous one meanwhile). It starts with the manifest's write: its own start-up (~0.5 s) is
     // longer than what is left of that write, so it nearly always lists the manifest; when it
     // does not, a second listing does.
-    const listing = repo.refresh({ signal: endSignal });
+    // Bounded like the manifest's write: restic stops after the start bound whoever waits for it
+    // (a later caller of the same listing, such as removeBackupSnapshots, waits its own bound).
+    const listing = repo.refresh({ signal: endSignal, timeoutMs: startMs });
     listing.catch(() => undefined); // awaited after the manifest's write
     const manifestSummary = await manifestWrite!;
     ctx.progress({ phase: 'listing snapshots' });
     const isManifest = (s: Snapshot) => s.tags.includes(`backup:${backupId}`) && s.tags.includes(`artifact:${MANIFEST_ARTIFACT}`) && s.id.startsWith(manifestSummary.snapshotId);
     let listed = await listing;
-    if (!listed.some(isManifest)) listed = await repo.refresh({ signal: endSignal });
+    if (!listed.some(isManifest)) listed = await repo.refresh({ signal: endSignal, timeoutMs: startMs });
     const mine = listed.filter((s) => s.tags.includes(`backup:${backupId}`));
     for (const r of records) {
       if (!mine.some((s) => s.id.startsWith(r.snapshotId))) throw new ArtifactFailedError(`${r.kind}:${r.name}`, new Error(`snapshot ${r.snapshotId} was written but is not listed`));

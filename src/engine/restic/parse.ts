@@ -120,7 +120,13 @@ export function parseBackupLine(json: unknown): BackupMessage {
     return r.success ? { type: 'status', status: r.data } : { type: 'other' };
   }
   if (type === 'summary') {
-    const s = backupSummarySchema.parse(json);
+    // Parsed inside restic's stdout listener, where a throw would end the server: a summary it
+    // cannot read is an error of the backup (which then finished without a snapshot).
+    const r = backupSummarySchema.safeParse(json);
+    if (!r.success) {
+      return { type: 'error', message: `unreadable summary (${r.error.issues.map((i) => i.path.join('.') || 'summary').join(', ')})` };
+    }
+    const s = r.data;
     return {
       type: 'summary',
       summary: {

@@ -91,6 +91,20 @@ export class ResticProcess {
     const { binary, argv, env, signal } = spec;
     const behind = runsBehindTheApi(binary, argv, spec.nice ?? RESTIC_NICE);
     this.child = spawn(behind.file, behind.args, { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    // Listened to before anything else: a failed spawn emits 'error' on the next tick, and an
+    // 'error' nobody listens to would end the server.
+    let spawnError: Error | undefined;
+    this.child.on('error', (err) => {
+      spawnError = err;
+    });
+    // Out of file descriptors (EMFILE, ENFILE), Node returns a child without pipes (its 'error' and
+    // 'close' follow): a failed start, like any other.
+    if (!this.child.stdin || !this.child.stdout || !this.child.stderr) {
+      throw new ResticError(`cannot start restic (${binary}): no pipes to it could be created (out of file descriptors)`, { command: spec.command });
+    }
+    // A read error on restic's pipes (not seen in practice) only closes them; restic's exit decides.
+    this.child.stdout.on('error', () => undefined);
+    this.child.stderr.on('error', () => undefined);
     const pid = this.child.pid;
     if (pid !== undefined) {
       behind.lower(pid);
@@ -110,10 +124,6 @@ export class ResticProcess {
     this.feedStdin();
 
     this.done = new Promise<void>((resolve, reject) => {
-      let spawnError: Error | undefined;
-      this.child.on('error', (err) => {
-        spawnError = err;
-      });
       this.child.on('exit', () => {
         this.exited = true;
       });
@@ -143,7 +153,8 @@ export class ResticProcess {
         } else if (code === 0) {
           resolve();
         } else {
-          void (spec.diagnostics?.() ?? Promise.resolve('')).then((extra) => {
+          // A helper's log that cannot be read adds nothing; restic's own stderr still classifies.
+          void (spec.diagnostics?.() ?? Promise.resolve('')).catch(() => '').then((extra) => {
             const all = extra.trim() ? spec.redact(`${extra.trim()}\n${this.stderrTail.trim()}`.slice(-STDERR_TAIL)) : stderr;
             reject(classifyResticFailure({ exitCode: code ?? undefined, stderr: all, command: spec.command, displayUri: spec.displayUri }));
           });

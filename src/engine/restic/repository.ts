@@ -10,7 +10,7 @@ import { pluginForUri } from '../../plugins/storage/registry.js';
 import type { RepositorySettings } from '../../plugins/storage/settings.js';
 import { StorageValidationError, type PreparedBackend, type StorageBackendName, type StoragePlugin } from '../../plugins/storage/types.js';
 import { SNAPSHOT_ID, backupArgs, checkArgs, checkTag, forgetArgs, invalid } from './args.js';
-import { ResticAbortError, ResticError, ResticLockedError, ResticNotInitializedError } from './errors.js';
+import { ResticAbortError, ResticError, ResticLockedError, ResticNotInitializedError, ResticUnreachableError } from './errors.js';
 import {
   parseBackupLine,
   parseForget,
@@ -153,11 +153,12 @@ export class ResticRepository {
   async allSnapshots(query: Pick<SnapshotQuery, 'refresh' | 'signal' | 'timeoutMs'> = {}): Promise<readonly Snapshot[]> {
     const cached = query.refresh ? undefined : repositoryCache.get<Snapshot[]>(this.cacheKey, 'snapshots');
     if (cached) return cached;
-    // One listing serves every waiting caller; each caller's own signal only stops its wait.
+    // One listing serves every waiting caller: restic gets the first caller's timeout, and each
+    // caller's own signal and timeout bound its own wait.
     const shared = repositoryCache.load(this.cacheKey, 'snapshots', async () =>
       parseSnapshots(jsonLines(await this.run('snapshots', [], { timeoutMs: query.timeoutMs, noLock: true }))[0] ?? []),
     );
-    return raceAbort(shared, query.signal);
+    return this.waitShared(shared, query);
   }
 
   /** Forgets what is cached about the repository (our own writes do this themselves). */
@@ -177,6 +178,8 @@ export class ResticRepository {
 
   /** Streams `stdin` into a new snapshot; resolves with restic's summary and the full snapshot id. */
   async backupStdin(opts: BackupStdinOptions): Promise<BackupSummary> {
+    // The input is ours from here, even when its arguments are refused (see run()).
+    opts.stdin.on('error', () => undefined);
     const { filename, args } = backupArgs(opts);
     let proc: ResticProcess | undefined;
     let summary: (Omit<BackupSummary, 'snapshotId'> & { snapshotId?: string }) | undefined;
@@ -267,7 +270,7 @@ export class ResticRepository {
               void this.leaveNoLock('dump', {}, p).then(() => out.destroy(err as Error));
             },
           )
-          .finally(() => void prepared.cleanup());
+          .finally(() => prepared.cleanup().catch(() => undefined));
       })
       .catch((err: unknown) => out.destroy(err as Error));
     return out;
@@ -303,7 +306,7 @@ export class ResticRepository {
         latestSnapshotAt: times[times.length - 1],
       };
     });
-    return raceAbort(shared, opts.signal);
+    return this.waitShared(shared, opts);
   }
 
   /** Removes snapshots by id, or by a keep policy; with prune also frees their data. */
@@ -350,6 +353,31 @@ export class ResticRepository {
   }
 
   // --- plumbing ---
+
+  /**
+   * Waits for a load shared with other callers (repositoryCache) only as long as this caller's own
+   * bounds allow, whatever bounds the caller that started it gave restic: its signal rejects with
+   * ResticAbortError, its timeoutMs with ResticUnreachableError (as restic's own timeout does).
+   */
+  private waitShared<T>(shared: Promise<T>, opts: CallOptions): Promise<T> {
+    const { signal, timeoutMs } = opts;
+    if (!signal && timeoutMs === undefined) return shared;
+    if (signal?.aborted) return Promise.reject(new ResticAbortError('cancelled'));
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => settle(() => reject(new ResticAbortError('cancelled')));
+      const timer = timeoutMs === undefined ? undefined : setTimeout(
+        () => settle(() => reject(new ResticUnreachableError(`no answer from the repository at ${this.displayUri} within ${Math.round(timeoutMs / 1000)} s`))),
+        timeoutMs,
+      );
+      const settle = (then: () => void) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        then();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      shared.then((v) => settle(() => resolve(v)), (e: unknown) => settle(() => reject(e)));
+    });
+  }
 
   /**
    * Runs a command; when a lock stops it, stale locks are removed (`restic unlock`: only locks of
@@ -485,18 +513,4 @@ function takesLock(command: string, opts: RunOptions): boolean {
 function niceFromEnv(): number | undefined {
   const v = process.env.WILD_BACKUP_RESTIC_NICE;
   return v !== undefined && /^(1?[0-9])$/.test(v) ? Number(v) : undefined;
-}
-
-/** Waits for `promise`, or rejects with ResticAbortError when `signal` fires first. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(new ResticAbortError('cancelled'));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new ResticAbortError('cancelled'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => (signal.removeEventListener('abort', onAbort), resolve(v)),
-      (e: unknown) => (signal.removeEventListener('abort', onAbort), reject(e)),
-    );
-  });
 }
