@@ -338,8 +338,10 @@ export class RestoreService {
         for (const a of artifacts) {
           ctx.progress({ phase: `verifying ${a.kind}:${a.name}`, currentItem: a.filename });
           let side: SideRestore | undefined;
+          // Stops this artifact's restic dump however its check ended: one no longer read (pg_restore failed mid-stream) would run on, holding a repository lock.
+          const dumpDone = new AbortController();
           try {
-            const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal: ctx.signal }), (n) => ctx.progress({ bytesDone: base + n }), this.stallTimeoutMs);
+            const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal: AbortSignal.any([ctx.signal, dumpDone.signal]) }), (n) => ctx.progress({ bytesDone: base + n }), this.stallTimeoutMs);
             side = await restorers[a.kind]!.restoreSide(target, a, stream, `v${randomBytes(2).toString('hex')}`, ctx.signal);
             lines.push(await side.check(ctx.signal));
           } catch (err) {
@@ -347,6 +349,7 @@ export class RestoreService {
             ok = false;
             lines.push(`${a.kind}:${a.name}: ${(err as Error).message}`);
           } finally {
+            dumpDone.abort();
             await side?.discard().catch((e: unknown) => ctx.log(`scratch cleanup failed: ${(e as Error).message}`));
           }
           ctx.log(lines.at(-1)!);
