@@ -139,23 +139,66 @@ const OperationEventRef = builder.objectRef<OperationEvent>('OperationEvent').im
   }),
 });
 
-/** The operation's current state first, then every change; ends after its terminal state. */
-async function* followOperation(ctx: GraphQLContext, opId: string): AsyncGenerator<OperationRecord> {
-  const { engine, pubsub } = ctx.services;
-  const events = pubsub.subscribe(`operation:${opId}`);
-  try {
-    const current = engine.published(opId);
-    if (!current) throw new NotFoundError(`no operation with id "${opId}"`);
-    yield current;
-    if (isTerminal(current.status)) return;
-    for await (const ev of events) {
-      if (ev.operation === current) continue; // the event that made `current` (published for us)
-      yield ev.operation;
-      if (isTerminal(ev.operation.status)) return;
+type Step<U> = { value: U; last?: boolean } | null;
+
+/**
+ * `first` (if given), then `source`'s values as `step` maps them (null: skipped; last: the end
+ * follows). A plain iterator, not an async generator: a generator waiting for its next event holds
+ * a client's return() (unsubscribe), and the subscription with it, until that event comes; this
+ * one ends `source` at once.
+ */
+function follow<T, U>(source: AsyncIterableIterator<T>, step: (v: T) => Step<U>, first: Step<U> = null): AsyncIterableIterator<U> {
+  let ended = false;
+  let endNext = false;
+  let pending = first;
+  const end = async (): Promise<IteratorResult<U>> => {
+    if (!ended) {
+      ended = true;
+      await source.return?.();
     }
-  } finally {
-    await events.return?.();
+    return { done: true, value: undefined };
+  };
+  const it: AsyncIterableIterator<U> = {
+    async next() {
+      for (;;) {
+        if (ended || endNext) return end();
+        let out = pending;
+        pending = null;
+        if (!out) {
+          const r = await source.next();
+          if (r.done) return end();
+          out = step(r.value);
+        }
+        if (!out) continue;
+        endNext = out.last ?? false; // the end comes at the next call, once the client has this value
+        return { done: false, value: out.value };
+      }
+    },
+    return: end,
+    async throw(err: unknown) {
+      await end();
+      throw err;
+    },
+    [Symbol.asyncIterator]: () => it,
+  };
+  return it;
+}
+
+/** The operation's current state first, then every change; ends after its terminal state. */
+function followOperation(ctx: GraphQLContext, opId: string): AsyncIterableIterator<OperationRecord> {
+  const { engine, pubsub } = ctx.services;
+  const events = pubsub.subscribe(`operation:${opId}`); // before reading the state: nothing missed
+  const current = engine.published(opId);
+  if (!current) {
+    void events.return?.();
+    throw new NotFoundError(`no operation with id "${opId}"`);
   }
+  return follow(
+    events,
+    // The event that made `current` (published for us) is not sent twice.
+    (ev) => (ev.operation === current ? null : { value: ev.operation, last: isTerminal(ev.operation.status) }),
+    { value: current, last: isTerminal(current.status) },
+  );
 }
 
 builder.subscriptionFields((t) => ({
@@ -174,16 +217,8 @@ builder.subscriptionFields((t) => ({
     type: OperationEventRef,
     description: 'Every operation event, optionally of one instance.',
     args: { instance: t.arg.string({ required: false }) },
-    subscribe: async function* (_r, { instance }, ctx) {
-      const events = ctx.services.pubsub.subscribe('operations');
-      try {
-        for await (const ev of events) {
-          if (!instance || ev.operation.instanceName === instance) yield ev;
-        }
-      } finally {
-        await events.return?.();
-      }
-    },
+    subscribe: (_r, { instance }, ctx) =>
+      follow(ctx.services.pubsub.subscribe('operations'), (ev) => (!instance || ev.operation.instanceName === instance ? { value: ev } : null)),
     resolve: (ev) => ev,
   }),
 }));
