@@ -12,6 +12,8 @@ import { adminPassword, checkDatabaseName, engineServer, serverPod } from './ser
 import { compareRowCounts } from './verify.js';
 
 const q = (s: string) => '`' + s.replace(/`/g, '``') + '`';
+/** The table that moves with a swap: in the old schema exactly while the restored tables are live. */
+const SWAPPED = 'wild_backup_swapped';
 
 interface MyDescription extends SideDescription {
   kind: 'mysql';
@@ -34,22 +36,33 @@ function handle(client: KubeClient, locate: () => Promise<PodTarget>, pw: string
       return compareRowCounts(`schema ${d.live}`, await mysqlRowCounts(client, await locate(), pw, d.side, signal), artifact?.meta);
     },
     async swapIn() {
-      const [liveTables, sideTables] = [await tablesOf(d.live), await tablesOf(d.side)];
-      await run(`create database if not exists ${q(d.live)}; create database if not exists ${q(d.old)}`);
-      const moves = [
+      const [liveTables, sideTables] = [await tablesOf(d.live), (await tablesOf(d.side)).filter((t) => t !== SWAPPED)];
+      await run(`create database if not exists ${q(d.live)}; create database if not exists ${q(d.old)}; create table if not exists ${q(d.side)}.${q(SWAPPED)} (swapped int)`);
+      // One atomic rename: the live tables out to old, the restored ones in, and the marker to old
+      // with them. The marker in old is what says the swap happened (see swapBack).
+      await run(`rename table ${[
         ...liveTables.map((t) => `${q(d.live)}.${q(t)} to ${q(d.old)}.${q(t)}`),
         ...sideTables.map((t) => `${q(d.side)}.${q(t)} to ${q(d.live)}.${q(t)}`),
-      ];
-      if (moves.length) await run(`rename table ${moves.join(', ')}`);
+        `${q(d.side)}.${q(SWAPPED)} to ${q(d.old)}.${q(SWAPPED)}`,
+      ].join(', ')}`);
     },
     async swapBack() {
-      const [liveTables, oldTables] = [await tablesOf(d.live), await tablesOf(d.old)];
+      // Only a swap that happened is undone, once: it may be asked again (a recovery after a crash
+      // that followed an undone swap), or before the swap (a failure ahead of the rename). Moving
+      // the live tables aside then would put the app's own data where discard() drops it.
+      const [liveTables, oldTables, sideTables] = [await tablesOf(d.live), await tablesOf(d.old), await tablesOf(d.side)];
+      // A swap of an earlier version of this code left no marker: its old tables say it.
+      const swapped = oldTables.includes(SWAPPED) || (oldTables.length > 0 && !sideTables.includes(SWAPPED));
+      if (!swapped) {
+        if (oldTables.length === 0) await run(`drop database if exists ${q(d.old)}`); // made ahead of a rename that never came
+        return;
+      }
       await run(`create database if not exists ${q(d.side)}`);
-      const moves = [
+      await run(`rename table ${[
         ...liveTables.map((t) => `${q(d.live)}.${q(t)} to ${q(d.side)}.${q(t)}`),
-        ...oldTables.map((t) => `${q(d.old)}.${q(t)} to ${q(d.live)}.${q(t)}`),
-      ];
-      if (moves.length) await run(`rename table ${moves.join(', ')}`);
+        ...oldTables.map((t) => `${q(d.old)}.${q(t)} to ${q(t === SWAPPED ? d.side : d.live)}.${q(t)}`),
+      ].join(', ')}`);
+      await run(`drop database if exists ${q(d.old)}`); // empty now
     },
     async commit() {
       await run(`drop database if exists ${q(d.old)}; drop database if exists ${q(d.side)}`);
