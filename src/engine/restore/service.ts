@@ -124,6 +124,13 @@ export class RestoreService {
     }
     const components = new Set<RestoreComponent>(input.components ?? (clone ? ['DATABASES', 'VOLUMES'] : ['DATABASES', 'VOLUMES', 'CONFIG']));
     const artifacts = this.artifactsFor(b, components);
+    // A database server app's backup is a whole-server dump (pg_dumpall, mysqldump --all-databases):
+    // restoring it would stop the server for every app using it, then fail. Refused before anything
+    // happens; its other components (VOLUMES, CONFIG) can still be chosen.
+    const server = artifacts.find((a) => (a.kind === 'postgres' || a.kind === 'mysql') && a.name === 'all');
+    if (server) {
+      throw new ValidationError(`${server.kind}:all of ${b.appName} is a whole-server dump, for rebuilding a server: restoring it would stop the ${server.kind} server for every app using it. Restore each app from its own backup instead`, [{ path: 'input.components', message: 'DATABASES of a database server app cannot be restored' }]);
+    }
     if (clone) {
       const targetDbs = detectDatabases(app).map((d) => `${d.engine}:${d.databaseName}`);
       for (const a of artifacts.filter((x) => x.kind === 'postgres' || x.kind === 'mysql')) {
