@@ -38,24 +38,43 @@ export interface ConfigUndo {
   undo(): Promise<void>;
 }
 
-export async function restoreAppConfig(store: WildStore, instance: string, app: string, stream: Readable): Promise<ConfigUndo> {
+/** The app's slices of a config artifact's config.yaml and secrets.yaml (undefined: not in it). */
+export interface AppConfigSlices {
+  config: unknown;
+  secrets: unknown;
+}
+
+/**
+ * Reads and parses the app's slices from a config artifact, writing nothing: a restore reads them
+ * before it swaps anything in, so a bad artifact fails while there is nothing to undo.
+ */
+export async function readAppConfig(app: string, stream: Readable): Promise<AppConfigSlices> {
   const files = await tarFiles(stream);
   const slice = (name: string) => {
     const text = files.get(name)?.toString('utf8');
     const doc = text ? (parse(text) as { apps?: Record<string, unknown> }) : undefined;
     return doc?.apps?.[app];
   };
+  return { config: slice('config.yaml'), secrets: slice('secrets.yaml') };
+}
+
+/** Writes the slices into the instance's files; a write that fails undoes those before it. */
+export async function applyAppConfig(store: WildStore, instance: string, app: string, slices: AppConfigSlices): Promise<ConfigUndo> {
   const configFile = store.paths.configFile(instance);
   const secretsFile = store.paths.secretsFile(instance);
   const before = { config: await readFile(configFile, 'utf8'), secrets: await readFile(secretsFile, 'utf8').catch(() => null) };
-  const cfg = slice('config.yaml');
-  const sec = slice('secrets.yaml');
-  if (cfg !== undefined) await updateYamlFile(configFile, (doc) => setPath(doc, ['apps', app], cfg), 0o644);
-  if (sec !== undefined) await updateYamlFile(secretsFile, (doc) => setPath(doc, ['apps', app], sec), 0o600);
-  return {
+  const undo: ConfigUndo = {
     async undo() {
       await writeFileAtomic(configFile, before.config, 0o644);
       if (before.secrets !== null) await writeFileAtomic(secretsFile, before.secrets, 0o600);
     },
   };
+  try {
+    if (slices.config !== undefined) await updateYamlFile(configFile, (doc) => setPath(doc, ['apps', app], slices.config), 0o644);
+    if (slices.secrets !== undefined) await updateYamlFile(secretsFile, (doc) => setPath(doc, ['apps', app], slices.secrets), 0o600);
+  } catch (err) {
+    await undo.undo().catch(() => undefined);
+    throw err;
+  }
+  return undo;
 }

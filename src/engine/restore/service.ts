@@ -23,7 +23,7 @@ import { componentOf, restorers } from '../../plugins/restorers.js';
 import { restorePostgresRoles } from '../../plugins/databases/postgres-restore.js';
 import { detectDatabases } from '../../plugins/databases/registry.js';
 import { quiesce, resume, type ReplicaMap } from './quiesce.js';
-import { restoreAppConfig, type ConfigUndo } from './config.js';
+import { applyAppConfig, readAppConfig, type ConfigUndo } from './config.js';
 import { retrying, type RestoreTarget, type SideDescription, type SideRestore } from './side.js';
 
 export type RestoreComponent = 'DATABASES' | 'VOLUMES' | 'CONFIG';
@@ -174,7 +174,7 @@ export class RestoreService {
     let resumed = false;
     const config = r.artifacts.find((a) => a.kind === 'config');
     // The config artifact is a few KiB: fetched while the data is restored, so its restic start-up
-    // (key derivation, index) is off the critical path. Applied only after the swap, as before.
+    // (key derivation, index) is off the critical path; read before the swap, applied after it.
     const configBytes = config ? readAll(repo.dump(config.snapshotId, `/${config.filename}`, { signal: ctx.signal }), 8 << 20) : null;
     configBytes?.catch(() => undefined); // awaited below; a restore that fails earlier does not care
     ctx.progress({ phase: 'quiescing', bytesDone: 0, bytesTotal: total });
@@ -245,6 +245,10 @@ export class RestoreService {
       await Promise.all(Array.from({ length: Math.min(RESTORE_CONCURRENCY, data.length) }, worker));
       ctx.signal.throwIfAborted();
       if (failure) throw failure.err;
+      // A config artifact that cannot be read fails the restore here, with nothing swapped in yet.
+      const configSlices = configBytes
+        ? await configBytes.then((b) => readAppConfig(r.app, Readable.from([b]))).catch((err: unknown) => { throw new ArtifactFailedError(`config:${config!.name}`, err); })
+        : null;
       ctx.progress({ phase: 'swapping in' });
       for (const s of sides) {
         s.st.state = 'swapping';
@@ -254,8 +258,8 @@ export class RestoreService {
         await save();
         ctx.log(`swapped in ${s.st.description.kind} ${JSON.stringify(s.st.description)}`);
       }
-      if (configBytes) {
-        configUndo = await restoreAppConfig(this.store, inst.name, r.app, Readable.from([await configBytes]));
+      if (configSlices) {
+        configUndo = await applyAppConfig(this.store, inst.name, r.app, configSlices);
         ctx.log('restored the app\'s config.yaml and secrets.yaml settings');
       }
       ctx.progress({ phase: 'cleaning up' });
