@@ -9,9 +9,21 @@ import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type Re
 import { podText, streamIntoPod, type PodTarget } from '../exec-source.js';
 import { TarScanner, type TarListing } from './tar-scan.js';
 
+/**
+ * The restore's (and a drill's) working directories at the volume root: the extracted backup, and
+ * the live entries moved aside until commit or discard. PVC backups leave both out (pvc.ts).
+ */
+export const RESTORE_DIR_PREFIX = '.wild-backup-restore-';
+export const OLD_DIR_PREFIX = '.wild-backup-old-';
+
 const ENTRIES = '"$D"/* "$D"/.[!.]* "$D"/..?*';
-/** Scripts run with values as positional args only: $1 root, $2 restore dir name, $3 old dir name. */
-const SWAP_IN = `set -e; cd "$1"; m=$(stat -c %a "$2"); mkdir -p "$3"
+/**
+ * Scripts run with values as positional args only: $1 root, $2 restore dir name, $3 old dir name.
+ * SWAP_IN gives the root the backup's mode; the root's own is kept as the mode of $3 (made with it,
+ * never changed: no file in $3 that a live entry of the same name could overwrite), and SWAP_BACK
+ * gives it back.
+ */
+const SWAP_IN = `set -e; cd "$1"; m=$(stat -c %a "$2"); mkdir -p -m "$(stat -c %a .)" "$3"
 for f in * .[!.]* ..?*; do case "$f" in "$2"|"$3") continue;; esac; if [ -e "$f" ] || [ -L "$f" ]; then mv -- "$f" "$3/"; fi; done
 touch "$3/.wild-backup-phase-b"
 D="$2"; for f in ${ENTRIES}; do if [ -e "$f" ] || [ -L "$f" ]; then mv -- "$f" ./; fi; done
@@ -20,6 +32,7 @@ const SWAP_BACK = `set -e; cd "$1"; [ -d "$3" ] || exit 0
 if [ -e "$3/.wild-backup-phase-b" ]; then mkdir -p "$2"
   for f in * .[!.]* ..?*; do case "$f" in "$2"|"$3") continue;; esac; if [ -e "$f" ] || [ -L "$f" ]; then mv -- "$f" "$2/"; fi; done
   rm -f "$3/.wild-backup-phase-b"; fi
+chmod "$(stat -c %a "$3")" .
 D="$3"; for f in ${ENTRIES}; do if [ -e "$f" ] || [ -L "$f" ]; then mv -- "$f" ./; fi; done
 rmdir "$3"`;
 
@@ -82,7 +95,7 @@ export const pvcRestorer: ArtifactRestorer = {
     const namespace = t.app.name;
     const pvc = artifact.name;
     const pod = await helperFor(t.client, namespace, pvc, t.helperImage, signal);
-    const d: PvcDescription = { kind: 'pvc', namespace, pvc, restoreDir: `.wild-backup-restore-${suffix}`, oldDir: `.wild-backup-old-${suffix}` };
+    const d: PvcDescription = { kind: 'pvc', namespace, pvc, restoreDir: `${RESTORE_DIR_PREFIX}${suffix}`, oldDir: `${OLD_DIR_PREFIX}${suffix}` };
     const scanner = new TarScanner();
     const h = handle(t.client, pod, d, () => scanner.result(), artifact.meta);
     return filledOrDiscarded(h, async () => {

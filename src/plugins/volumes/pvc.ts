@@ -8,6 +8,7 @@ import type { ArtifactSource } from '../../engine/backup/source.js';
 import type { AppVolume } from '../../engine/cluster.js';
 import type { AppInfo } from '../../wild/store.js';
 import { execSource, podText, type PodTarget } from '../exec-source.js';
+import { OLD_DIR_PREFIX, RESTORE_DIR_PREFIX } from './pvc-restore.js';
 import { TarScanner } from './tar-scan.js';
 
 /** apps.<app>.backup.exclude: tar --exclude patterns (relative to the volume root). */
@@ -27,9 +28,18 @@ function nestedMounts(pod: V1Pod, container: string, mountPath: string): string[
     .map((p) => './' + p.slice(root.length + 1));
 }
 
+/**
+ * A restore's or drill's working directories at the volume root (pvc-restore.ts), left behind by a
+ * crash or a failed clean-up: never part of a backup, or a later restore would bring them back.
+ * `./` anchors them at the root: members are named `./x` (`-C mount .`), and both GNU tar (unanchored
+ * matching starts at a name's components) and busybox tar (the same, FNM_PATHNAME) then match
+ * `./.wild-backup-old-x` but not `./sub/.wild-backup-old-x`.
+ */
+export const OWN_WORK_DIRS = [RESTORE_DIR_PREFIX, OLD_DIR_PREFIX].map((p) => `./${p}*`);
+
 export function tarCommand(mountPath: string, excludes: string[]): string[] {
   // GNU tar and busybox tar both take these; --exclude values are argv, never shell text.
-  return ['tar', '-c', '-f', '-', ...excludes.map((e) => `--exclude=${e}`), '-C', mountPath, '.'];
+  return ['tar', '-c', '-f', '-', ...[...OWN_WORK_DIRS, ...excludes].map((e) => `--exclude=${e}`), '-C', mountPath, '.'];
 }
 
 export interface VolumeSourceOptions {
