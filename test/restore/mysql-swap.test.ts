@@ -1,13 +1,15 @@
 // The MariaDB swap and its undo against the simulated cluster's real MariaDB: the undo puts the
 // app's own tables back exactly once, whatever point it is asked at: after the swap, again after
 // it was undone and the side dropped (a start-up recovery after a crash that followed an undone
-// swap), or before the swap ever happened. Each time the app's data must survive discard().
+// swap), or before the swap ever happened. Each time the app's data must survive discard(). And
+// loading a dump into the side schema never alters the live one (mysqldump's ALTER DATABASE lines).
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { kubeClientFor } from '../../src/kube/index.js';
-import { mysqlRestorer } from '../../src/plugins/databases/mysql-restore.js';
+import { commentOutAlters, mysqlRestorer } from '../../src/plugins/databases/mysql-restore.js';
 import type { RestoreTarget, SideDescription, SideRestore } from '../../src/engine/restore/side.js';
 import type { MariadbServer } from '../../src/sim/index.js';
-import { startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, backupLatest, startSimApp, type SimApp } from '../helpers/sim-app.js';
 
 let s: SimApp;
 let db: MariadbServer;
@@ -79,3 +81,62 @@ it('a swap into an empty live schema is undone to the empty schema', async () =>
   await side.swapBack(); // once more: nothing to do
   expect(await rows(d.live)).toBe('');
 });
+
+async function through(t: NodeJS.ReadWriteStream, chunks: Buffer[]): Promise<Buffer> {
+  const out: Buffer[] = [];
+  const done = new Promise<void>((resolve, reject) => { t.on('data', (c: Buffer) => out.push(c)); t.on('end', resolve); t.on('error', reject); });
+  Readable.from(chunks).pipe(t as unknown as NodeJS.WritableStream);
+  await done;
+  return Buffer.concat(out);
+}
+
+it("comments out the dump's ALTER DATABASE lines of the live schema, the same length, wherever the chunks break", async () => {
+  const dump = Buffer.from([
+    '-- MariaDB dump', 'CREATE TABLE `posts` (id int);',
+    "ALTER DATABASE `ghost` CHARACTER SET latin1 COLLATE latin1_swedish_ci ;",
+    'CREATE TRIGGER t BEFORE INSERT ON posts FOR EACH ROW SET NEW.id = NEW.id ;;',
+    "ALTER DATABASE `ghost` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci ;",
+    "ALTER DATABASE `ghost2` CHARACTER SET latin1 ;", "SELECT 'ALTER DATABASE `ghost` ' ;", '',
+  ].join('\n'));
+  const want = Buffer.from(dump.toString().replace(/\nALTER DATABASE `ghost` /g, '\n-- ER DATABASE `ghost` '));
+  expect(want.toString()).toContain('-- ER DATABASE `ghost` CHARACTER SET latin1');
+  expect(want.toString()).toContain('ALTER DATABASE `ghost2`');
+  for (let cut = 1; cut < dump.length; cut++) {
+    const got = await through(commentOutAlters('ghost'), [dump.subarray(0, cut), dump.subarray(cut)]);
+    expect(got.toString(), `cut at ${cut}`).toBe(want.toString());
+  }
+  const bytewise = await through(commentOutAlters('ghost'), [...dump].map((b) => Buffer.from([b])));
+  expect(bytewise.toString()).toBe(want.toString());
+});
+
+it('a drill of a schema whose trigger was made under another collation never alters the live schema', async () => {
+  const schema = 'ghost';
+  const [charset, collation] = (await db.query(`select default_character_set_name, default_collation_name from information_schema.schemata where schema_name = '${schema}'`)).trim().split('\t');
+  // As an app's migrations make them: in its own schema, names unqualified.
+  await db.query(`alter database ${schema} character set latin1 collate latin1_swedish_ci;
+    create table wb_counted (id int);
+    create trigger wb_trigger before insert on wb_counted for each row set new.id = new.id;
+    alter database ${schema} character set ${charset} collate ${collation};`, schema);
+  const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
+  expect(init.status).toBe('SUCCEEDED');
+  const b = await backupLatest(s, 'ghost');
+  // The backup's dump names the live schema in ALTER DATABASE lines around the trigger.
+  const svc = s.app.services;
+  const inst = await svc.store.requireInstance('test');
+  const artifact = (await svc.backups.get(inst, b.backupId))!.manifest!.artifacts.find((a) => a.kind === 'mysql')!;
+  const chunks: Buffer[] = [];
+  for await (const c of (await svc.repositories.open(inst)).dump(artifact.snapshotId, `/${artifact.filename}`)) chunks.push(c as Buffer);
+  expect(Buffer.concat(chunks).toString()).toMatch(/^ALTER DATABASE `ghost` CHARACTER SET latin1/m);
+  await db.query("set global log_output = 'TABLE'; truncate table mysql.general_log; set global general_log = 1;");
+  try {
+    const rec = await s.runOperation(`mutation($id: ID!) { verifyBackup(id: $id) { ${OP_FIELDS} } }`, { id: b.id });
+    expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
+  } finally {
+    await db.query('set global general_log = 0;');
+  }
+  // The drill made the trigger in its side schema, and no statement altered the live schema.
+  const ran = (await db.query("select argument from mysql.general_log where argument like '%TRIGGER%' or argument like '%ALTER DATABASE%'")).trim();
+  expect(ran).toMatch(/trigger `?wb_trigger/i);
+  expect(ran).not.toMatch(/ALTER DATABASE `ghost` /);
+  expect((await db.query(`select concat(default_character_set_name, ' ', default_collation_name) from information_schema.schemata where schema_name = '${schema}'`)).trim()).toBe(`${charset} ${collation}`);
+}, 240_000);

@@ -1,7 +1,7 @@
 // MariaDB restore: the dump is loaded into a side schema, checked, then swapped in with one atomic
 // RENAME TABLE of all tables (the live tables move to an "old" schema, kept until the whole
 // restore succeeded). Triggers and views do not move across schemas; see docs/DESIGN.md.
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Transform, type Readable } from 'node:stream';
 import type { KubeClient } from '../../kube/index.js';
 import type { ArtifactRecord } from '../../engine/backup/manifest.js';
 import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
@@ -24,6 +24,31 @@ interface MyDescription extends SideDescription {
 
 async function tables(client: KubeClient, target: PodTarget, pw: string, schema: string): Promise<string[]> {
   return (await mysqlQuery(client, target, pw, `select table_name from information_schema.tables where table_schema = '${schema}' and table_type = 'BASE TABLE' order by 1`)).map((r) => r[0]!);
+}
+
+/**
+ * mysqldump brackets each trigger and routine made under another collation than its database has
+ * now with `ALTER DATABASE \`<db>\` CHARACTER SET ... ;` lines naming the dumped database: loaded
+ * into the side schema as they are, they would change the live schema (a drill too). Each becomes a
+ * comment of the same length (the stream's length is known in advance). Lines of other databases
+ * are left as they are.
+ */
+export function commentOutAlters(live: string): Transform {
+  const needle = Buffer.from(`\nALTER DATABASE ${q(live)} `);
+  const keep = needle.length - 1; // a match may start in the last bytes of a chunk: held for the next
+  let held = Buffer.alloc(0);
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      const buf = held.length > 0 ? Buffer.concat([held, chunk]) : chunk;
+      for (let i = buf.indexOf(needle); i !== -1; i = buf.indexOf(needle, i + 1)) buf.write('-- ', i + 1);
+      const cut = Math.max(0, buf.length - keep);
+      held = Buffer.from(buf.subarray(cut));
+      cb(null, buf.subarray(0, cut));
+    },
+    flush(cb) {
+      cb(null, held);
+    },
+  });
 }
 
 /** The server pod is looked up for every step: after a server restart it is another pod. */
@@ -88,8 +113,10 @@ export const mysqlRestorer: ArtifactRestorer = {
       // The password line first (read by the pod's shell), then the dump, as one stdin.
       const stdin = new PassThrough();
       stdin.write(`${pw}\n`);
-      stream.pipe(stdin);
+      const alters = commentOutAlters(live);
+      stream.pipe(alters).pipe(stdin);
       stream.once('error', (e) => stdin.destroy(e));
+      alters.once('error', (e) => stdin.destroy(e));
       stdin.on('error', () => undefined); // surfaced through the exec's own failure
       return streamIntoPod(t.client, target, mysqlCommand(['mysql', '-uroot', `--database=${d.side}`]), stdin, Buffer.byteLength(`${pw}\n`) + artifact.sizeBytes, signal);
     }, t);
