@@ -8,15 +8,14 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { ResticRepository } from '../../src/engine/restic/index.js';
-import { OP_FIELDS, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, initRepository, startSimApp, type SimApp } from '../helpers/sim-app.js';
 
 let s: SimApp;
 let repo: ResticRepository;
 
 beforeAll(async () => {
   s = await startSimApp({ apps: ['website'] });
-  const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
-  expect(init.status).toBe('SUCCEEDED');
+  await initRepository(s);
   repo = await s.app.services.repositories.open(await s.app.services.store.requireInstance('test'));
 }, 180_000);
 afterAll(async () => { await s?.close(); });

@@ -61,6 +61,12 @@ export function registerSimSecrets(sim: SimCluster): void {
 }
 
 /** Backs up `app` of instance "test" through GraphQL (it must succeed); its latest backup's node id and backup id. */
+/** Initialises the test instance's repository through GraphQL, as a user does first. */
+export async function initRepository(s: SimApp): Promise<void> {
+  const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
+  expect(init.status, JSON.stringify(init.error)).toBe('SUCCEEDED');
+}
+
 export async function backupLatest(s: SimApp, app: string): Promise<{ id: string; backupId: string }> {
   const rec = await s.runOperation(`mutation($app: String!) { backupApp(input: { instance: "test", app: $app }) { ${OP_FIELDS} } }`, { app });
   expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');

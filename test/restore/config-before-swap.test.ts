@@ -3,14 +3,13 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { kubeClientFor, listWorkloads } from '../../src/kube/index.js';
 import { pgTableDigests, treeDigest } from '../helpers/compare.js';
-import { OP_FIELDS, backupLatest, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, backupLatest, initRepository, startSimApp, type SimApp } from '../helpers/sim-app.js';
 
 let s: SimApp;
 const RESTORE = `mutation($input: RestoreBackupInput!) { restoreBackup(input: $input) { ${OP_FIELDS} } }`;
 beforeAll(async () => {
   s = await startSimApp({ apps: ['gitea'] });
-  const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
-  expect(init.status).toBe('SUCCEEDED');
+  await initRepository(s);
 }, 180_000);
 afterAll(async () => { await s?.close(); });
 

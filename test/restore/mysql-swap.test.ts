@@ -9,7 +9,7 @@ import { kubeClientFor } from '../../src/kube/index.js';
 import { commentOutAlters, mysqlRestorer } from '../../src/plugins/databases/mysql-restore.js';
 import type { RestoreTarget, SideDescription, SideRestore } from '../../src/engine/restore/side.js';
 import type { MariadbServer } from '../../src/sim/index.js';
-import { OP_FIELDS, backupLatest, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, backupLatest, initRepository, startSimApp, type SimApp } from '../helpers/sim-app.js';
 
 let s: SimApp;
 let db: MariadbServer;
@@ -117,8 +117,7 @@ it('a drill of a schema whose trigger was made under another collation never alt
     create table wb_counted (id int);
     create trigger wb_trigger before insert on wb_counted for each row set new.id = new.id;
     alter database ${schema} character set ${charset} collate ${collation};`, schema);
-  const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
-  expect(init.status).toBe('SUCCEEDED');
+  await initRepository(s);
   const b = await backupLatest(s, 'ghost');
   // The backup's dump names the live schema in ALTER DATABASE lines around the trigger.
   const svc = s.app.services;

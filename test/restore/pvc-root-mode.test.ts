@@ -4,14 +4,13 @@ import { chmod, mkdir, rename, rmdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { treeDigest } from '../helpers/compare.js';
-import { OP_FIELDS, backupLatest, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, backupLatest, initRepository, startSimApp, type SimApp } from '../helpers/sim-app.js';
 
 let s: SimApp;
 
 beforeAll(async () => {
   s = await startSimApp({ apps: ['website'] });
-  const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
-  expect(init.status).toBe('SUCCEEDED');
+  await initRepository(s);
 }, 180_000);
 afterAll(async () => {
   if (s) s.sim.kube.runtime.execGate = undefined;

@@ -3,14 +3,13 @@
 // a safety backup is taken or the shared server (which every app's database lives on) is scaled down.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgTableDigests } from '../helpers/compare.js';
-import { OP_FIELDS, backupLatest, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, backupLatest, initRepository, startSimApp, type SimApp } from '../helpers/sim-app.js';
 
 let s: SimApp;
 
 beforeAll(async () => {
   s = await startSimApp({ apps: ['gitea'] });
-  const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
-  expect(init.status).toBe('SUCCEEDED');
+  await initRepository(s);
 }, 180_000);
 afterAll(async () => { await s?.close(); });
 

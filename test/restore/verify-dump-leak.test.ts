@@ -4,7 +4,7 @@
 // writing its stdout and holding a repository lock that made forget and prune fail until a restart.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pauseResticOnce, resticChildren, startOperation } from '../helpers/faults.js';
-import { OP_FIELDS, backupLatest, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, backupLatest, initRepository, startSimApp, type SimApp } from '../helpers/sim-app.js';
 
 let s: SimApp;
 const DUMP = ['dump', '/gitea/postgres-gitea.pgdump'];
@@ -16,8 +16,7 @@ beforeAll(async () => {
   // pipes and stream buffers between restic and pg_restore hold.
   await s.sim.databases.postgres!.query(
     `create table bulk as select g as id, md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) as payload from generate_series(1, 150000) g`, 'gitea');
-  const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
-  expect(init.status).toBe('SUCCEEDED');
+  await initRepository(s);
 }, 240_000);
 afterAll(async () => { await s?.close(); });
 

@@ -178,7 +178,9 @@ export class ResticRepository {
 
   /** Streams `stdin` into a new snapshot; resolves with restic's summary and the full snapshot id. */
   async backupStdin(opts: BackupStdinOptions): Promise<BackupSummary> {
-    // The input is ours from here, even when its arguments are refused (see run()).
+    // The input is ours from here, even when its arguments are refused: its error reaches restic
+    // (ResticProcess interrupts it, or sees it destroyed before it started), and until restic is
+    // started nothing else listens to it. An 'error' nobody listens to would end the server.
     opts.stdin.on('error', () => undefined);
     const { filename, args } = backupArgs(opts);
     let proc: ResticProcess | undefined;
@@ -387,10 +389,6 @@ export class ResticRepository {
    * someone unlocks. A command fed from a stream cannot run twice, so it is not retried.
    */
   private async run(command: string, args: string[], opts: RunOptions): Promise<string[]> {
-    // The input is ours from here: its error reaches restic (ResticProcess interrupts it, or sees it
-    // destroyed before it started), and until restic is started nothing else listens to it. An
-    // 'error' nobody listens to would end the server.
-    opts.stdin?.on('error', () => undefined);
     try {
       return await this.runOnce(command, args, opts);
     } catch (err) {

@@ -349,7 +349,8 @@ export class RestoreService {
         for (const a of artifacts) {
           ctx.progress({ phase: `verifying ${a.kind}:${a.name}`, currentItem: a.filename });
           let side: SideRestore | undefined;
-          // Stops this artifact's restic dump however its check ended: one no longer read (pg_restore failed mid-stream) would run on, holding a repository lock.
+          // Stops this artifact's restic dump however its check ended: one no longer read (pg_restore
+          // failed mid-stream) would run on, holding a repository lock.
           const dumpDone = new AbortController();
           try {
             const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal: AbortSignal.any([ctx.signal, dumpDone.signal]) }), (n) => ctx.progress({ bytesDone: base + n }), this.stallTimeoutMs);
