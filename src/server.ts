@@ -57,6 +57,8 @@ export interface AppOptions {
   startTimeoutMs?: number;
   /** How often a failed backup's snapshots are retried for removal while their repository is down. */
   leftoverRetryMs?: number;
+  /** First wait before an unfinished recovery (a restore's rollback) is tried again; doubles up to 10 min. Default 30 s. */
+  recoveryRetryMs?: number;
   /** Clock and timers of the schedules (tests). Default: the real ones. */
   scheduleTiming?: Pick<SchedulerOptions, 'now' | 'setTimer' | 'clearTimer'>;
   /** Deepest query accepted. Default 12. */
@@ -165,7 +167,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
   const tokens = await loadTokens(store.paths, opts.env ?? process.env);
   processSecrets.add(tokens.admin, tokens.readOnly);
   const pubsub = new PubSub<OperationTopics>();
-  const engine = new OperationEngine({ paths: store.paths, pubsub, concurrency: opts.concurrency });
+  const engine = new OperationEngine({ paths: store.paths, pubsub, concurrency: opts.concurrency, recoveryRetryMs: opts.recoveryRetryMs });
   const repositories = new RepositoryService(store, engine, { statusTimeoutMs: opts.repositoryTimeoutMs });
   const backups = new BackupService(store, engine, repositories, { stallTimeoutMs: opts.stallTimeoutMs, startTimeoutMs: opts.startTimeoutMs, leftoverRetryMs: opts.leftoverRetryMs });
   for (const kind of ['BACKUP_APP', 'BACKUP_CLUSTER'] as const) {

@@ -59,6 +59,10 @@ OperationRef.implement({
       resolve: (o) => o.updatedAt ?? o.finishedAt ?? o.startedAt ?? o.createdAt,
     }),
     backupId: t.exposeString('backupId', { nullable: true, description: 'The backup made or restored (restic tag backup:<id>).' }),
+    recoveryPending: t.boolean({
+      description: 'The operation has finished but its undo has not (a failed restore whose rollback the cluster did not let finish, error code ROLLBACK_INCOMPLETE): Wild Backup tries it again in the background, and the app takes no other operation until it is done.',
+      resolve: (o) => isTerminal(o.status) && o.recovery !== null,
+    }),
     log: t.stringList({
       args: { last: t.arg.int({ required: false }) },
       resolve: (o, { last }, ctx) => ctx.services.engine.logTail(o.id, Math.min(Math.max(last ?? 100, 1), 1000)),

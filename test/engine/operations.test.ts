@@ -16,7 +16,7 @@ let paths: DataPaths;
 let pubsub: PubSub<OperationTopics>;
 let engines: OperationEngine[];
 
-function newEngine(opts: { concurrency?: number; progressIntervalMs?: number } = {}): OperationEngine {
+function newEngine(opts: { concurrency?: number; progressIntervalMs?: number; recoveryRetryMs?: number } = {}): OperationEngine {
   const e = new OperationEngine({ paths, pubsub, ...opts });
   engines.push(e);
   return e;
@@ -257,6 +257,39 @@ describe('OperationEngine', () => {
     expect(onDisk.status).toBe('FAILED');
     expect(onDisk.recovery).toBeNull();
     expect(await engine.logTail('op-crashed-aa11')).toEqual(expect.arrayContaining([expect.stringContaining('scaled gitea/gitea back to 1')]));
+  });
+
+  it('a start-up recovery that fails is kept and tried again in the background, across a restart, and holds its app meanwhile', async () => {
+    const dir = paths.operationsDir('home');
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, 'op-crashed-dd44.json'), JSON.stringify({
+      version: 1, id: 'op-crashed-dd44', kind: 'RESTORE_APP', status: 'RUNNING', instanceName: 'home', appName: 'gitea', message: null, error: null,
+      progress: { phase: 'swapping in', bytesDone: 5, bytesTotal: 10, bytesPerSecond: null, etaSeconds: null, currentItem: null },
+      createdAt: '2026-11-26T10:00:00.000Z', startedAt: '2026-11-26T10:00:01.000Z', finishedAt: null, backupId: null,
+      recovery: { replicas: { 'Deployment/gitea': 1 } },
+    }));
+    // The cluster does not answer for the first three tries (the start-up one included).
+    let tries = 0;
+    const hook = async () => { if (++tries <= 3) throw new Error('cluster unreachable'); };
+    const first = newEngine({ recoveryRetryMs: 100 });
+    first.onRecovery('RESTORE_APP', hook);
+    await first.init(['home']);
+    expect(first.get('op-crashed-dd44')!.recovery).toEqual({ replicas: { 'Deployment/gitea': 1 } });
+    expect((await readRecord(first.get('op-crashed-dd44')!)).recovery).not.toBeNull();
+    // The app takes no other operation while its undo is pending; other apps do.
+    await expect(first.submit(tickTask({ app: 'gitea' }))).rejects.toThrow(/still being put back after operation op-crashed-dd44/);
+    expect((await first.waitFor((await first.submit(tickTask({ app: 'immich', steps: 1 }))).id)).status).toBe('SUCCEEDED');
+    // A restart while it is pending: the new engine picks it up from the record.
+    await expect.poll(() => tries, { timeout: 5_000 }).toBeGreaterThanOrEqual(2);
+    await first.stop(2000);
+    const second = newEngine({ recoveryRetryMs: 100 });
+    second.onRecovery('RESTORE_APP', hook);
+    await second.init(['home']);
+    await expect.poll(() => second.get('op-crashed-dd44')!.recovery, { timeout: 10_000 }).toBeNull();
+    expect(tries).toBe(4);
+    expect((await readRecord(second.get('op-crashed-dd44')!)).recovery).toBeNull();
+    expect(await second.logTail('op-crashed-dd44')).toEqual(expect.arrayContaining([expect.stringContaining('recovery failed again: cluster unreachable'), expect.stringContaining('recovery finished')]));
+    expect((await second.waitFor((await second.submit(tickTask({ app: 'gitea', steps: 1 }))).id)).status).toBe('SUCCEEDED');
   });
 
   it('a stop during a run leaves the record FAILED/INTERRUPTED', async () => {

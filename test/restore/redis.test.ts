@@ -213,7 +213,7 @@ describe('redis restore', () => {
       const t0 = Date.now();
       const rec = await s.runOperation(RESTORE, { input: { backupId: nodeId, safetyBackup: false } });
       expect(rec.status).toBe('FAILED');
-      expect(rec.error?.message).toMatch(/^redis pod \S+ failed to start on the restored data/);
+      expect(rec.error?.message).toMatch(/^swapping in redis:\S+: redis pod \S+ failed to start on the restored data/);
       expect(Date.now() - t0, 'no waiting for a timeout').toBeLessThan(60_000);
     } finally {
       redis.beforeStart = undefined;

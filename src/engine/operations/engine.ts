@@ -26,7 +26,11 @@ export interface EngineOptions {
   progressIntervalMs?: number;
   /** Minimum time between two progress writes of one record to disk. Default 2 s. */
   persistIntervalMs?: number;
+  /** First wait before a pending recovery is tried again; doubles up to 10 min. Default 30 s. */
+  recoveryRetryMs?: number;
 }
+
+const RECOVERY_RETRY_MAX_MS = 10 * 60_000;
 
 /** Why an operation's signal was aborted. */
 export class CancelReason extends Error {
@@ -62,6 +66,12 @@ export class OperationEngine {
   private readonly active = new Map<string, Active>();
   private readonly queue: string[] = [];
   private readonly recoveryHooks = new Map<OperationKind, RecoveryHook>();
+  /**
+   * Finished operations whose undo is not done yet (a restore whose rollback the cluster did not
+   * let finish): their record keeps its recovery data, the hook is tried again in the background
+   * until it succeeds, and their app takes no other operation meanwhile.
+   */
+  private readonly pending = new Map<string, { timer: NodeJS.Timeout | null; delayMs: number; running: Promise<void> | null }>();
   private readonly concurrency: number;
   private readonly progressIntervalMs: number;
   private readonly persistIntervalMs: number;
@@ -91,21 +101,83 @@ export class OperationEngine {
         rec.finishedAt = new Date().toISOString();
         const lines: string[] = [`${rec.finishedAt} interrupted: marked FAILED at start-up`];
         const hook = this.recoveryHooks.get(rec.kind);
+        let recovered = true;
         if (hook && wasRunning) {
           try {
             await hook(rec, (l) => lines.push(`${new Date().toISOString()} ${scrub(l)}`));
             lines.push(`${new Date().toISOString()} recovery finished`);
           } catch (err) {
-            lines.push(`${new Date().toISOString()} recovery failed: ${scrub((err as Error).message)}`);
+            recovered = false;
+            lines.push(`${new Date().toISOString()} recovery failed: ${scrub((err as Error).message)}; it is tried again in the background`);
             log.error('recovery failed', { operation: rec.id, error: (err as Error).message });
           }
         }
-        rec.recovery = null;
+        // What could not be undone yet stays recorded, and is tried again until it is.
+        if (recovered || !rec.recovery) rec.recovery = null;
         await this.store.appendLog(rec, lines);
         await this.store.save(rec);
         log.warn('operation interrupted by a restart', { operation: rec.id, kind: rec.kind });
       }
     }
+    // Left pending by an earlier run of the server (or just now): tried again soon.
+    for (const rec of this.records.values()) {
+      if (isTerminal(rec.status) && rec.recovery && this.recoveryHooks.has(rec.kind)) this.schedulePending(rec, this.opts.recoveryRetryMs ?? 30_000);
+    }
+  }
+
+  /** The operation whose unfinished undo holds this app, if any. */
+  pendingRecoveryFor(instance: string, app: string | null | undefined): OperationRecord | undefined {
+    const key = appKey(instance, app);
+    if (!key) return undefined;
+    for (const id of this.pending.keys()) {
+      const rec = this.records.get(id);
+      if (rec && appKey(rec.instanceName, rec.appName) === key) return rec;
+    }
+    return undefined;
+  }
+
+  private schedulePending(rec: OperationRecord, delayMs: number): void {
+    const first = this.opts.recoveryRetryMs ?? 30_000;
+    const entry = this.pending.get(rec.id) ?? { timer: null, delayMs: first, running: null };
+    this.pending.set(rec.id, entry);
+    if (this.stopping || entry.timer || entry.running) return;
+    entry.timer = setTimeout(() => {
+      entry.timer = null;
+      entry.running = this.retryPending(rec, entry.delayMs).then((done) => {
+        entry.running = null;
+        if (done) return;
+        const next = entry.delayMs;
+        entry.delayMs = Math.min(entry.delayMs * 2, RECOVERY_RETRY_MAX_MS);
+        this.schedulePending(rec, next);
+      });
+    }, delayMs);
+    entry.timer.unref();
+  }
+
+  /** One more try of a pending recovery; true when nothing is left to undo. */
+  private async retryPending(rec: OperationRecord, nextDelayMs: number): Promise<boolean> {
+    const hook = this.recoveryHooks.get(rec.kind);
+    if (!hook || !rec.recovery) { this.pending.delete(rec.id); return true; }
+    const lines: string[] = [];
+    const note = (l: string) => lines.push(`${new Date().toISOString()} ${scrub(l)}`);
+    note('trying the unfinished recovery again');
+    try {
+      await hook(rec, note);
+      rec.recovery = null;
+      this.pending.delete(rec.id);
+      note('recovery finished: the app is as it was before this operation');
+      log.info('pending recovery finished', { operation: rec.id });
+    } catch (err) {
+      note(`recovery failed again: ${(err as Error).message}; next try in ${Math.round(nextDelayMs / 1000)} s`);
+      log.warn('pending recovery failed', { operation: rec.id, error: scrub((err as Error).message) });
+    }
+    const mem = this.logs.get(rec.id);
+    if (mem) mem.push(...lines);
+    await this.store.appendLog(rec, lines).catch((e: unknown) => log.warn('could not write operation log', { error: (e as Error).message }));
+    await this.store.save(rec).catch((e: unknown) => log.error('could not persist operation record', { operation: rec.id, error: (e as Error).message }));
+    if (rec.recovery) return false;
+    this.pump(); // operations of the app queued meanwhile may start
+    return true;
   }
 
   get(id: string): OperationRecord | undefined {
@@ -160,6 +232,10 @@ export class OperationEngine {
   async submit(task: OperationTask): Promise<OperationRecord> {
     if (this.stopping) throw new ConflictError('the server is shutting down');
     const key = appKey(task.instance, task.app);
+    const held = this.pendingRecoveryFor(task.instance, task.app);
+    if (held && (task.onAppConflict ?? 'reject') === 'reject') {
+      throw new ConflictError(`app "${task.app}" of instance "${task.instance}" is still being put back after operation ${held.id} (${held.kind}) failed; Wild Backup keeps trying, and the app takes other operations once that is done`);
+    }
     if (key && (task.onAppConflict ?? 'reject') === 'reject') {
       for (const a of this.active.values()) {
         if (appKey(a.rec.instanceName, a.rec.appName) === key) {
@@ -224,6 +300,12 @@ export class OperationEngine {
   /** Stops admitting work, aborts what runs and waits (bounded) for it to reach a safe point. */
   async stop(timeoutMs = 30_000): Promise<void> {
     this.stopping = true;
+    const recovering: Array<Promise<void>> = [];
+    for (const entry of this.pending.values()) {
+      if (entry.timer) clearTimeout(entry.timer);
+      entry.timer = null;
+      if (entry.running) recovering.push(entry.running);
+    }
     for (const id of [...this.queue]) {
       const a = this.active.get(id);
       this.queue.splice(this.queue.indexOf(id), 1);
@@ -232,13 +314,14 @@ export class OperationEngine {
     const running = [...this.active.values()];
     for (const a of running) a.controller.abort(new CancelReason('shutdown'));
     await Promise.race([
-      Promise.all(running.map((a) => a.finished)),
+      Promise.all([...running.map((a) => a.finished), ...recovering]),
       new Promise((r) => setTimeout(r, timeoutMs).unref()),
     ]);
   }
 
   private canStart(a: Active, running: Active[]): boolean {
     if (running.length >= this.concurrency) return false;
+    if (this.pendingRecoveryFor(a.rec.instanceName, a.rec.appName)) return false; // waits until the app is put back
     const key = appKey(a.rec.instanceName, a.rec.appName);
     for (const r of running) {
       if (r.rec.instanceName !== a.rec.instanceName) continue;
@@ -371,9 +454,13 @@ export class OperationEngine {
     rec.error = extra.error ?? null;
     rec.message = extra.message ?? extra.error?.message ?? null;
     rec.progress = { ...rec.progress, phase: status.toLowerCase(), etaSeconds: status === 'SUCCEEDED' ? 0 : null };
-    rec.recovery = null;
+    // Recovery data the task left (it clears it when everything is undone or in place) is an undo
+    // still to do: kept, and tried again in the background.
+    const undoLeft = rec.recovery !== null && this.recoveryHooks.has(rec.kind);
+    if (!undoLeft) rec.recovery = null;
     this.appendLog(a, `${status}${rec.error ? ` ${rec.error.code}: ${rec.error.message}` : rec.message ? `: ${rec.message}` : ''}`);
     this.active.delete(rec.id);
+    if (undoLeft) this.schedulePending(rec, this.opts.recoveryRetryMs ?? 30_000);
     try {
       await this.persist(a);
     } finally {

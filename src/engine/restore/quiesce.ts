@@ -13,13 +13,13 @@ export async function quiesce(client: KubeClient, namespace: string, onSaved: (r
   return replicas;
 }
 
-export async function resume(client: KubeClient, namespace: string, replicas: ReplicaMap, log: (l: string) => void): Promise<void> {
+export async function resume(client: KubeClient, namespace: string, replicas: ReplicaMap, log: (l: string) => void, signal?: AbortSignal): Promise<void> {
   if (Object.keys(replicas).length === 0) return; // nothing was recorded, so nothing was scaled
-  const workloads = await listWorkloads(client, namespace, { timeoutMs: 30_000 });
+  const workloads = await listWorkloads(client, namespace, { signal, timeoutMs: 30_000 });
   for (const w of workloads) {
     const want = replicas[`${w.kind}/${w.name}`];
     if (want === undefined || want === w.replicas) continue;
-    await scaleAndWait(client, w as WorkloadInfo, want, { waitTimeoutMs: 180_000 });
+    await scaleAndWait(client, w as WorkloadInfo, want, { signal, waitTimeoutMs: 180_000 });
     log(`scaled ${w.kind} ${namespace}/${w.name} back to ${want}`);
   }
 }

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
+import { ConflictError, NotFoundError, ValidationError, WildError } from '../../errors.js';
 import type { OperationEngine, OperationRecord, TaskContext } from '../operations/index.js';
 import type { RepositoryService } from '../repository/service.js';
 import type { BackupService } from '../backup/service.js';
@@ -25,6 +25,7 @@ import { detectDatabases } from '../../plugins/databases/registry.js';
 import { quiesce, resume, type ReplicaMap } from './quiesce.js';
 import { applyAppConfig, readAppConfig, type ConfigUndo } from './config.js';
 import { retrying, type RestoreTarget, type SideDescription, type SideRestore } from './side.js';
+import type { KubeClient } from '../../kube/index.js';
 
 export type RestoreComponent = 'DATABASES' | 'VOLUMES' | 'CONFIG';
 
@@ -87,12 +88,99 @@ function counted(stream: Readable, onBytes: (n: number) => void, stallMs?: numbe
   return stream.pipe(t);
 }
 
+/** Aborts after `ms` with a reason that says so (AbortSignal.timeout's says only "timeout"). */
+function deadlineSignal(ms: number): AbortSignal {
+  const c = new AbortController();
+  setTimeout(() => c.abort(new Error(`the step got no answer within ${ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`}`)), ms).unref();
+  return c.signal;
+}
+
+/** Some side of a failed restore is still swapped in (or half): the app must stay stopped. */
+const rollbackStuck = (r: RestoreRecovery): boolean => r.sides.some((s) => s.state !== 'side');
+
+/**
+ * A restore failed, and putting everything back did not finish within its bounds: the recovery
+ * record keeps what is left, the engine tries it again in the background, and the app takes no
+ * other operation until it is done.
+ */
+export class RollbackIncompleteError extends WildError {
+  readonly code = 'ROLLBACK_INCOMPLETE';
+  constructor(cause: unknown, problems: string[]) {
+    super(`${(cause as Error)?.message ?? String(cause)}; putting the app back did not finish (${problems.join('; ')}): Wild Backup keeps trying in the background, and the app takes no other operation until it is back`, { cause });
+  }
+}
+
 /** Data artifacts restored at once (a database and its app's volumes, side by side). */
 const RESTORE_CONCURRENCY = 3;
 
 export class RestoreService {
   /** A restore's artifact that moves no byte for this long fails with code STALLED. */
   stallTimeoutMs = DEFAULT_RESTORE_STALL_TIMEOUT_MS;
+  /** Bound of one swap step (swapIn, swapBack) or scale-back: renames and moves, quick when the cluster answers. */
+  stepTimeoutMs = 10 * 60_000;
+  /** Bound of one commit or discard: the removal of a whole copy (a big volume's files) can take long. */
+  cleanupTimeoutMs = 2 * 60 * 60_000;
+  /** How long a failed restore's in-process rollback keeps trying before it leaves the rest to the engine. */
+  rollbackRetryMs = 120_000;
+
+  /** A signal for one swap step: its own deadline, and the operation's cancel if given. */
+  private step(signal?: AbortSignal): AbortSignal {
+    const deadline = deadlineSignal(this.stepTimeoutMs);
+    return signal ? AbortSignal.any([signal, deadline]) : deadline;
+  }
+
+  private cleanupStep(): AbortSignal {
+    return deadlineSignal(this.cleanupTimeoutMs);
+  }
+
+  /**
+   * Undoes a failed restore: the config first, every swapped side back (each step bounded, tried
+   * again for `rollbackRetryMs`), then the replicas and the side copies' removal side by side. The
+   * recovery record follows each step, so what is left is exactly what the engine retries. Returns
+   * what could not be done.
+   */
+  private async rollBack(ctx: TaskContext, client: KubeClient, recovery: RestoreRecovery, sides: Array<{ side: SideRestore; st: SideState }>, configUndo: ConfigUndo | null, save: () => Promise<void>): Promise<{ resumed: boolean; problems: string[]; stuck: boolean }> {
+    const problems: string[] = [];
+    await configUndo?.undo().catch((e: unknown) => { problems.push(`config: ${(e as Error).message}`); ctx.log(`config undo failed: ${(e as Error).message}`); });
+    let retried = false;
+    const onRetry = (e: Error) => { if (!retried) ctx.log(`clean-up waits for the server to answer again: ${e.message}`); retried = true; };
+    const opts = { onRetry, timeoutMs: this.rollbackRetryMs };
+    for (const s of [...sides].reverse()) {
+      if (s.st.state === 'side') continue;
+      try {
+        await retrying(() => s.side.swapBack(this.step()), opts);
+        s.st.state = 'side';
+        await save();
+        ctx.log(`put the old ${s.st.description.kind} data back`);
+      } catch (e) {
+        problems.push(`${s.st.description.kind}: the old data is not back yet (${(e as Error).message})`);
+        ctx.log(`swap back failed: ${(e as Error).message}`);
+      }
+    }
+    if (rollbackStuck(recovery)) {
+      for (const s of sides) await s.side.close?.().catch(() => undefined);
+      return { resumed: false, problems, stuck: true };
+    }
+    // The old data is live again: the app starts while the side copies go.
+    let resumed = false;
+    await Promise.all([
+      retrying(() => resume(client, recovery.namespace, recovery.replicas, (l) => ctx.log(l), this.step()), opts)
+        .then(() => { resumed = true; }, (e: unknown) => { problems.push(`replicas: ${(e as Error).message}`); ctx.log(`could not scale back: ${(e as Error).message}`); }),
+      ...[...sides].reverse().map(async (s) => {
+        try {
+          await retrying(() => s.side.discard(this.cleanupStep()), opts);
+          recovery.sides = recovery.sides.filter((x) => x !== s.st);
+          await save();
+        } catch (e) {
+          problems.push(`${s.st.description.kind}: the restored copy is not removed yet (${(e as Error).message})`);
+          ctx.log(`discard failed: ${(e as Error).message}`);
+        } finally {
+          await s.side.close?.().catch(() => undefined);
+        }
+      }),
+    ]);
+    return { resumed, problems, stuck: false };
+  }
 
   constructor(
     private readonly store: WildStore,
@@ -167,11 +255,13 @@ export class RestoreService {
     // One write of the recovery record at a time (artifacts restore side by side), in order.
     let saving: Promise<void> = Promise.resolve();
     const save = (): Promise<void> => (saving = saving.catch(() => undefined).then(() => ctx.saveRecovery(recovery as unknown as Record<string, unknown>)));
-    const sides: Array<{ side: SideRestore; st: SideState }> = [];
+    const sides: Array<{ side: SideRestore; st: SideState; label: string }> = [];
+    const announced = new Map<SideRestore, SideState>();
     let configUndo: ConfigUndo | null = null;
     const total = r.artifacts.reduce((n, a) => n + a.sizeBytes, 0);
     let base = 0;
     let resumed = false;
+    let resumeTried = false; // by the rollback, for as long as it tries
     const config = r.artifacts.find((a) => a.kind === 'config');
     // The config artifact is a few KiB: fetched while the data is restored, so its restic start-up
     // (key derivation, index) is off the critical path; read before the swap, applied after it.
@@ -204,7 +294,6 @@ export class RestoreService {
       });
       const group = new AbortController();
       const signal = AbortSignal.any([ctx.signal, group.signal]);
-      const announced = new Map<SideRestore, SideState>();
       const announce = async (side: SideRestore): Promise<SideState> => {
         const st: SideState = { description: side.description, state: 'side' };
         announced.set(side, st);
@@ -225,7 +314,7 @@ export class RestoreService {
           } else {
             // Recorded (by `announce`) before it is filled; listed for the swap once filled.
             const side = await restorers[a.kind]!.restoreSide(target, a, stream, suffix, signal);
-            sides.push({ side, st: announced.get(side) ?? (await announce(side)) });
+            sides.push({ side, st: announced.get(side) ?? (await announce(side)), label: `${a.kind}:${a.name}` });
             ctx.log(await side.check(signal));
           }
           moved.set(a, a.sizeBytes);
@@ -253,7 +342,7 @@ export class RestoreService {
       for (const s of sides) {
         s.st.state = 'swapping';
         await save();
-        await s.side.swapIn();
+        await s.side.swapIn(this.step(ctx.signal)).catch((err: unknown) => { throw new ArtifactFailedError(`swapping in ${s.label}`, err); });
         s.st.state = 'swapped';
         await save();
         ctx.log(`swapped in ${s.st.description.kind} ${JSON.stringify(s.st.description)}`);
@@ -269,26 +358,31 @@ export class RestoreService {
       await save();
       // The old data goes while the app starts again: neither waits for the other.
       await Promise.all([
-        ...sides.map((s) => s.side.commit().catch((err: unknown) => ctx.log(`could not remove the old data of ${s.st.description.kind}: ${(err as Error).message}`))),
-        resume(client, r.app, recovery.replicas, (l) => ctx.log(l)).then(() => { resumed = true; }, (e: unknown) => ctx.log(`could not scale back: ${(e as Error).message}; trying again`)),
+        ...sides.map((s) => s.side.commit(this.cleanupStep()).catch((err: unknown) => ctx.log(`could not remove the old data of ${s.st.description.kind}: ${(err as Error).message}`))),
+        resume(client, r.app, recovery.replicas, (l) => ctx.log(l), this.step()).then(() => { resumed = true; }, (e: unknown) => ctx.log(`could not scale back: ${(e as Error).message}; trying again`)),
       ]);
     } catch (err) {
       ctx.log(`restore failed: ${(err as Error).message}; putting everything back`);
-      await configUndo?.undo().catch((e: unknown) => ctx.log(`config undo failed: ${(e as Error).message}`));
-      let retried = false;
-      const onRetry = (e: Error) => { if (!retried) ctx.log(`clean-up waits for the server to answer again: ${e.message}`); retried = true; };
-      for (const s of [...sides].reverse()) {
-        if (s.st.state !== 'side') await retrying(() => s.side.swapBack(), { onRetry }).catch((e: unknown) => ctx.log(`swap back failed: ${(e as Error).message}`));
-        await retrying(() => s.side.discard(), { onRetry }).catch((e: unknown) => ctx.log(`discard failed: ${(e as Error).message}`));
-      }
+      // Every side copy made, swapped in or not (one whose filling failed was dropped then, unless
+      // its server did not answer: dropping it again is harmless).
+      const made = [...announced].map(([side, st]) => ({ side, st }));
+      const left = await this.rollBack(ctx, client, recovery, made, configUndo, save);
+      resumed = left.resumed;
+      resumeTried = !left.stuck;
+      if (left.problems.length > 0) throw new RollbackIncompleteError(err, left.problems);
       throw err;
     } finally {
       // The cluster may not answer right now (that may be why the restore failed): keep trying
-      // for a while rather than leave the app scaled to 0.
-      if (!resumed) {
-        await retrying(() => resume(client, r.app, recovery.replicas, (l) => ctx.log(l)), { onRetry: (e) => ctx.log(`could not scale back yet: ${e.message}; trying again`) })
-          .catch((e: unknown) => ctx.log(`could not scale back: ${(e as Error).message}`));
+      // for a while rather than leave the app scaled to 0. (A rollback that could not put the old
+      // data back leaves it at 0: the app must not start on data that is not its own.)
+      if (!resumed && !resumeTried && !rollbackStuck(recovery)) {
+        await retrying(() => resume(client, r.app, recovery.replicas, (l) => ctx.log(l), this.step()), { timeoutMs: this.rollbackRetryMs, onRetry: (e) => ctx.log(`could not scale back yet: ${e.message}; trying again`) })
+          .then(() => { resumed = true; }, (e: unknown) => ctx.log(`could not scale back: ${(e as Error).message}; Wild Backup keeps trying in the background`));
       }
+      // Nothing left to undo: the record says so. Else it keeps what is left, which the engine
+      // tries again in the background (and the app takes no other operation until it is done).
+      if (resumed && recovery.sides.length === 0) await saving.catch(() => undefined).then(() => ctx.saveRecovery(null));
+      else await save().catch(() => undefined);
     }
     return { backupId: safetyId ?? undefined, message: `restored backup ${backup.backupId} into ${r.app}${safetyId ? `; safety backup ${safetyId}` : ''}` };
   }
@@ -299,17 +393,25 @@ export class RestoreService {
     if (!data) return;
     const inst = await this.store.requireInstance(rec.instanceName);
     const client = await this.cluster.client(inst);
-    for (const st of [...data.sides].reverse()) {
-      const restorer = restorers[st.description.kind];
-      if (!restorer) continue;
-      const side = await restorer.fromDescription({ client, inst, helperImage: this.opts.helperImage }, st.description);
-      if (st.state !== 'side') {
-        await side.swapBack();
-        log(`put the old ${st.description.kind} data back`);
+    // The old data back first, then the replicas (only once every old copy is back), then the
+    // side copies go. Every step can run again: a recovery that fails is tried again later.
+    const handles: Array<{ st: SideState; side: SideRestore }> = [];
+    try {
+      for (const st of [...data.sides].reverse()) {
+        const restorer = restorers[st.description.kind];
+        if (!restorer) continue;
+        const side = await restorer.fromDescription({ client, inst, helperImage: this.opts.helperImage }, st.description);
+        handles.push({ st, side });
+        if (st.state !== 'side') {
+          await side.swapBack(this.step());
+          log(`put the old ${st.description.kind} data back`);
+        }
       }
-      await side.discard();
+      await resume(client, data.namespace, data.replicas, log, this.step());
+      for (const { side } of handles) await side.discard(this.cleanupStep());
+    } finally {
+      for (const { side } of handles) await side.close?.().catch(() => undefined);
     }
-    await resume(client, data.namespace, data.replicas, log);
   }
 
   // ---- verification (restore drills) ------------------------------------------------------------

@@ -11,14 +11,19 @@ export interface SideRestore {
   readonly description: SideDescription;
   /** Throws when the restored copy does not match what the manifest recorded. */
   check(signal: AbortSignal): Promise<string>;
+  // Each step below is bounded by its signal (the restore gives every step a deadline): a cluster
+  // that stops answering must not hold the app at 0 replicas. Each is safe to run again after an
+  // interruption at any point, since an interrupted step's effect in the pod is unknown.
   /** Puts the restored copy in place of the live data; the live data is kept aside. */
   swapIn(signal?: AbortSignal): Promise<void>;
-  /** Undoes swapIn: the data that was live before is live again. */
-  swapBack(): Promise<void>;
+  /** Undoes swapIn from any point of it (or does nothing): the data that was live before is live again. */
+  swapBack(signal?: AbortSignal): Promise<void>;
   /** Drops the old data (after the whole restore succeeded). */
-  commit(): Promise<void>;
+  commit(signal?: AbortSignal): Promise<void>;
   /** Drops the restored copy (when the restore did not get as far as swapping it in). */
-  discard(): Promise<void>;
+  discard(signal?: AbortSignal): Promise<void>;
+  /** Lets go of what the handle holds in the cluster (a helper pod), whatever state it is in. */
+  close?(): Promise<void>;
 }
 
 export interface SideDescription {

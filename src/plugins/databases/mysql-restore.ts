@@ -22,8 +22,8 @@ interface MyDescription extends SideDescription {
   old: string;
 }
 
-async function tables(client: KubeClient, target: PodTarget, pw: string, schema: string): Promise<string[]> {
-  return (await mysqlQuery(client, target, pw, `select table_name from information_schema.tables where table_schema = '${schema}' and table_type = 'BASE TABLE' order by 1`)).map((r) => r[0]!);
+async function tables(client: KubeClient, target: PodTarget, pw: string, schema: string, signal?: AbortSignal): Promise<string[]> {
+  return (await mysqlQuery(client, target, pw, `select table_name from information_schema.tables where table_schema = '${schema}' and table_type = 'BASE TABLE' order by 1`, undefined, signal)).map((r) => r[0]!);
 }
 
 /**
@@ -52,15 +52,19 @@ export function commentOutAlters(live: string): Transform {
 }
 
 /** The server pod is looked up for every step: after a server restart it is another pod. */
-function handle(client: KubeClient, locate: () => Promise<PodTarget>, pw: string, d: MyDescription, artifact?: ArtifactRecord): SideRestore {
-  const run = async (sql: string) => mysqlQuery(client, await locate(), pw, sql);
-  const tablesOf = async (schema: string) => tables(client, await locate(), pw, schema);
+function handle(client: KubeClient, locate: (signal?: AbortSignal) => Promise<PodTarget>, pw: string, d: MyDescription, artifact?: ArtifactRecord): SideRestore {
+  // Each step's statements, bounded by the step's signal.
+  const on = (signal?: AbortSignal) => ({
+    run: async (sql: string) => mysqlQuery(client, await locate(signal), pw, sql, undefined, signal),
+    tablesOf: async (schema: string) => tables(client, await locate(signal), pw, schema, signal),
+  });
   return {
     description: d,
     async check(signal) {
-      return compareRowCounts(`schema ${d.live}`, await mysqlRowCounts(client, await locate(), pw, d.side, signal), artifact?.meta);
+      return compareRowCounts(`schema ${d.live}`, await mysqlRowCounts(client, await locate(signal), pw, d.side, signal), artifact?.meta);
     },
-    async swapIn() {
+    async swapIn(signal) {
+      const { run, tablesOf } = on(signal);
       const [liveTables, sideTables] = [await tablesOf(d.live), (await tablesOf(d.side)).filter((t) => t !== SWAPPED)];
       await run(`create database if not exists ${q(d.live)}; create database if not exists ${q(d.old)}; create table if not exists ${q(d.side)}.${q(SWAPPED)} (swapped int)`);
       // One atomic rename: the live tables out to old, the restored ones in, and the marker to old
@@ -71,7 +75,8 @@ function handle(client: KubeClient, locate: () => Promise<PodTarget>, pw: string
         `${q(d.side)}.${q(SWAPPED)} to ${q(d.old)}.${q(SWAPPED)}`,
       ].join(', ')}`);
     },
-    async swapBack() {
+    async swapBack(signal) {
+      const { run, tablesOf } = on(signal);
       // Only a swap that happened is undone, once: it may be asked again (a recovery after a crash
       // that followed an undone swap), or before the swap (a failure ahead of the rename). Moving
       // the live tables aside then would put the app's own data where discard() drops it.
@@ -89,11 +94,11 @@ function handle(client: KubeClient, locate: () => Promise<PodTarget>, pw: string
       ].join(', ')}`);
       await run(`drop database if exists ${q(d.old)}`); // empty now
     },
-    async commit() {
-      await run(`drop database if exists ${q(d.old)}; drop database if exists ${q(d.side)}`);
+    async commit(signal) {
+      await on(signal).run(`drop database if exists ${q(d.old)}; drop database if exists ${q(d.side)}`);
     },
-    async discard() {
-      await run(`drop database if exists ${q(d.side)}`);
+    async discard(signal) {
+      await on(signal).run(`drop database if exists ${q(d.side)}`);
     },
   };
 }
@@ -107,7 +112,7 @@ export const mysqlRestorer: ArtifactRestorer = {
     const live = checkDatabaseName(t.app.name === t.sourceApp ? artifact.name : appDatabaseName({ instance: t.inst.name, app: t.app.name, manifest: t.app.manifest!, appConfig: t.app.config }));
     const base = live.slice(0, 64 - 6 - suffix.length);
     const d: MyDescription = { kind: 'mysql', live, side: `${base}_wbr_${suffix}`, old: `${base}_wbo_${suffix}` };
-    const h = handle(t.client, () => serverPod(t.client, server, 'mysql'), pw, d, artifact);
+    const h = handle(t.client, (s) => serverPod(t.client, server, 'mysql', s), pw, d, artifact);
     return filledOrDiscarded(h, async () => {
       await createdThenAbortable(() => mysqlQuery(t.client, target, pw, `create database ${q(d.side)}`), signal);
       // The password line first (read by the pod's shell), then the dump, as one stdin.
@@ -123,6 +128,6 @@ export const mysqlRestorer: ArtifactRestorer = {
   },
   async fromDescription(t, d) {
     const server = engineServer(t.inst, 'mysql');
-    return handle(t.client, () => serverPod(t.client, server, 'mysql'), await adminPassword(t.client, server), d as MyDescription);
+    return handle(t.client, (s) => serverPod(t.client, server, 'mysql', s), await adminPassword(t.client, server), d as MyDescription);
   },
 };

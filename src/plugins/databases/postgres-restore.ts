@@ -18,16 +18,16 @@ function psql(client: KubeClient, target: PodTarget, sql: string, db = 'postgres
   return podText(client, target, ['psql', '-U', 'postgres', `--dbname=${db}`, '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', sql], signal);
 }
 
-const exists = async (client: KubeClient, target: PodTarget, db: string) =>
-  (await psql(client, target, `select 1 from pg_database where datname = '${db}'`)) === '1';
+const exists = async (client: KubeClient, target: PodTarget, db: string, signal?: AbortSignal) =>
+  (await psql(client, target, `select 1 from pg_database where datname = '${db}'`, 'postgres', signal)) === '1';
 
-async function terminate(client: KubeClient, target: PodTarget, db: string): Promise<void> {
-  await psql(client, target, `select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = '${db}' and pid <> pg_backend_pid()`);
+async function terminate(client: KubeClient, target: PodTarget, db: string, signal?: AbortSignal): Promise<void> {
+  await psql(client, target, `select count(pg_terminate_backend(pid)) from pg_stat_activity where datname = '${db}' and pid <> pg_backend_pid()`, 'postgres', signal);
 }
 
-async function rename(client: KubeClient, target: PodTarget, from: string, to: string): Promise<void> {
-  await terminate(client, target, from);
-  await psql(client, target, `alter database ${q(from)} rename to ${q(to)}`);
+async function rename(client: KubeClient, target: PodTarget, from: string, to: string, signal?: AbortSignal): Promise<void> {
+  await terminate(client, target, from, signal);
+  await psql(client, target, `alter database ${q(from)} rename to ${q(to)}`, 'postgres', signal);
 }
 
 /** Creates the roles of a roles-only dump that do not exist yet; existing roles are left as they are. */
@@ -52,41 +52,38 @@ interface PgDescription extends SideDescription {
 }
 
 /** The server pod is looked up for every step: after a server restart it is another pod. */
-function handle(client: KubeClient, locate: () => Promise<PodTarget>, d: PgDescription, artifact?: ArtifactRecord): SideRestore {
+function handle(client: KubeClient, locate: (signal?: AbortSignal) => Promise<PodTarget>, d: PgDescription, artifact?: ArtifactRecord): SideRestore {
   return {
     description: d,
     async check(signal) {
-      const target = await locate();
+      const target = await locate(signal);
       const counts = await postgresRowCounts(client, target, d.side, signal);
       return compareRowCounts(`database ${d.live}`, counts, artifact?.meta);
     },
-    async swapIn() {
-      const target = await locate();
-      if (d.hadLive) await rename(client, target, d.live, d.old);
-      try {
-        await rename(client, target, d.side, d.live);
-      } catch (err) {
-        if (d.hadLive) await rename(client, target, d.old, d.live);
-        throw err;
-      }
+    async swapIn(signal) {
+      const target = await locate(signal);
+      if (d.hadLive) await rename(client, target, d.live, d.old, signal);
+      // A failed second rename is undone by swapBack (the restore's rollback), which looks at
+      // what exists rather than at how far this got.
+      await rename(client, target, d.side, d.live, signal);
     },
-    async swapBack() {
-      // Works from any point of swapIn (also after a crash): the restored copy goes back aside,
-      // the old data back in place.
-      const target = await locate();
-      const [oldThere, liveThere, sideThere] = await Promise.all([exists(client, target, d.old), exists(client, target, d.live), exists(client, target, d.side)]);
-      if (liveThere && !sideThere && (oldThere || !d.hadLive)) await rename(client, target, d.live, d.side);
-      if (oldThere) await rename(client, target, d.old, d.live);
+    async swapBack(signal) {
+      // Works from any point of swapIn (also after a crash), and again after itself: the restored
+      // copy goes back aside, the old data back in place.
+      const target = await locate(signal);
+      const [oldThere, liveThere, sideThere] = await Promise.all([exists(client, target, d.old, signal), exists(client, target, d.live, signal), exists(client, target, d.side, signal)]);
+      if (liveThere && !sideThere && (oldThere || !d.hadLive)) await rename(client, target, d.live, d.side, signal);
+      if (oldThere) await rename(client, target, d.old, d.live, signal);
     },
-    async commit() {
-      const target = await locate();
-      await terminate(client, target, d.old);
-      await psql(client, target, `drop database if exists ${q(d.old)}`);
+    async commit(signal) {
+      const target = await locate(signal);
+      await terminate(client, target, d.old, signal);
+      await psql(client, target, `drop database if exists ${q(d.old)}`, 'postgres', signal);
     },
-    async discard() {
-      const target = await locate();
-      await terminate(client, target, d.side);
-      await psql(client, target, `drop database if exists ${q(d.side)}`);
+    async discard(signal) {
+      const target = await locate(signal);
+      await terminate(client, target, d.side, signal);
+      await psql(client, target, `drop database if exists ${q(d.side)}`, 'postgres', signal);
     },
   };
 }
@@ -109,7 +106,7 @@ export const postgresRestorer: ArtifactRestorer = {
       : (await psql(t.client, target, `select pg_get_userbyid(datdba) from pg_database where datname = '${live}'`, 'postgres', signal)) || String(t.app.config.dbUser ?? t.app.config.dbUsername ?? 'postgres');
     const ownerExists = (await psql(t.client, target, `select 1 from pg_roles where rolname = '${owner.replace(/'/g, "''")}'`, 'postgres', signal)) === '1';
     const d: PgDescription = { kind: 'postgres', live, side, old, hadLive: await exists(t.client, target, live) };
-    const locate = () => serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres');
+    const locate = (s?: AbortSignal) => serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres', s);
     // A clone's objects belong to the clone's own role; an in-place restore keeps the owners.
     const command = ['pg_restore', '-U', 'postgres', `--dbname=${side}`, '--exit-on-error', '--no-password',
       ...(clone ? ['--no-owner', '--no-privileges', ...(ownerExists ? [`--role=${owner}`] : [])] : [])];
@@ -119,7 +116,7 @@ export const postgresRestorer: ArtifactRestorer = {
     }, t);
   },
   async fromDescription(t, d) {
-    return handle(t.client, () => serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres'), d as PgDescription);
+    return handle(t.client, (s) => serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres', s), d as PgDescription);
   },
 };
 

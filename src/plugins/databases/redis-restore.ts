@@ -223,27 +223,27 @@ function handle(client: KubeClient, d: RedisDescription, data: DataDir, artifact
       }
       if (await startServer(client, d, signal)) compareKeyspace(await loadedKeyspace(client, d, signal), meta);
     },
-    async swapBack() {
-      await quiesce(client, d.namespace, async () => undefined);
+    async swapBack(signal) {
+      await quiesce(client, d.namespace, async () => undefined, signal);
       if (d.pvc !== null && d.path !== null) {
         try {
-          await run(client, d, await data.open({ stopped: true }), SWAP_BACK);
+          await run(client, d, await data.open({ stopped: true, signal }), SWAP_BACK, signal);
         } finally {
           await data.release();
         }
       }
-      await resume(client, d.namespace, d.replicas, noLog);
+      await resume(client, d.namespace, d.replicas, noLog, signal);
     },
-    async commit() {
+    async commit(signal) {
       try {
-        await run(client, d, await data.open(), 'cd "$1" && rm -rf -- "$3" "$2"');
+        await run(client, d, await data.open({ signal }), 'cd "$1" && rm -rf -- "$3" "$2"', signal);
       } finally {
         await data.release();
       }
     },
-    async discard() {
+    async discard(signal) {
       try {
-        await run(client, d, await data.open(), 'cd "$1" && rm -rf -- "$2"');
+        await run(client, d, await data.open({ signal }), 'cd "$1" && rm -rf -- "$2"', signal);
       } finally {
         await data.release();
       }

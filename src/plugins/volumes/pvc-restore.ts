@@ -44,7 +44,9 @@ interface PvcDescription extends SideDescription {
   oldDir: string;
 }
 
-async function helperFor(client: KubeClient, namespace: string, pvc: string, image?: string, signal?: AbortSignal): Promise<{ target: PodTarget; root: string; release: () => Promise<void> }> {
+interface Helper { target: PodTarget; root: string; release: () => Promise<void> }
+
+async function helperFor(client: KubeClient, namespace: string, pvc: string, image?: string, signal?: AbortSignal): Promise<Helper> {
   const h = await createHelperPod(client, { namespace, pvc, image, readOnly: false, signal });
   try {
     const running = await waitForHelperPod(client, h, { namespace, pvc, signal });
@@ -55,10 +57,25 @@ async function helperFor(client: KubeClient, namespace: string, pvc: string, ima
   }
 }
 
-function handle(client: KubeClient, pod: { target: PodTarget; root: string; release: () => Promise<void> }, d: PvcDescription, listing?: () => TarListing, recorded?: Record<string, unknown>): SideRestore {
-  const sh = (script: string) => podText(client, pod.target, ['sh', '-c', script, 'wild-backup', pod.root, d.restoreDir, d.oldDir]);
+/**
+ * The steps run in a helper pod that mounts the volume: the one that filled the side copy, or
+ * (after it was released, or in a recovery) a new one, made when a step needs it. Commit and
+ * discard release it; so does close, whatever happened.
+ */
+function handle(client: KubeClient, first: Helper | undefined, d: PvcDescription, image?: string, listing?: () => TarListing, recorded?: Record<string, unknown>): SideRestore {
+  let pod = first;
+  const release = async (): Promise<void> => {
+    const p = pod;
+    pod = undefined;
+    await p?.release();
+  };
+  const sh = async (script: string, signal?: AbortSignal) => {
+    pod ??= await helperFor(client, d.namespace, d.pvc, image, signal);
+    return podText(client, pod.target, ['sh', '-c', script, 'wild-backup', pod.root, d.restoreDir, d.oldDir], signal);
+  };
   return {
     description: d,
+    close: release,
     async check() {
       const got = listing?.();
       if (!got) return `volume ${d.pvc}: restored`;
@@ -67,24 +84,24 @@ function handle(client: KubeClient, pod: { target: PodTarget; root: string; rele
       }
       return `volume ${d.pvc}: ${got.files} files, ${got.bytes} bytes, listing as recorded`;
     },
-    async swapIn() {
-      await sh(SWAP_IN);
+    async swapIn(signal) {
+      await sh(SWAP_IN, signal);
     },
-    async swapBack() {
-      await sh(SWAP_BACK);
+    async swapBack(signal) {
+      await sh(SWAP_BACK, signal);
     },
-    async commit() {
+    async commit(signal) {
       try {
-        await sh('cd "$1" && rm -rf -- "$3" "$2"');
+        await sh('cd "$1" && rm -rf -- "$3" "$2"', signal);
       } finally {
-        await pod.release();
+        await release();
       }
     },
-    async discard() {
+    async discard(signal) {
       try {
-        await sh('cd "$1" && rm -rf -- "$2"');
+        await sh('cd "$1" && rm -rf -- "$2"', signal);
       } finally {
-        await pod.release();
+        await release();
       }
     },
   };
@@ -97,7 +114,7 @@ export const pvcRestorer: ArtifactRestorer = {
     const pod = await helperFor(t.client, namespace, pvc, t.helperImage, signal);
     const d: PvcDescription = { kind: 'pvc', namespace, pvc, restoreDir: `${RESTORE_DIR_PREFIX}${suffix}`, oldDir: `${OLD_DIR_PREFIX}${suffix}` };
     const scanner = new TarScanner();
-    const h = handle(t.client, pod, d, () => scanner.result(), artifact.meta);
+    const h = handle(t.client, pod, d, t.helperImage, () => scanner.result(), artifact.meta);
     return filledOrDiscarded(h, async () => {
       await createdThenAbortable(() => podText(t.client, pod.target, ['sh', '-c', 'cd "$1" && rm -rf -- "$2" && mkdir -- "$2"', 'wild-backup', pod.root, d.restoreDir]), signal);
       stream.once('error', (e) => scanner.destroy(e));
@@ -108,6 +125,6 @@ export const pvcRestorer: ArtifactRestorer = {
   },
   async fromDescription(t, desc) {
     const d = desc as PvcDescription;
-    return handle(t.client, await helperFor(t.client, d.namespace, d.pvc, t.helperImage), d);
+    return handle(t.client, undefined, d, t.helperImage);
   },
 };
