@@ -10,6 +10,7 @@ import { appDatabaseName } from './detect.js';
 import { mysqlCommand, mysqlQuery, mysqlRowCounts } from './mysql.js';
 import { adminPassword, checkDatabaseName, engineServer, serverPod } from './server.js';
 import { compareRowCounts } from './verify.js';
+import { ensureRoomFor, sideCopyBytes } from '../free-space.js';
 
 const q = (s: string) => '`' + s.replace(/`/g, '``') + '`';
 /** The table that moves with a swap: in the old schema exactly while the restored tables are live. */
@@ -112,6 +113,8 @@ export const mysqlRestorer: ArtifactRestorer = {
     const live = checkDatabaseName(t.app.name === t.sourceApp ? artifact.name : appDatabaseName({ instance: t.inst.name, app: t.app.name, manifest: t.app.manifest!, appConfig: t.app.config }));
     const base = live.slice(0, 64 - 6 - suffix.length);
     const d: MyDescription = { kind: 'mysql', live, side: `${base}_wbr_${suffix}`, old: `${base}_wbo_${suffix}` };
+    const dataDir = (await mysqlQuery(t.client, target, pw, 'select @@datadir', undefined, signal))[0]?.[0] ?? '/var/lib/mysql';
+    await ensureRoomFor(t.client, target, dataDir, sideCopyBytes(artifact), `the side schema ${d.side} on the MariaDB server's volume (every app using that server needs it)`, signal);
     const h = handle(t.client, (s) => serverPod(t.client, server, 'mysql', s), pw, d, artifact);
     return filledOrDiscarded(h, async () => {
       await createdThenAbortable(() => mysqlQuery(t.client, target, pw, `create database ${q(d.side)}`), signal);

@@ -56,17 +56,20 @@ export const mysqlPlugin: DatabasePlugin = {
     const db = checkDatabaseName(dep.databaseName);
     if (ctx.missingOk && (await mysqlQuery(ctx.client, target, password, `select count(*) from information_schema.schemata where schema_name = '${db}'`, undefined, signal))[0]?.[0] === '0') return [];
     let before: Record<string, number> = {};
+    let databaseBytes: number | null = null;
     return [execSource({
       client: ctx.client, target, artifact: { kind: 'mysql', name: db }, extension: '.sql', stdin: `${password}\n`,
       command: mysqlCommand(['mysqldump', '-uroot', ...DUMP_FLAGS, '--', db]),
       estimate: async (s) => {
         before = await mysqlRowCounts(ctx.client, target, password, db, s);
         const rows = await mysqlQuery(ctx.client, target, password, `select sum(data_length + index_length) from information_schema.tables where table_schema = '${db}'`, undefined, s);
-        return Number(rows[0]?.[0]) || null;
+        databaseBytes = Number(rows[0]?.[0]) || null;
+        return databaseBytes;
       },
       meta: async (s) => {
         const after = await mysqlRowCounts(ctx.client, target, password, db, s);
-        return { serverVersion: version, database: db, rowCounts: after, rowCountsExact: JSON.stringify(after) === JSON.stringify(before) };
+        // databaseBytes: the room a restore's side copy needs on the server's volume.
+        return { serverVersion: version, database: db, rowCounts: after, rowCountsExact: JSON.stringify(after) === JSON.stringify(before), ...(databaseBytes ? { databaseBytes } : {}) };
       },
     })];
   },

@@ -11,6 +11,7 @@ import { appDatabaseName } from './detect.js';
 import { postgresRowCounts } from './postgres.js';
 import { checkDatabaseName, engineServer, serverPod } from './server.js';
 import { compareRowCounts } from './verify.js';
+import { ensureRoomFor, sideCopyBytes } from '../free-space.js';
 
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
 
@@ -106,6 +107,8 @@ export const postgresRestorer: ArtifactRestorer = {
       : (await psql(t.client, target, `select pg_get_userbyid(datdba) from pg_database where datname = '${live}'`, 'postgres', signal)) || String(t.app.config.dbUser ?? t.app.config.dbUsername ?? 'postgres');
     const ownerExists = (await psql(t.client, target, `select 1 from pg_roles where rolname = '${owner.replace(/'/g, "''")}'`, 'postgres', signal)) === '1';
     const d: PgDescription = { kind: 'postgres', live, side, old, hadLive: await exists(t.client, target, live) };
+    const dataDir = await psql(t.client, target, 'show data_directory', 'postgres', signal);
+    await ensureRoomFor(t.client, target, dataDir, sideCopyBytes(artifact), `the side database ${side} on the PostgreSQL server's volume (every app using that server needs it)`, signal);
     const locate = (s?: AbortSignal) => serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres', s);
     // A clone's objects belong to the clone's own role; an in-place restore keeps the owners.
     const command = ['pg_restore', '-U', 'postgres', `--dbname=${side}`, '--exit-on-error', '--no-password',

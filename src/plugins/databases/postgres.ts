@@ -130,6 +130,7 @@ export const postgresPlugin: DatabasePlugin = {
     const db = checkDatabaseName(dep.databaseName);
     if (ctx.missingOk && (await psql(target, ctx.client, 'postgres', `select count(*) from pg_database where datname = '${db}'`, signal)) === '0') return [];
     let shared: SharedSnapshot | undefined;
+    let databaseBytes: number | null = null;
     return [
       execSource({
         client: ctx.client, target, artifact: { kind: 'postgres', name: db }, extension: '.pgdump',
@@ -137,9 +138,10 @@ export const postgresPlugin: DatabasePlugin = {
           shared = await shareSnapshot(ctx.client, target, db, s);
           return ['pg_dump', '-U', 'postgres', '--format=custom', '--compress=0', '--no-password', `--snapshot=${shared.id}`, `--dbname=${db}`];
         },
-        estimate: async (s) => Number(await psql(target, ctx.client, db, 'select pg_database_size(current_database())', s)) || null,
-        // Counted in the dump's own snapshot: exact, whatever the app wrote meanwhile.
-        meta: async () => ({ serverVersion: version, database: db, format: 'custom', rowCounts: await shared!.counts, rowCountsExact: true }),
+        estimate: async (s) => (databaseBytes = Number(await psql(target, ctx.client, db, 'select pg_database_size(current_database())', s)) || null),
+        // Counted in the dump's own snapshot: exact, whatever the app wrote meanwhile. databaseBytes:
+        // the room a restore's side copy needs on the server's volume.
+        meta: async () => ({ serverVersion: version, database: db, format: 'custom', rowCounts: await shared!.counts, rowCountsExact: true, ...(databaseBytes ? { databaseBytes } : {}) }),
         cleanup: async () => { await shared?.release(); },
       }),
       execSource({

@@ -8,6 +8,7 @@ import { createHelperPod, deleteHelperPod, waitForHelperPod, type KubeClient } f
 import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { podText, streamIntoPod, type PodTarget } from '../exec-source.js';
 import { TarScanner, type TarListing } from './tar-scan.js';
+import { ensureRoomFor, sideCopyBytes } from '../free-space.js';
 
 /**
  * The restore's (and a drill's) working directories at the volume root: the extracted backup, and
@@ -112,6 +113,12 @@ export const pvcRestorer: ArtifactRestorer = {
     const namespace = t.app.name;
     const pvc = artifact.name;
     const pod = await helperFor(t.client, namespace, pvc, t.helperImage, signal);
+    try {
+      await ensureRoomFor(t.client, pod.target, pod.root, sideCopyBytes(artifact), `the restored copy of volume ${pvc}, written beside its live data on the same volume`, signal);
+    } catch (err) {
+      await pod.release().catch(() => undefined);
+      throw err;
+    }
     const d: PvcDescription = { kind: 'pvc', namespace, pvc, restoreDir: `${RESTORE_DIR_PREFIX}${suffix}`, oldDir: `${OLD_DIR_PREFIX}${suffix}` };
     const scanner = new TarScanner();
     const h = handle(t.client, pod, d, t.helperImage, () => scanner.result(), artifact.meta);
