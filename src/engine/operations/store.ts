@@ -11,6 +11,9 @@ const log = logger('operations');
 const ID = /^op-[a-z0-9]+-[a-f0-9]+$/;
 
 export class OperationStore {
+  /** Each record's writes, one after the other (see save). */
+  private readonly writes = new Map<string, Promise<void>>();
+
   constructor(private readonly paths: DataPaths) {}
 
   private file(rec: Pick<OperationRecord, 'instanceName' | 'id'>): string {
@@ -21,8 +24,19 @@ export class OperationStore {
     return path.join(this.paths.operationsDir(rec.instanceName), rec.id, 'output.log');
   }
 
-  async save(rec: OperationRecord): Promise<void> {
-    await writeFileAtomic(this.file(rec), JSON.stringify(rec, null, 2) + '\n', 0o644);
+  /**
+   * Writes the record as it is when its turn comes. A record's writes go one at a time, in the
+   * order asked: two atomic writes in flight at once can finish in either order, and a progress
+   * write that began before a recovery write (a restore marking a side as being swapped in) would
+   * otherwise put the older state back on disk, where a start-up recovery would read it.
+   */
+  save(rec: OperationRecord): Promise<void> {
+    const file = this.file(rec);
+    const before = this.writes.get(file) ?? Promise.resolve();
+    const mine = before.catch(() => undefined).then(() => writeFileAtomic(file, JSON.stringify(rec, null, 2) + '\n', 0o644));
+    this.writes.set(file, mine);
+    void mine.catch(() => undefined).then(() => { if (this.writes.get(file) === mine) this.writes.delete(file); });
+    return mine;
   }
 
   async appendLog(rec: OperationRecord, lines: string[]): Promise<void> {
