@@ -19,6 +19,8 @@ import { OperationEngine } from './engine/operations/index.js';
 import { RepositoryService } from './engine/repository/service.js';
 import { BackupService } from './engine/backup/service.js';
 import { ClusterService } from './engine/cluster.js';
+import { HelperPodSweeper } from './engine/helper-sweep.js';
+import { helperPodOwner, setHelperPodOwner } from './kube/index.js';
 import { clusterPlanner } from './engine/backup/planner.js';
 import { RestoreService } from './engine/restore/service.js';
 import { MaintenanceService } from './engine/lifecycle/maintenance.js';
@@ -30,6 +32,7 @@ import { SetupLane } from './subscriptions/setup-lane.js';
 import { subscribeShared } from './subscriptions/shared-execution.js';
 import type { OperationTopics } from './subscriptions/events.js';
 import { WildStore } from './wild/store.js';
+import { loadServerId, newRunId } from './wild/server-id.js';
 import { logger, processSecrets, scrub } from './util/log.js';
 
 const log = logger('server');
@@ -51,6 +54,10 @@ export interface AppOptions {
   clusterTimeoutMs?: number;
   /** Image of helper pods that mount a PVC nobody mounts (needs sh and tar). */
   helperImage?: string;
+  /** Bound of the start-up sweep of one instance's helper pods left by an earlier run. Default 10 s. */
+  helperSweepTimeoutMs?: number;
+  /** Wait before that sweep is tried again for an instance whose cluster did not answer. Default 60 s. */
+  helperSweepRetryMs?: number;
   /** A backup artifact under way that moves no byte for this long fails (STALLED). Default 2 min. */
   stallTimeoutMs?: number;
   /** A backup artifact whose restic has not opened the repository, or whose source sent nothing, after this long fails (STALLED). Default 10 min. */
@@ -166,6 +173,10 @@ export async function buildApp(opts: AppOptions): Promise<WildBackupApp> {
 async function build(opts: AppOptions, store: WildStore, releaseLock: () => Promise<void>): Promise<WildBackupApp> {
   const tokens = await loadTokens(store.paths, opts.env ?? process.env);
   processSecrets.add(tokens.admin, tokens.readOnly);
+  // Every helper pod this run makes carries the server's id (kept in the data directory) and this
+  // run's id, so the next start can tell the ones this run left behind (src/engine/helper-sweep.ts).
+  const owner = { server: await loadServerId(store.paths), run: newRunId() };
+  setHelperPodOwner(owner);
   const pubsub = new PubSub<OperationTopics>();
   const engine = new OperationEngine({ paths: store.paths, pubsub, concurrency: opts.concurrency, recoveryRetryMs: opts.recoveryRetryMs });
   const repositories = new RepositoryService(store, engine, { statusTimeoutMs: opts.repositoryTimeoutMs });
@@ -188,9 +199,21 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
   const maintenance = new MaintenanceService(store, engine, repositories, backups);
   const schedules = new ScheduleService(store, engine, backups, maintenance, opts.scheduleTiming);
   const services: Services = { store, engine, pubsub, repositories, backups, cluster, restores, maintenance, schedules };
-  await engine.init(await store.instanceNames());
-  // After recovery: a run missed while the server was down happens now, once.
-  await schedules.startAll();
+  const instanceNames = await store.instanceNames();
+  // Before the start-up recovery, whose hooks make new helper pods for the same volumes: a helper
+  // pod of a killed run would keep a ReadWriteOnce volume attached. Bounded; never fails the start
+  // (a silent cluster is swept again in the background).
+  const sweeper = new HelperPodSweeper(store, cluster, owner, { timeoutMs: opts.helperSweepTimeoutMs, retryMs: opts.helperSweepRetryMs });
+  try {
+    await sweeper.sweep(instanceNames);
+    await engine.init(instanceNames);
+    // After recovery: a run missed while the server was down happens now, once.
+    await schedules.startAll();
+  } catch (err) {
+    await sweeper.stop(); // no background retry for a server that did not start
+    if (helperPodOwner()?.run === owner.run) setHelperPodOwner(undefined);
+    throw err;
+  }
 
   const yoga = createYoga<Record<string, unknown>, GraphQLContext>({
     schema,
@@ -394,7 +417,9 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
       clearInterval(stallWatch);
       schedules.stop();
       backups.leftovers.close();
+      await sweeper.stop();
       await engine.stop();
+      if (helperPodOwner()?.run === owner.run) setHelperPodOwner(undefined);
       await wsServer.dispose();
       for (const c of wss.clients) c.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));

@@ -1,6 +1,8 @@
 // Helper pods: a short-lived pod that mounts a PVC so its data can be streamed with tar while no
 // app pod mounts it (app scaled down, or a restore into a fresh volume). Always deleted afterwards,
-// on failure and on cancel too; `activeDeadlineSeconds` bounds it if this process dies first.
+// on failure and on cancel too. If this process dies first, the next start of the server deletes it
+// (`deleteOrphanHelperPods`: each pod is labelled with the server's id and run); failing that,
+// `activeDeadlineSeconds` bounds it.
 import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { CallOptions, KubeClient } from './client.js';
@@ -36,12 +38,40 @@ export interface HelperPod {
 }
 
 export const HELPER_LABEL = 'wild-backup/helper';
+/** The id of the Wild Central (its data directory) whose server made the pod. */
+export const HELPER_SERVER_LABEL = 'wild-backup/server';
+/** The run (one start of that server) that made the pod. */
+export const HELPER_RUN_LABEL = 'wild-backup/run';
+
+/** Who makes helper pods in this process: the server's id and its current run. */
+export interface HelperPodOwner {
+  server: string;
+  run: string;
+}
+
+let owner: HelperPodOwner | undefined;
+
+/**
+ * Sets (or, with undefined, clears) the server id and run id every helper pod made from now on is
+ * labelled with (server.ts sets them at start-up). Unset, the pods carry neither label.
+ */
+export function setHelperPodOwner(o: HelperPodOwner | undefined): void {
+  owner = o ? { ...o } : undefined;
+}
+
+export function helperPodOwner(): HelperPodOwner | undefined {
+  return owner ? { ...owner } : undefined;
+}
+
+function ownerLabels(): Record<string, string> {
+  return owner ? { [HELPER_SERVER_LABEL]: owner.server, [HELPER_RUN_LABEL]: owner.run } : {};
+}
 
 export async function createHelperPod(client: KubeClient, o: HelperPodOptions): Promise<HelperPod> {
   const name = `wild-backup-helper-${randomBytes(4).toString('hex')}`;
   const body: V1Pod = {
     apiVersion: 'v1', kind: 'Pod',
-    metadata: { name, namespace: o.namespace, labels: { 'app.kubernetes.io/managed-by': 'wild-backup', [HELPER_LABEL]: 'true', ...o.labels } },
+    metadata: { name, namespace: o.namespace, labels: { 'app.kubernetes.io/managed-by': 'wild-backup', [HELPER_LABEL]: 'true', ...o.labels, ...ownerLabels() } },
     spec: {
       restartPolicy: 'Never',
       terminationGracePeriodSeconds: 0,
@@ -89,9 +119,9 @@ export async function waitForHelperPod(client: KubeClient, h: HelperPod, o: Help
 const DELETE_RETRY_MS = 10 * 60_000;
 const DELETE_RETRY_INTERVAL_MS = 3_000;
 
-async function deleteOnce(client: KubeClient, h: Pick<HelperPod, 'name' | 'namespace'>): Promise<void> {
+async function deleteOnce(client: KubeClient, h: Pick<HelperPod, 'name' | 'namespace'>, o: CallOptions = { timeoutMs: 15_000 }): Promise<void> {
   try {
-    await client.call((c) => client.core.deleteNamespacedPod({ namespace: h.namespace, name: h.name, gracePeriodSeconds: 0 }, c), { timeoutMs: 15_000 }, { kind: 'pod', namespace: h.namespace, name: h.name });
+    await client.call((c) => client.core.deleteNamespacedPod({ namespace: h.namespace, name: h.name, gracePeriodSeconds: 0 }, c), o, { kind: 'pod', namespace: h.namespace, name: h.name });
   } catch (err) {
     if (!(err instanceof KubeNotFoundError)) throw err;
   }
@@ -146,6 +176,31 @@ function reapLateHelperPod(client: KubeClient, h: Pick<HelperPod, 'name' | 'name
     }, DELETE_RETRY_INTERVAL_MS).unref();
   };
   tick();
+}
+
+/**
+ * Deletes (grace 0) the helper pods, in every namespace, that an earlier run of this server left
+ * behind: those labelled with `o.server` whose run is not `o.run` (a process killed before its
+ * clean-up). Pods of the current run are never touched, so this is safe while operations run, and
+ * so are those of another server (another Wild Central using the same cluster). A failed list or
+ * delete throws (the caller tries again later); returns the pods deleted (`namespace/name`).
+ */
+export async function deleteOrphanHelperPods(client: KubeClient, o: HelperPodOwner & CallOptions): Promise<string[]> {
+  const selector = `${HELPER_LABEL}=true,${HELPER_SERVER_LABEL}=${o.server}`;
+  const list = await client.call((c) => client.core.listPodForAllNamespaces({ labelSelector: selector }, c), o);
+  const deleted: string[] = [];
+  for (const pod of list.items ?? []) {
+    const labels = pod.metadata?.labels ?? {};
+    const name = pod.metadata?.name;
+    const namespace = pod.metadata?.namespace;
+    // The selector is the API server's; checked again here, as what is deleted must be ours.
+    if (!name || !namespace || labels[HELPER_LABEL] !== 'true' || labels[HELPER_SERVER_LABEL] !== o.server) continue;
+    if (labels[HELPER_RUN_LABEL] === o.run) continue;
+    await deleteOnce(client, { name, namespace }, o);
+    deleted.push(`${namespace}/${name}`);
+    log.info('deleted a helper pod left by an earlier run of the server', { pod: `${namespace}/${name}`, run: labels[HELPER_RUN_LABEL] ?? null });
+  }
+  return deleted;
 }
 
 /** Runs `fn` with a running helper pod mounting the PVC; the pod is deleted whatever happens. */

@@ -9,6 +9,9 @@ export {
   type PodInfo, type PvcInfo, type PvcMount, type VolumeInfo,
 } from './discovery.js';
 export { listWorkloads, scaleWorkload, waitForReplicas, scaleAndWait, type WorkloadInfo, type WorkloadKind, type WaitOptions } from './workloads.js';
-export { createHelperPod, waitForHelperPod, deleteHelperPod, withHelperPod, DEFAULT_HELPER_IMAGE, HELPER_LABEL, type HelperPod, type HelperPodOptions } from './helper-pod.js';
+export {
+  createHelperPod, waitForHelperPod, deleteHelperPod, withHelperPod, deleteOrphanHelperPods, setHelperPodOwner, helperPodOwner,
+  DEFAULT_HELPER_IMAGE, HELPER_LABEL, HELPER_SERVER_LABEL, HELPER_RUN_LABEL, type HelperPod, type HelperPodOptions, type HelperPodOwner,
+} from './helper-pod.js';
 export { Kubeconfig } from './kubeconfig.js';
 export { execStream, execText, openExecSockets, type ExecOptions, type ExecStream, type ExecResult, type ExecTextOptions } from './exec.js';

@@ -40,4 +40,6 @@ export class DataPaths {
   get stateDir(): string { return path.join(this.root, 'wild-backup'); }
   get tokenFile(): string { return path.join(this.stateDir, 'tokens.json'); }
   get cacheDir(): string { return path.join(this.stateDir, 'cache'); }
+  /** This Wild Central's server id (helper pods carry it as a label; src/wild/server-id.ts). */
+  get serverIdFile(): string { return path.join(this.stateDir, 'server-id'); }
 }
