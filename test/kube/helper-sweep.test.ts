@@ -3,7 +3,7 @@
 // ReadWriteOnce volume the orphan would keep it attached for a day). Helper pods of the current run
 // and those of another Wild Central are never touched, and a cluster that does not answer at
 // start-up neither holds the start nor escapes the sweep: it is swept once it answers.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -19,6 +19,7 @@ import { observeLogLines } from '../../src/util/log.js';
 import { ADMIN_TOKEN, READONLY_TOKEN } from '../helpers/app.js';
 import { registerSimSecrets } from '../helpers/sim-app.js';
 import { scanDataDir } from '../helpers/leaks.js';
+import { gqlAt, killServer, spawnServer } from '../helpers/server-process.js';
 import { pauseResticOnce } from '../helpers/faults.js';
 
 const NS = 'website';
@@ -32,31 +33,16 @@ let url = '';
 let app: WildBackupApp | undefined;
 
 async function startServerProcess(): Promise<void> {
-  child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve', '--data', sim.dataDir, '--port', '0'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child!.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /GraphQL and GraphiQL: (\S+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child!.stderr!.resume();
-    child!.once('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
-  });
+  ({ child, url } = await spawnServer(sim.dataDir));
 }
 
 function kill(): Promise<void> {
   const c = child!;
   child = undefined;
-  const gone = new Promise<void>((r) => c.once('exit', () => r()));
-  c.kill('SIGKILL');
-  return gone;
+  return killServer(c);
 }
 
-async function gql<T>(query: string, variables?: Record<string, unknown>): Promise<T> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_TOKEN}` }, body: JSON.stringify({ query, variables }) });
-  return ((await res.json()) as { data: T }).data;
-}
+const gql = <T>(query: string, variables?: Record<string, unknown>): Promise<T> => gqlAt<T>(url, query, variables);
 
 /** Waits until the operation's phase names `what` with bytes moved, or until it has `status`. */
 async function waitForOperation(opId: string, o: { phase?: string; status?: string }): Promise<void> {

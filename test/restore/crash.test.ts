@@ -1,7 +1,7 @@
 // The server killed (SIGKILL) in the middle of a restore and of a backup, then started again: the
 // operation is FAILED with code INTERRUPTED, the app's data and replicas are as before the restore
 // began, no side copy is left, and no snapshot of the interrupted backup remains.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -13,6 +13,7 @@ import { ADMIN_TOKEN, READONLY_TOKEN } from '../helpers/app.js';
 import { startSimCluster, type SimCluster } from '../../src/sim/fixture.js';
 import { registerSimSecrets } from '../helpers/sim-app.js';
 import { scanDataDir } from '../helpers/leaks.js';
+import { gqlAt, killServer, spawnServer } from '../helpers/server-process.js';
 import { pauseResticOnce } from '../helpers/faults.js';
 
 let sim: SimCluster;
@@ -22,23 +23,10 @@ const env = { WILD_BACKUP_TOKEN: ADMIN_TOKEN, WILD_BACKUP_READONLY_TOKEN: READON
 const NESTED = (rel: string) => rel === 'gitea/conf/app.ini' || rel.startsWith('.wild-backup');
 
 async function startServerProcess(): Promise<void> {
-  child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', 'serve', '--data', sim.dataDir, '--port', '0'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child!.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /GraphQL and GraphiQL: (\S+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    child!.stderr!.resume();
-    child!.once('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
-  });
+  ({ child, url } = await spawnServer(sim.dataDir));
 }
 
-async function gql<T>(query: string, variables?: Record<string, unknown>): Promise<T> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_TOKEN}` }, body: JSON.stringify({ query, variables }) });
-  return ((await res.json()) as { data: T }).data;
-}
+const gql = <T>(query: string, variables?: Record<string, unknown>): Promise<T> => gqlAt<T>(url, query, variables);
 
 /** Waits until the phase names `prefix` (artifacts run side by side: "backing up a, b"), or the status. */
 async function waitForPhase(opId: string, prefix: string, status?: string): Promise<{ status: string; backupId: string | null }> {
@@ -75,9 +63,7 @@ async function killServerMidStream(holding: ReturnType<typeof pauseResticOnce>):
 function kill(): Promise<void> {
   const c = child!;
   child = undefined;
-  const gone = new Promise<void>((r) => c.once('exit', () => r()));
-  c.kill('SIGKILL');
-  return gone;
+  return killServer(c);
 }
 
 async function replicas(): Promise<Record<string, number>> {
