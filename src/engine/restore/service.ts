@@ -24,7 +24,7 @@ import { restorePostgresRoles } from '../../plugins/databases/postgres-restore.j
 import { detectDatabases } from '../../plugins/databases/registry.js';
 import { quiesce, resume, type ReplicaMap } from './quiesce.js';
 import { applyAppConfig, readAppConfig, type ConfigUndo } from './config.js';
-import { retrying, type RestoreTarget, type SideDescription, type SideRestore } from './side.js';
+import { CLEANUP_STEP_MS, retrying, type RestoreTarget, type SideDescription, type SideRestore } from './side.js';
 import type { KubeClient } from '../../kube/index.js';
 
 export type RestoreComponent = 'DATABASES' | 'VOLUMES' | 'CONFIG';
@@ -119,7 +119,7 @@ export class RestoreService {
   /** Bound of one swap step (swapIn, swapBack) or scale-back: renames and moves, quick when the cluster answers. */
   stepTimeoutMs = 10 * 60_000;
   /** Bound of one commit or discard: the removal of a whole copy (a big volume's files) can take long. */
-  cleanupTimeoutMs = 2 * 60 * 60_000;
+  cleanupTimeoutMs = CLEANUP_STEP_MS;
   /** How long a failed restore's in-process rollback keeps trying before it leaves the rest to the engine. */
   rollbackRetryMs = 120_000;
 
@@ -302,6 +302,12 @@ export class RestoreService {
         return st;
       };
       target.announce = async (side) => { await announce(side); };
+      target.dropped = async (side) => {
+        const st = announced.get(side);
+        announced.delete(side);
+        recovery.sides = recovery.sides.filter((x) => x !== st);
+        await save();
+      };
       let failure: { err: unknown } | undefined;
       const restoreOne = async (a: ArtifactRecord): Promise<void> => {
         active.add(a);
@@ -363,8 +369,8 @@ export class RestoreService {
       ]);
     } catch (err) {
       ctx.log(`restore failed: ${(err as Error).message}; putting everything back`);
-      // Every side copy made, swapped in or not (one whose filling failed was dropped then, unless
-      // its server did not answer: dropping it again is harmless).
+      // Every side copy made and not dropped yet, swapped in or not (one whose filling failed was
+      // dropped then, unless its server did not answer).
       const made = [...announced].map(([side, st]) => ({ side, st }));
       const left = await this.rollBack(ctx, client, recovery, made, configUndo, save);
       resumed = left.resumed;

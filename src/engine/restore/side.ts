@@ -50,6 +50,8 @@ export interface RestoreTarget {
    * killed while the bytes stream) leaves a record to discard the half-filled side by.
    */
   announce?: (side: SideRestore) => Promise<void>;
+  /** Told when an announced side was dropped after its fill failed: nothing is left to undo for it. */
+  dropped?: (side: SideRestore) => Promise<void>;
 }
 
 export interface ArtifactRestorer {
@@ -63,6 +65,9 @@ export interface ArtifactRestorer {
   /** Rebuilds a handle from a saved description (crash recovery). */
   fromDescription(target: Pick<RestoreTarget, 'client' | 'inst' | 'helperImage'>, d: SideDescription): Promise<SideRestore>;
 }
+
+/** Bound of one removal of a side copy or of old data: a big volume's files can take long to remove. */
+export const CLEANUP_STEP_MS = 2 * 60 * 60_000;
 
 /**
  * Runs a clean-up step until it succeeds or the time is up: after a fault (a database server that
@@ -100,7 +105,8 @@ export async function filledOrDiscarded(side: SideRestore, fill: () => Promise<v
     await target?.announce?.(side);
     await fill();
   } catch (err) {
-    await retrying(() => side.discard()).catch(() => undefined);
+    await retrying(() => side.discard(AbortSignal.timeout(CLEANUP_STEP_MS)))
+      .then(() => target?.dropped?.(side), () => undefined); // else the restore's rollback (or its recovery) drops it
     throw err;
   }
   return side;
