@@ -52,8 +52,24 @@ export async function withFileLock<T>(file: string, fn: () => Promise<T>): Promi
   }
 }
 
-/** Writes data to file through a temp file in the same directory, fsync, then rename. */
-export async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
+/** Each file's writes in flight in this process, one after the other (see writeFileAtomic). */
+const writing = new Map<string, Promise<void>>();
+
+/**
+ * Writes data to file through a temp file in the same directory, fsync, then rename. Writes of one
+ * file land in the order they were asked: two in flight at once could finish in either order and
+ * leave the older data on disk (an operation record's progress over its recovery state, an older
+ * schedule state over a newer one).
+ */
+export function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
+  const before = writing.get(file) ?? Promise.resolve();
+  const mine = before.catch(() => undefined).then(() => writeNow(file, data, mode));
+  writing.set(file, mine);
+  void mine.catch(() => undefined).then(() => { if (writing.get(file) === mine) writing.delete(file); });
+  return mine;
+}
+
+async function writeNow(file: string, data: string, mode: number): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {

@@ -11,9 +11,6 @@ const log = logger('operations');
 const ID = /^op-[a-z0-9]+-[a-f0-9]+$/;
 
 export class OperationStore {
-  /** Each record's writes, one after the other (see save). */
-  private readonly writes = new Map<string, Promise<void>>();
-
   constructor(private readonly paths: DataPaths) {}
 
   private file(rec: Pick<OperationRecord, 'instanceName' | 'id'>): string {
@@ -25,18 +22,12 @@ export class OperationStore {
   }
 
   /**
-   * Writes the record as it is when its turn comes. A record's writes go one at a time, in the
-   * order asked: two atomic writes in flight at once can finish in either order, and a progress
-   * write that began before a recovery write (a restore marking a side as being swapped in) would
-   * otherwise put the older state back on disk, where a start-up recovery would read it.
+   * Writes the record as it is now. The writes of one record land in the order asked
+   * (writeFileAtomic): a progress write begun before a recovery write (a restore marking a side as
+   * being swapped in) never puts the older state back on disk, where a start-up recovery reads it.
    */
-  save(rec: OperationRecord): Promise<void> {
-    const file = this.file(rec);
-    const before = this.writes.get(file) ?? Promise.resolve();
-    const mine = before.catch(() => undefined).then(() => writeFileAtomic(file, JSON.stringify(rec, null, 2) + '\n', 0o644));
-    this.writes.set(file, mine);
-    void mine.catch(() => undefined).then(() => { if (this.writes.get(file) === mine) this.writes.delete(file); });
-    return mine;
+  async save(rec: OperationRecord): Promise<void> {
+    await writeFileAtomic(this.file(rec), JSON.stringify(rec, null, 2) + '\n', 0o644);
   }
 
   async appendLog(rec: OperationRecord, lines: string[]): Promise<void> {
