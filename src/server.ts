@@ -191,6 +191,8 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
   const cluster = new ClusterService({ timeoutMs: opts.clusterTimeoutMs });
   backups.planner = clusterPlanner(cluster, { helperImage: opts.helperImage });
   const restores = new RestoreService(store, engine, repositories, backups, cluster, { helperImage: opts.helperImage });
+  // A drill's record holds only side copies to drop (never swapped, nothing scaled).
+  engine.onRecovery('VERIFY_BACKUP', (rec, log) => restores.recover(rec, log));
   engine.onRecovery('RESTORE_APP', async (rec, log) => {
     await restores.recover(rec, log);
     const inst = rec.backupId ? await store.instance(rec.instanceName) : null;

@@ -134,5 +134,28 @@ describe('a server killed mid-operation', () => {
     const repo = await restarted.services.repositories.open(inst);
     expect(st.backupId).toBeTruthy();
     expect(await repo.snapshots({ tags: [`backup:${st.backupId}`], refresh: true })).toEqual([]);
+    await restarted.stop();
+    restarted = undefined;
+  }, 240_000);
+
+  it('restore drill: after the restart its half-filled side database is gone', async () => {
+    // A database big enough for the drill to be stopped in the middle of its fill.
+    await sim.databases.postgres!.query(`create table drill_bulk as select g as id, repeat(md5(g::text), 20) as payload from generate_series(1, 50000) g`, 'gitea');
+    await startServerProcess();
+    const backup = await gql<{ backupApp: { operation: { operationId: string } } }>(`mutation { backupApp(input: { instance: "test", app: "gitea" }) { ... on OperationPayload { operation { operationId } } } }`);
+    await waitForPhase(backup.backupApp.operation.operationId, '\u0000', 'SUCCEEDED');
+    const latest = await gql<{ instance: { app: { latestBackup: { id: string } } } }>(`{ instance(name: "test") { app(name: "gitea") { latestBackup { id } } } }`);
+    const v = await gql<{ verifyBackup: { operation: { operationId: string } } }>(`mutation($id: ID!) { verifyBackup(id: $id) { ... on OperationPayload { operation { operationId } } } }`, { id: latest.instance.app.latestBackup.id });
+    const opId = v.verifyBackup.operation.operationId;
+    const holding = holdRestic(['dump', '/gitea/postgres-gitea.pgdump'], 'wchar', 1 << 20);
+    await waitForPhase(opId, 'verifying postgres');
+    await killServerMidStream(holding);
+    // The drill's side database is there, half filled, when the server dies.
+    expect((await sim.databases.postgres!.query(`select datname from pg_database where datname like 'gitea_wbr%'`)).trim()).toMatch(/^gitea_wbr_v/);
+    restarted = await buildApp({ dataDir: sim.dataDir, port: 0, env });
+    const rec = restarted.services.engine.get(opId)!;
+    expect(rec.error?.code).toBe('INTERRUPTED');
+    expect(rec.recovery).toBeNull();
+    expect((await sim.databases.postgres!.query(`select datname from pg_database where datname like 'gitea_w%'`)).trim()).toBe('');
   }, 240_000);
 });

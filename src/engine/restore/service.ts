@@ -449,6 +449,23 @@ export class RestoreService {
         ctx.setBackupId(b.backupId);
         const client = await this.cluster.client(inst);
         const target: RestoreTarget = { client, inst, app, sourceApp: b.appName!, helperImage: this.opts.helperImage };
+        // A drill's side copies are recorded like a restore's (never swapped, no replicas): a crash
+        // or a silent cluster leaves a record by which the recovery drops them, instead of a full
+        // copy of the database left on the server's shared volume for good.
+        const recovery: RestoreRecovery = { namespace: app.name, replicas: {}, sides: [] };
+        let saving: Promise<void> = Promise.resolve();
+        const save = (): Promise<void> => (saving = saving.catch(() => undefined).then(() => ctx.saveRecovery(recovery.sides.length > 0 ? recovery as unknown as Record<string, unknown> : null)));
+        const recorded = new Map<SideRestore, SideState>();
+        target.announce = async (side) => {
+          const st: SideState = { description: side.description, state: 'side' };
+          recorded.set(side, st);
+          recovery.sides.push(st);
+          await save();
+        };
+        target.dropped = async (side) => {
+          recovery.sides = recovery.sides.filter((x) => x !== recorded.get(side));
+          await save();
+        };
         const lines: string[] = [];
         let ok = true;
         const total = artifacts.reduce((n, a) => n + a.sizeBytes, 0);
@@ -470,7 +487,8 @@ export class RestoreService {
             lines.push(`${a.kind}:${a.name}: ${(err as Error).message}`);
           } finally {
             dumpDone.abort();
-            await side?.discard().catch((e: unknown) => ctx.log(`scratch cleanup failed: ${(e as Error).message}`));
+            // Bounded; one that fails stays recorded, and the engine drops it later.
+            if (side) await side.discard(this.cleanupStep()).then(() => target.dropped!(side!), (e: unknown) => ctx.log(`scratch cleanup failed: ${(e as Error).message}; it is tried again in the background`));
           }
           ctx.log(lines.at(-1)!);
           base += a.sizeBytes;
