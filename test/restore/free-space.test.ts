@@ -1,7 +1,7 @@
 // Room for a side copy is checked before it is made. A restore or a drill writes its copy beside
 // the live data on the same volume (the database server's, shared by every app using it, or the
 // app's own PVC): one that would not fit fails with NOT_ENOUGH_SPACE, naming the volume, and
-// changes nothing. The backups record the database's size for this (meta.databaseBytes).
+// changes nothing; a restore finds out before it stops the app or takes its safety backup. The backups record the database's size for this (meta.databaseBytes).
 import { statfs } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HELPER_LABEL, kubeClientFor, listPods, listWorkloads } from '../../src/kube/index.js';
@@ -46,6 +46,16 @@ async function liveState() {
   };
 }
 
+/** The app's Deployment as the cluster holds it: a scale-down and back changes its generation. */
+function giteaDeployment(): { replicas: unknown; generation: unknown } {
+  const d = s.sim.kube.runtime.store.list('deployments', 'gitea')[0]!;
+  return { replicas: (d.spec as { replicas?: number }).replicas, generation: d.metadata.generation };
+}
+
+async function backupIds(): Promise<string[]> {
+  return (await s.app.services.backups.list(await s.app.services.store.requireInstance('test'), { app: 'gitea' })).map((b) => b.backupId);
+}
+
 async function expectNothingLeft(): Promise<void> {
   const client = kubeClientFor(s.sim.kubeconfigPath);
   expect((await s.sim.databases.postgres!.query(`select datname from pg_database where datname like 'gitea_w%'`)).trim()).toBe('');
@@ -61,13 +71,15 @@ describe('room for a side copy', () => {
     expect(Math.abs(Number(pg.meta.databaseBytes) - size) / size).toBeLessThan(0.5);
   });
 
-  it('a volume without room for the restored copy: NOT_ENOUGH_SPACE before anything is written, the live data as it was', async () => {
+  it('a volume without room for the restored copy: NOT_ENOUGH_SPACE before the app is stopped or a safety backup taken, the live data as it was', async () => {
     const before = await liveState();
+    const deployment = giteaDeployment();
+    const backupsBefore = await backupIds();
     const pvc = await artifactOf('pvc');
     const saved = pvc.sizeBytes;
     pvc.sizeBytes = (await freeBytes(s.sim.pvcDir('gitea', 'gitea-data'))) + (1 << 30);
     try {
-      const rec = await s.runOperation(`mutation($id: ID!) { restoreBackup(input: { backupId: $id, safetyBackup: false }) { ${OP_FIELDS} } }`, { id: nodeId });
+      const rec = await s.runOperation(`mutation($id: ID!) { restoreBackup(input: { backupId: $id }) { ${OP_FIELDS} } }`, { id: nodeId });
       expect(rec.status).toBe('FAILED');
       expect(rec.error?.code).toBe('NOT_ENOUGH_SPACE');
       expect(rec.error?.message).toMatch(/^pvc:gitea-data: not enough free space for the restored copy of volume gitea-data, .* only [\d.]+ GiB of [\d.]+ GiB is free\. Nothing was changed/);
@@ -75,6 +87,26 @@ describe('room for a side copy', () => {
       pvc.sizeBytes = saved;
     }
     expect(await liveState()).toEqual(before);
+    expect(giteaDeployment(), 'never scaled down').toEqual(deployment);
+    expect(await backupIds(), 'no safety backup').toEqual(backupsBefore);
+    await expectNothingLeft();
+  }, 120_000);
+
+  it('a database server without room for the side database: the restore fails before the app is stopped', async () => {
+    const deployment = giteaDeployment();
+    const pg = await artifactOf('postgres');
+    const saved = pg.meta.databaseBytes;
+    const dataDir = (await s.sim.databases.postgres!.query('show data_directory')).trim();
+    pg.meta.databaseBytes = (await freeBytes(dataDir)) + (1 << 30);
+    try {
+      const rec = await s.runOperation(`mutation($id: ID!) { restoreBackup(input: { backupId: $id, components: [DATABASES] }) { ${OP_FIELDS} } }`, { id: nodeId });
+      expect(rec.status).toBe('FAILED');
+      expect(rec.error?.code).toBe('NOT_ENOUGH_SPACE');
+      expect(rec.error?.message).toMatch(/^postgres:gitea: not enough free space for a side copy of database gitea on the PostgreSQL server's volume/);
+    } finally {
+      pg.meta.databaseBytes = saved;
+    }
+    expect(giteaDeployment(), 'never scaled down').toEqual(deployment);
     await expectNothingLeft();
   }, 120_000);
 

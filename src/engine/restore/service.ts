@@ -238,6 +238,19 @@ export class RestoreService {
     const { inst, repo, backup } = r;
     const app = await this.store.requireApp(inst, r.app);
     ctx.log(`restoring backup ${backup.backupId} of ${backup.appName} into ${r.app}: ${r.artifacts.map((a) => `${a.kind}:${a.name}`).join(', ') || 'nothing'}`);
+    const client = await this.cluster.client(inst);
+    const target: RestoreTarget = { client, inst, app, sourceApp: backup.appName!, helperImage: this.opts.helperImage };
+    // What can fail before the app is stopped fails now (the room for each side copy), and before
+    // the safety backup's time is spent.
+    ctx.progress({ phase: 'checking' });
+    // A cluster that does not answer fails the restore within the bound of a query, not the
+    // longer bounds of the steps below.
+    await client.call((o) => client.versionApi.getCode({}, o), { timeoutMs: this.cluster.timeoutMs, signal: ctx.signal });
+    for (const a of r.artifacts) {
+      const restorer = restorers[a.kind];
+      if (!restorer?.preflight || restorer.notRestoredBecause?.(target, a)) continue;
+      await restorer.preflight(target, a, ctx.signal).catch((err: unknown) => { throw new ArtifactFailedError(`${a.kind}:${a.name}`, err); });
+    }
     let safetyId: string | null = null;
     if (r.safety) {
       ctx.progress({ phase: 'safety backup' });
@@ -248,8 +261,6 @@ export class RestoreService {
       ctx.log(`safety backup ${safetyId} taken: restoring it undoes this restore`);
       this.repositories.invalidate(inst.name);
     }
-    const client = await this.cluster.client(inst);
-    const target: RestoreTarget = { client, inst, app, sourceApp: backup.appName!, helperImage: this.opts.helperImage };
     const suffix = randomBytes(3).toString('hex');
     const recovery: RestoreRecovery = { namespace: r.app, replicas: {}, sides: [] };
     // One write of the recovery record at a time (artifacts restore side by side), in order.

@@ -56,6 +56,11 @@ export interface RestoreTarget {
 
 export interface ArtifactRestorer {
   /**
+   * Checks what can be checked before the restore stops the app (the room for the side copy):
+   * a restore that cannot succeed fails with the app still running. restoreSide checks again.
+   */
+  preflight?(target: RestoreTarget, artifact: ArtifactRecord, signal: AbortSignal): Promise<void>;
+  /**
    * Why this artifact is not restored into this target (the restore logs it and goes on without
    * it), or null. Restore drills do not ask: they check every restorable artifact.
    */

@@ -104,7 +104,19 @@ function handle(client: KubeClient, locate: (signal?: AbortSignal) => Promise<Po
   };
 }
 
+/** Room on the server's volume (shared by every app using that server) for a side copy of the artifact's schema. */
+async function roomForSide(client: KubeClient, target: PodTarget, pw: string, artifact: ArtifactRecord, what: string, signal: AbortSignal): Promise<void> {
+  const dataDir = (await mysqlQuery(client, target, pw, 'select @@datadir', undefined, signal))[0]?.[0] ?? '/var/lib/mysql';
+  await ensureRoomFor(client, target, dataDir, sideCopyBytes(artifact), `${what} on the MariaDB server's volume (every app using that server needs it)`, signal);
+}
+
 export const mysqlRestorer: ArtifactRestorer = {
+  async preflight(t, artifact, signal) {
+    if (artifact.name === 'all') return;
+    const server = engineServer(t.inst, 'mysql');
+    const target = await serverPod(t.client, server, 'mysql', signal);
+    await roomForSide(t.client, target, await adminPassword(t.client, server, signal), artifact, `a side copy of schema ${artifact.name}`, signal);
+  },
   async restoreSide(t: RestoreTarget, artifact, stream: Readable, suffix, signal) {
     if (artifact.name === 'all') throw new Error('a whole-server dump is for rebuilding a server; restore each app from its own backup');
     const server = engineServer(t.inst, 'mysql');
@@ -113,8 +125,7 @@ export const mysqlRestorer: ArtifactRestorer = {
     const live = checkDatabaseName(t.app.name === t.sourceApp ? artifact.name : appDatabaseName({ instance: t.inst.name, app: t.app.name, manifest: t.app.manifest!, appConfig: t.app.config }));
     const base = live.slice(0, 64 - 6 - suffix.length);
     const d: MyDescription = { kind: 'mysql', live, side: `${base}_wbr_${suffix}`, old: `${base}_wbo_${suffix}` };
-    const dataDir = (await mysqlQuery(t.client, target, pw, 'select @@datadir', undefined, signal))[0]?.[0] ?? '/var/lib/mysql';
-    await ensureRoomFor(t.client, target, dataDir, sideCopyBytes(artifact), `the side schema ${d.side} on the MariaDB server's volume (every app using that server needs it)`, signal);
+    await roomForSide(t.client, target, pw, artifact, `the side schema ${d.side}`, signal);
     const h = handle(t.client, (s) => serverPod(t.client, server, 'mysql', s), pw, d, artifact);
     return filledOrDiscarded(h, async () => {
       await createdThenAbortable(() => mysqlQuery(t.client, target, pw, `create database ${q(d.side)}`), signal);

@@ -95,7 +95,18 @@ export function sideNames(live: string, suffix: string): { side: string; old: st
   return { side: `${base}_wbr_${suffix}`, old: `${base}_wbo_${suffix}` };
 }
 
+/** Room on the server's volume (shared by every app using that server) for a side copy of the artifact's database. */
+async function roomForSide(client: KubeClient, target: PodTarget, artifact: ArtifactRecord, what: string, signal: AbortSignal): Promise<void> {
+  const dataDir = await psql(client, target, 'show data_directory', 'postgres', signal);
+  await ensureRoomFor(client, target, dataDir, sideCopyBytes(artifact), `${what} on the PostgreSQL server's volume (every app using that server needs it)`, signal);
+}
+
 export const postgresRestorer: ArtifactRestorer = {
+  async preflight(t, artifact, signal) {
+    if (artifact.name === 'all') return; // refused before this (restore) or not checked (drill)
+    const target = await serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres', signal);
+    await roomForSide(t.client, target, artifact, `a side copy of database ${artifact.name}`, signal);
+  },
   async restoreSide(t: RestoreTarget, artifact, stream: Readable, suffix, signal) {
     if (artifact.name === 'all') throw new Error('a whole-server dump (pg_dumpall) is for rebuilding a server; restore each app from its own backup');
     const target = await serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres', signal);
@@ -107,8 +118,7 @@ export const postgresRestorer: ArtifactRestorer = {
       : (await psql(t.client, target, `select pg_get_userbyid(datdba) from pg_database where datname = '${live}'`, 'postgres', signal)) || String(t.app.config.dbUser ?? t.app.config.dbUsername ?? 'postgres');
     const ownerExists = (await psql(t.client, target, `select 1 from pg_roles where rolname = '${owner.replace(/'/g, "''")}'`, 'postgres', signal)) === '1';
     const d: PgDescription = { kind: 'postgres', live, side, old, hadLive: await exists(t.client, target, live) };
-    const dataDir = await psql(t.client, target, 'show data_directory', 'postgres', signal);
-    await ensureRoomFor(t.client, target, dataDir, sideCopyBytes(artifact), `the side database ${side} on the PostgreSQL server's volume (every app using that server needs it)`, signal);
+    await roomForSide(t.client, target, artifact, `the side database ${side}`, signal);
     const locate = (s?: AbortSignal) => serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres', s);
     // A clone's objects belong to the clone's own role; an in-place restore keeps the owners.
     const command = ['pg_restore', '-U', 'postgres', `--dbname=${side}`, '--exit-on-error', '--no-password',

@@ -4,7 +4,7 @@
 // only when the whole restore succeeded. Files absent from the backup are gone afterwards; modes
 // and mtimes are the backed-up ones (tar -p as root).
 import type { Readable } from 'node:stream';
-import { createHelperPod, deleteHelperPod, waitForHelperPod, type KubeClient } from '../../kube/index.js';
+import { createHelperPod, deleteHelperPod, findPvcMount, waitForHelperPod, type KubeClient } from '../../kube/index.js';
 import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { podText, streamIntoPod, type PodTarget } from '../exec-source.js';
 import { TarScanner, type TarListing } from './tar-scan.js';
@@ -109,6 +109,13 @@ function handle(client: KubeClient, first: Helper | undefined, d: PvcDescription
 }
 
 export const pvcRestorer: ArtifactRestorer = {
+  async preflight(t, artifact, signal) {
+    // Through a running pod that mounts the whole volume, if there is one (the app, still up);
+    // else restoreSide checks through its helper pod, once the app is stopped.
+    const mount = await findPvcMount(t.client, t.app.name, artifact.name, { signal, timeoutMs: 15_000 });
+    if (!mount || mount.subPath) return;
+    await ensureRoomFor(t.client, { namespace: t.app.name, pod: mount.pod, container: mount.container }, mount.mountPath, sideCopyBytes(artifact), `the restored copy of volume ${artifact.name}, written beside its live data on the same volume`, signal);
+  },
   async restoreSide(t: RestoreTarget, artifact, stream: Readable, suffix, signal) {
     const namespace = t.app.name;
     const pvc = artifact.name;
