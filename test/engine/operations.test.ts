@@ -278,7 +278,7 @@ describe('OperationEngine', () => {
     expect(first.get('op-crashed-dd44')!.recovery).toEqual({ replicas: { 'Deployment/gitea': 1 } });
     expect((await readRecord(first.get('op-crashed-dd44')!)).recovery).not.toBeNull();
     // The app takes no other operation while its undo is pending; other apps do.
-    await expect(first.submit(tickTask({ app: 'gitea' }))).rejects.toThrow(/still being put back after operation op-crashed-dd44/);
+    await expect(first.submit(tickTask({ app: 'gitea' }))).rejects.toThrow(/waits for operation op-crashed-dd44 \(RESTORE_APP, FAILED\) to finish putting things back/);
     expect((await first.waitFor((await first.submit(tickTask({ app: 'immich', steps: 1 }))).id)).status).toBe('SUCCEEDED');
     // A restart while it is pending: the new engine picks it up from the record.
     await expect.poll(() => tries, { timeout: 5_000 }).toBeGreaterThanOrEqual(2);

@@ -85,7 +85,7 @@ it('a swap cut off by a silent cluster: ROLLBACK_INCOMPLETE, the app kept stoppe
   expect(await databases()).toEqual([expect.stringMatching(/^gitea_wbo_/), expect.stringMatching(/^gitea_wbr_/)]);
   const busy = await s.gql<{ backupApp: { code?: string; message?: string } }>(`mutation { backupApp(input: { instance: "test", app: "gitea" }) { ${OP_FIELDS} } }`);
   expect(busy.data?.backupApp.code).toBe('CONFLICT');
-  expect(busy.data?.backupApp.message).toMatch(new RegExp(`still being put back after operation ${opId}`));
+  expect(busy.data?.backupApp.message).toMatch(new RegExp(`waits for operation ${opId} \\(RESTORE_APP, FAILED\\) to finish putting things back`));
 
   // Still silent: a background retry fails (bounded by the step deadline) and changes nothing.
   const log = () => s.app.services.engine.logTail(opId, 50);

@@ -234,7 +234,7 @@ export class OperationEngine {
     const key = appKey(task.instance, task.app);
     const held = this.pendingRecoveryFor(task.instance, task.app);
     if (held && (task.onAppConflict ?? 'reject') === 'reject') {
-      throw new ConflictError(`app "${task.app}" of instance "${task.instance}" is still being put back after operation ${held.id} (${held.kind}) failed; Wild Backup keeps trying, and the app takes other operations once that is done`);
+      throw new ConflictError(`app "${task.app}" of instance "${task.instance}" waits for operation ${held.id} (${held.kind}, ${held.status}) to finish putting things back: Wild Backup keeps trying in the background, and the app takes other operations once that is done`);
     }
     if (key && (task.onAppConflict ?? 'reject') === 'reject') {
       for (const a of this.active.values()) {
