@@ -75,6 +75,7 @@ export class OperationEngine {
   private readonly concurrency: number;
   private readonly progressIntervalMs: number;
   private readonly persistIntervalMs: number;
+  private readonly recoveryRetryMs: number;
   private stopping = false;
 
   constructor(private readonly opts: EngineOptions) {
@@ -82,6 +83,7 @@ export class OperationEngine {
     this.concurrency = Math.max(1, opts.concurrency ?? 2);
     this.progressIntervalMs = opts.progressIntervalMs ?? 250;
     this.persistIntervalMs = opts.persistIntervalMs ?? 2000;
+    this.recoveryRetryMs = opts.recoveryRetryMs ?? 30_000;
   }
 
   onRecovery(kind: OperationKind, hook: RecoveryHook): void {
@@ -121,7 +123,7 @@ export class OperationEngine {
     }
     // Left pending by an earlier run of the server (or just now): tried again soon.
     for (const rec of this.records.values()) {
-      if (isTerminal(rec.status) && rec.recovery && this.recoveryHooks.has(rec.kind)) this.schedulePending(rec, this.opts.recoveryRetryMs ?? 30_000);
+      if (isTerminal(rec.status) && rec.recovery && this.recoveryHooks.has(rec.kind)) this.schedulePending(rec, this.recoveryRetryMs);
     }
   }
 
@@ -137,8 +139,7 @@ export class OperationEngine {
   }
 
   private schedulePending(rec: OperationRecord, delayMs: number): void {
-    const first = this.opts.recoveryRetryMs ?? 30_000;
-    const entry = this.pending.get(rec.id) ?? { timer: null, delayMs: first, running: null };
+    const entry = this.pending.get(rec.id) ?? { timer: null, delayMs: this.recoveryRetryMs, running: null };
     this.pending.set(rec.id, entry);
     if (this.stopping || entry.timer || entry.running) return;
     entry.timer = setTimeout(() => {
@@ -460,7 +461,7 @@ export class OperationEngine {
     if (!undoLeft) rec.recovery = null;
     this.appendLog(a, `${status}${rec.error ? ` ${rec.error.code}: ${rec.error.message}` : rec.message ? `: ${rec.message}` : ''}`);
     this.active.delete(rec.id);
-    if (undoLeft) this.schedulePending(rec, this.opts.recoveryRetryMs ?? 30_000);
+    if (undoLeft) this.schedulePending(rec, this.recoveryRetryMs);
     try {
       await this.persist(a);
     } finally {

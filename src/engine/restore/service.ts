@@ -24,7 +24,7 @@ import { restorePostgresRoles } from '../../plugins/databases/postgres-restore.j
 import { detectDatabases } from '../../plugins/databases/registry.js';
 import { quiesce, resume, type ReplicaMap } from './quiesce.js';
 import { applyAppConfig, readAppConfig, type ConfigUndo } from './config.js';
-import { CLEANUP_STEP_MS, retrying, type RestoreTarget, type SideDescription, type SideRestore } from './side.js';
+import { CLEANUP_STEP_MS, deadlineSignal, retrying, type RestoreTarget, type SideDescription, type SideRestore } from './side.js';
 import type { KubeClient } from '../../kube/index.js';
 
 export type RestoreComponent = 'DATABASES' | 'VOLUMES' | 'CONFIG';
@@ -88,15 +88,83 @@ function counted(stream: Readable, onBytes: (n: number) => void, stallMs?: numbe
   return stream.pipe(t);
 }
 
-/** Aborts after `ms` with a reason that says so (AbortSignal.timeout's says only "timeout"). */
-function deadlineSignal(ms: number): AbortSignal {
-  const c = new AbortController();
-  setTimeout(() => c.abort(new Error(`the step got no answer within ${ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`}`)), ms).unref();
-  return c.signal;
-}
+/**
+ * The operation's recovery record of a restore or a drill: the replicas it scaled down and every
+ * side copy it made, each recorded before it is filled, so that a crash or a silent cluster leaves
+ * what is left to undo (RestoreService.recover). Writes go one at a time, in order; a record with
+ * nothing to undo is written as none.
+ */
+class RecoveryLedger {
+  readonly data: RestoreRecovery;
+  private readonly states = new Map<SideRestore, SideState>();
+  private saving: Promise<void> = Promise.resolve();
 
-/** Some side of a failed restore is still swapped in (or half): the app must stay stopped. */
-const rollbackStuck = (r: RestoreRecovery): boolean => r.sides.some((s) => s.state !== 'side');
+  constructor(private readonly ctx: TaskContext, namespace: string) {
+    this.data = { namespace, replicas: {}, sides: [] };
+  }
+
+  save(): Promise<void> {
+    const empty = this.data.sides.length === 0 && Object.keys(this.data.replicas).length === 0;
+    return this.write(empty ? null : this.data);
+  }
+
+  /** Nothing is left to undo (the replicas are back too). */
+  clear(): Promise<void> {
+    return this.write(null);
+  }
+
+  private write(data: RestoreRecovery | null): Promise<void> {
+    this.saving = this.saving.catch(() => undefined).then(() => this.ctx.saveRecovery(data as unknown as Record<string, unknown> | null));
+    return this.saving;
+  }
+
+  /** Records a side copy about to be filled. */
+  async announce(side: SideRestore): Promise<SideState> {
+    const st: SideState = { description: side.description, state: 'side' };
+    this.states.set(side, st);
+    this.data.sides.push(st);
+    await this.save();
+    return st;
+  }
+
+  stateOf(side: SideRestore): SideState | undefined {
+    return this.states.get(side);
+  }
+
+  /** A side copy is gone (dropped): nothing is left to undo for it. */
+  async dropped(side: SideRestore): Promise<void> {
+    const st = this.states.get(side);
+    this.states.delete(side);
+    this.data.sides = this.data.sides.filter((x) => x !== st);
+    await this.save();
+  }
+
+  /**
+   * Everything restored is in place: from here on a crash must not roll back (the old data may be
+   * half removed already); at worst some old data is left to remove by hand.
+   */
+  async committed(): Promise<void> {
+    this.states.clear();
+    this.data.sides = [];
+    await this.save();
+  }
+
+  /** Every side copy made and not dropped yet (one whose filling failed was dropped then, unless its server did not answer). */
+  made(): Array<{ side: SideRestore; st: SideState }> {
+    return [...this.states].map(([side, st]) => ({ side, st }));
+  }
+
+  /** Some side is still swapped in (or half): the app must stay stopped. */
+  get stuck(): boolean {
+    return this.data.sides.some((s) => s.state !== 'side');
+  }
+
+  /** The target's hooks (RestoreTarget.announce, dropped) write here. */
+  attach(target: RestoreTarget): void {
+    target.announce = async (side) => { await this.announce(side); };
+    target.dropped = (side) => this.dropped(side);
+  }
+}
 
 /**
  * A restore failed, and putting everything back did not finish within its bounds: the recovery
@@ -139,7 +207,8 @@ export class RestoreService {
    * recovery record follows each step, so what is left is exactly what the engine retries. Returns
    * what could not be done.
    */
-  private async rollBack(ctx: TaskContext, client: KubeClient, recovery: RestoreRecovery, sides: Array<{ side: SideRestore; st: SideState }>, configUndo: ConfigUndo | null, save: () => Promise<void>): Promise<{ resumed: boolean; problems: string[]; stuck: boolean }> {
+  private async rollBack(ctx: TaskContext, client: KubeClient, ledger: RecoveryLedger, configUndo: ConfigUndo | null): Promise<{ resumed: boolean; problems: string[] }> {
+    const sides = ledger.made();
     const problems: string[] = [];
     await configUndo?.undo().catch((e: unknown) => { problems.push(`config: ${(e as Error).message}`); ctx.log(`config undo failed: ${(e as Error).message}`); });
     let retried = false;
@@ -150,27 +219,26 @@ export class RestoreService {
       try {
         await retrying(() => s.side.swapBack(this.step()), opts);
         s.st.state = 'side';
-        await save();
+        await ledger.save();
         ctx.log(`put the old ${s.st.description.kind} data back`);
       } catch (e) {
         problems.push(`${s.st.description.kind}: the old data is not back yet (${(e as Error).message})`);
         ctx.log(`swap back failed: ${(e as Error).message}`);
       }
     }
-    if (rollbackStuck(recovery)) {
+    if (ledger.stuck) {
       for (const s of sides) await s.side.close?.().catch(() => undefined);
-      return { resumed: false, problems, stuck: true };
+      return { resumed: false, problems };
     }
     // The old data is live again: the app starts while the side copies go.
     let resumed = false;
     await Promise.all([
-      retrying(() => resume(client, recovery.namespace, recovery.replicas, (l) => ctx.log(l), this.step()), opts)
+      retrying(() => resume(client, ledger.data.namespace, ledger.data.replicas, (l) => ctx.log(l), this.step()), opts)
         .then(() => { resumed = true; }, (e: unknown) => { problems.push(`replicas: ${(e as Error).message}`); ctx.log(`could not scale back: ${(e as Error).message}`); }),
       ...[...sides].reverse().map(async (s) => {
         try {
           await retrying(() => s.side.discard(this.cleanupStep()), opts);
-          recovery.sides = recovery.sides.filter((x) => x !== s.st);
-          await save();
+          await ledger.dropped(s.side);
         } catch (e) {
           problems.push(`${s.st.description.kind}: the restored copy is not removed yet (${(e as Error).message})`);
           ctx.log(`discard failed: ${(e as Error).message}`);
@@ -179,7 +247,7 @@ export class RestoreService {
         }
       }),
     ]);
-    return { resumed, problems, stuck: false };
+    return { resumed, problems };
   }
 
   constructor(
@@ -262,17 +330,13 @@ export class RestoreService {
       this.repositories.invalidate(inst.name);
     }
     const suffix = randomBytes(3).toString('hex');
-    const recovery: RestoreRecovery = { namespace: r.app, replicas: {}, sides: [] };
-    // One write of the recovery record at a time (artifacts restore side by side), in order.
-    let saving: Promise<void> = Promise.resolve();
-    const save = (): Promise<void> => (saving = saving.catch(() => undefined).then(() => ctx.saveRecovery(recovery as unknown as Record<string, unknown>)));
+    const ledger = new RecoveryLedger(ctx, r.app);
+    ledger.attach(target);
     const sides: Array<{ side: SideRestore; st: SideState; label: string }> = [];
-    const announced = new Map<SideRestore, SideState>();
     let configUndo: ConfigUndo | null = null;
     const total = r.artifacts.reduce((n, a) => n + a.sizeBytes, 0);
     let base = 0;
     let resumed = false;
-    let resumeTried = false; // by the rollback, for as long as it tries
     const config = r.artifacts.find((a) => a.kind === 'config');
     // The config artifact is a few KiB: fetched while the data is restored, so its restic start-up
     // (key derivation, index) is off the critical path; read before the swap, applied after it.
@@ -280,9 +344,9 @@ export class RestoreService {
     configBytes?.catch(() => undefined); // awaited below; a restore that fails earlier does not care
     ctx.progress({ phase: 'quiescing', bytesDone: 0, bytesTotal: total });
     try {
-      recovery.replicas = await quiesce(client, r.app, async (rep) => { recovery.replicas = rep; await save(); }, ctx.signal);
-      target.quiesced = recovery.replicas;
-      ctx.log(`quiesced ${Object.keys(recovery.replicas).join(', ') || 'no workloads'}`);
+      const replicas = await quiesce(client, r.app, async (rep) => { ledger.data.replicas = rep; await ledger.save(); }, ctx.signal);
+      target.quiesced = replicas;
+      ctx.log(`quiesced ${Object.keys(replicas).join(', ') || 'no workloads'}`);
       // Roles first (the dumps' owners and grants need them), then the data artifacts side by side,
       // up to three at once, biggest first: a database and a volume restore on different servers
       // and volumes, and their restic start-ups overlap. The first failure stops the others.
@@ -305,20 +369,6 @@ export class RestoreService {
       });
       const group = new AbortController();
       const signal = AbortSignal.any([ctx.signal, group.signal]);
-      const announce = async (side: SideRestore): Promise<SideState> => {
-        const st: SideState = { description: side.description, state: 'side' };
-        announced.set(side, st);
-        recovery.sides.push(st);
-        await save();
-        return st;
-      };
-      target.announce = async (side) => { await announce(side); };
-      target.dropped = async (side) => {
-        const st = announced.get(side);
-        announced.delete(side);
-        recovery.sides = recovery.sides.filter((x) => x !== st);
-        await save();
-      };
       let failure: { err: unknown } | undefined;
       const restoreOne = async (a: ArtifactRecord): Promise<void> => {
         active.add(a);
@@ -331,7 +381,7 @@ export class RestoreService {
           } else {
             // Recorded (by `announce`) before it is filled; listed for the swap once filled.
             const side = await restorers[a.kind]!.restoreSide(target, a, stream, suffix, signal);
-            sides.push({ side, st: announced.get(side) ?? (await announce(side)), label: `${a.kind}:${a.name}` });
+            sides.push({ side, st: ledger.stateOf(side) ?? (await ledger.announce(side)), label: `${a.kind}:${a.name}` });
             ctx.log(await side.check(signal));
           }
           moved.set(a, a.sizeBytes);
@@ -358,10 +408,10 @@ export class RestoreService {
       ctx.progress({ phase: 'swapping in' });
       for (const s of sides) {
         s.st.state = 'swapping';
-        await save();
+        await ledger.save();
         await s.side.swapIn(this.step(ctx.signal)).catch((err: unknown) => { throw new ArtifactFailedError(`swapping in ${s.label}`, err); });
         s.st.state = 'swapped';
-        await save();
+        await ledger.save();
         ctx.log(`swapped in ${s.st.description.kind} ${JSON.stringify(s.st.description)}`);
       }
       if (configSlices) {
@@ -369,37 +419,26 @@ export class RestoreService {
         ctx.log('restored the app\'s config.yaml and secrets.yaml settings');
       }
       ctx.progress({ phase: 'cleaning up' });
-      // Everything restored is in place: from here on a crash must not roll back (the old data may
-      // be half removed already); at worst some old data is left to remove by hand.
-      recovery.sides = [];
-      await save();
-      // The old data goes while the app starts again: neither waits for the other.
+      await ledger.committed();
+      // The old data goes while the app starts again: neither waits for the other. The cluster may
+      // not answer right now: the scale-back keeps trying for a while rather than leave the app at 0.
       await Promise.all([
         ...sides.map((s) => s.side.commit(this.cleanupStep()).catch((err: unknown) => ctx.log(`could not remove the old data of ${s.st.description.kind}: ${(err as Error).message}`))),
-        resume(client, r.app, recovery.replicas, (l) => ctx.log(l), this.step()).then(() => { resumed = true; }, (e: unknown) => ctx.log(`could not scale back: ${(e as Error).message}; trying again`)),
+        retrying(() => resume(client, r.app, ledger.data.replicas, (l) => ctx.log(l), this.step()), { timeoutMs: this.rollbackRetryMs, onRetry: (e) => ctx.log(`could not scale back yet: ${e.message}; trying again`) })
+          .then(() => { resumed = true; }, (e: unknown) => ctx.log(`could not scale back: ${(e as Error).message}; Wild Backup keeps trying in the background`)),
       ]);
     } catch (err) {
       ctx.log(`restore failed: ${(err as Error).message}; putting everything back`);
-      // Every side copy made and not dropped yet, swapped in or not (one whose filling failed was
-      // dropped then, unless its server did not answer).
-      const made = [...announced].map(([side, st]) => ({ side, st }));
-      const left = await this.rollBack(ctx, client, recovery, made, configUndo, save);
+      const left = await this.rollBack(ctx, client, ledger, configUndo);
       resumed = left.resumed;
-      resumeTried = !left.stuck;
       if (left.problems.length > 0) throw new RollbackIncompleteError(err, left.problems);
       throw err;
     } finally {
-      // The cluster may not answer right now (that may be why the restore failed): keep trying
-      // for a while rather than leave the app scaled to 0. (A rollback that could not put the old
-      // data back leaves it at 0: the app must not start on data that is not its own.)
-      if (!resumed && !resumeTried && !rollbackStuck(recovery)) {
-        await retrying(() => resume(client, r.app, recovery.replicas, (l) => ctx.log(l), this.step()), { timeoutMs: this.rollbackRetryMs, onRetry: (e) => ctx.log(`could not scale back yet: ${e.message}; trying again`) })
-          .then(() => { resumed = true; }, (e: unknown) => ctx.log(`could not scale back: ${(e as Error).message}; Wild Backup keeps trying in the background`));
-      }
-      // Nothing left to undo: the record says so. Else it keeps what is left, which the engine
-      // tries again in the background (and the app takes no other operation until it is done).
-      if (resumed && recovery.sides.length === 0) await saving.catch(() => undefined).then(() => ctx.saveRecovery(null));
-      else await save().catch(() => undefined);
+      // Nothing left to undo: the record says so. Else it keeps what is left (a side still swapped
+      // in keeps the app at 0: it must not start on data that is not its own), which the engine
+      // tries again in the background, and the app takes no other operation until it is done.
+      if (resumed && ledger.data.sides.length === 0) await ledger.clear();
+      else await ledger.save().catch(() => undefined);
     }
     return { backupId: safetyId ?? undefined, message: `restored backup ${backup.backupId} into ${r.app}${safetyId ? `; safety backup ${safetyId}` : ''}` };
   }
@@ -463,20 +502,7 @@ export class RestoreService {
         // A drill's side copies are recorded like a restore's (never swapped, no replicas): a crash
         // or a silent cluster leaves a record by which the recovery drops them, instead of a full
         // copy of the database left on the server's shared volume for good.
-        const recovery: RestoreRecovery = { namespace: app.name, replicas: {}, sides: [] };
-        let saving: Promise<void> = Promise.resolve();
-        const save = (): Promise<void> => (saving = saving.catch(() => undefined).then(() => ctx.saveRecovery(recovery.sides.length > 0 ? recovery as unknown as Record<string, unknown> : null)));
-        const recorded = new Map<SideRestore, SideState>();
-        target.announce = async (side) => {
-          const st: SideState = { description: side.description, state: 'side' };
-          recorded.set(side, st);
-          recovery.sides.push(st);
-          await save();
-        };
-        target.dropped = async (side) => {
-          recovery.sides = recovery.sides.filter((x) => x !== recorded.get(side));
-          await save();
-        };
+        new RecoveryLedger(ctx, app.name).attach(target);
         const lines: string[] = [];
         let ok = true;
         const total = artifacts.reduce((n, a) => n + a.sizeBytes, 0);

@@ -74,6 +74,13 @@ export interface ArtifactRestorer {
 /** Bound of one removal of a side copy or of old data: a big volume's files can take long to remove. */
 export const CLEANUP_STEP_MS = 2 * 60 * 60_000;
 
+/** Aborts after `ms` with a reason that says so (AbortSignal.timeout's says only "timeout"). */
+export function deadlineSignal(ms: number): AbortSignal {
+  const c = new AbortController();
+  setTimeout(() => c.abort(new Error(`the step got no answer within ${ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60_000)} min`}`)), ms).unref();
+  return c.signal;
+}
+
 /**
  * Runs a clean-up step until it succeeds or the time is up: after a fault (a database server that
  * died mid-stream), the server may need a while to come back before its side copy can be dropped.
@@ -110,7 +117,7 @@ export async function filledOrDiscarded(side: SideRestore, fill: () => Promise<v
     await target?.announce?.(side);
     await fill();
   } catch (err) {
-    await retrying(() => side.discard(AbortSignal.timeout(CLEANUP_STEP_MS)))
+    await retrying(() => side.discard(deadlineSignal(CLEANUP_STEP_MS)))
       .then(() => target?.dropped?.(side), () => undefined); // else the restore's rollback (or its recovery) drops it
     throw err;
   }
