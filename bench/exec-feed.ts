@@ -12,7 +12,7 @@
 //   parser-null     the same into the sink.
 //
 // Usage: npm run bench:exec-feed -- [--variants direct,ours,ours-null]
-//        [--rounds 3] [--size 1G] [--restic-env "GOMAXPROCS=1"] [--restic-wrap "CMD ..."]
+//        [--rounds 3] [--size 1G] [--block 4K] [--restic-env "GOMAXPROCS=1"] [--restic-wrap "CMD ..."]
 // (the client is dist/kube, built by the script). --restic-wrap puts a command in front of restic,
 // e.g. one that sets O_NONBLOCK on its stdin and execs the rest.
 import { spawn } from 'node:child_process';
@@ -33,7 +33,7 @@ import { cpuTimes, median, parseSize, run, sh } from './lib-proc.js';
 const { values: flags } = parseArgs({
   options: {
     variants: { type: 'string', default: 'direct,ours,ours-null' }, rounds: { type: 'string', default: '3' },
-    size: { type: 'string', default: '1G' }, 'restic-env': { type: 'string', default: '' }, 'restic-wrap': { type: 'string', default: '' },
+    size: { type: 'string', default: '1G' }, block: { type: 'string' }, 'restic-env': { type: 'string', default: '' }, 'restic-wrap': { type: 'string', default: '' },
   },
 });
 const VARIANTS = flags.variants!.split(',');
@@ -45,6 +45,8 @@ const file = path.join(work, 'random.bin');
 writeRandomFile(file, parseSize(flags.size!), Buffer.alloc(1 << 20));
 const env = { ...process.env, RESTIC_PASSWORD: 'bench-feed-password', RESTIC_REPOSITORY: path.join(work, 'repo'), RESTIC_CACHE_DIR: path.join(work, 'cache'), RESTIC_PROGRESS_FPS: '2' };
 const rusageFile = path.join(work, 'rusage.txt');
+/** What the pod runs to write the file: cat (128 KiB writes), or dd in `--block` writes (pg_dump writes 4 KiB). */
+const reader = flags.block ? ['dd', `if=${file}`, `bs=${flags.block}`, 'status=none'] : ['cat', file];
 const RESTIC = `${flags['restic-env']} /usr/bin/time -o ${rusageFile} -f '%U %S %w %c' ${flags['restic-wrap']} restic backup --stdin --stdin-filename random.bin --json > /dev/null`;
 const fresh = async (): Promise<void> => {
   rmSync(env.RESTIC_REPOSITORY, { recursive: true, force: true });
@@ -147,11 +149,11 @@ try {
       const withRestic = !v.endsWith('-null');
       rmSync(rusageFile, { force: true });
       if (v === 'direct') {
-        await sh(`cat ${file} | ${RESTIC}`, env);
+        await sh(`${reader.join(' ')} | ${RESTIC}`, env);
       } else {
         const restic = withRestic ? startRestic() : undefined;
         const exited = restic ? new Promise((res) => restic.once('exit', res)) : Promise.resolve();
-        const src = v.startsWith('parser') ? await parsedExec(['cat', file]) : await kube.execStream(client, { namespace: target.namespace, pod: target.pod, command: ['cat', file] });
+        const src = v.startsWith('parser') ? await parsedExec(reader) : await kube.execStream(client, { namespace: target.namespace, pod: target.pod, command: reader });
         const stdout = 'stdout' in src ? src.stdout : src;
         const dst = !restic ? sink() : v.startsWith('ours-batch') ? batched(restic.stdin!, Number(v.slice('ours-batch'.length) || 256) << 10) : restic.stdin!;
         await pipeline(stdout, dst);
