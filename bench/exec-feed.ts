@@ -17,18 +17,15 @@
 // e.g. one that sets O_NONBLOCK on its stdin and execs the rest.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import type { Socket } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { writeRandomFile } from '../src/sim/random.js';
-import { cpuTimes, median, parseSize, run, sh } from './lib-proc.js';
+import { readerCommand, startHopBench } from './lib-hop.js';
+import { cpuTimes, median, parseSize, sh } from './lib-proc.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -38,26 +35,10 @@ const { values: flags } = parseArgs({
 });
 const VARIANTS = flags.variants!.split(',');
 const ROUNDS = Number(flags.rounds);
-const kube = (await import(pathToFileURL(path.resolve('dist/kube/index.js')).href)) as typeof import('../src/kube/index.js');
-
-const work = mkdtempSync(path.join(os.tmpdir(), 'wild-bench-feed-'));
-const file = path.join(work, 'random.bin');
-writeRandomFile(file, parseSize(flags.size!), Buffer.alloc(1 << 20));
-const env = { ...process.env, RESTIC_PASSWORD: 'bench-feed-password', RESTIC_REPOSITORY: path.join(work, 'repo'), RESTIC_CACHE_DIR: path.join(work, 'cache'), RESTIC_PROGRESS_FPS: '2' };
+const { kube, client, target, sim, work, file, env, fresh, close } = await startHopBench('feed', parseSize(flags.size!));
+const reader = readerCommand(file, flags.block);
 const rusageFile = path.join(work, 'rusage.txt');
-/** What the pod runs to write the file: cat (128 KiB writes), or dd in `--block` writes (pg_dump writes 4 KiB). */
-const reader = flags.block ? ['dd', `if=${file}`, `bs=${flags.block}`, 'status=none'] : ['cat', file];
 const RESTIC = `${flags['restic-env']} /usr/bin/time -o ${rusageFile} -f '%U %S %w %c' ${flags['restic-wrap']} restic backup --stdin --stdin-filename random.bin --json > /dev/null`;
-const fresh = async (): Promise<void> => {
-  rmSync(env.RESTIC_REPOSITORY, { recursive: true, force: true });
-  rmSync(env.RESTIC_CACHE_DIR, { recursive: true, force: true });
-  await run('restic', ['init'], { env });
-};
-
-const sim = spawn(process.execPath, ['--initial-old-space-size=128', '--import', 'tsx', 'bench/sim-serve.ts'], { stdio: ['ignore', 'pipe', 'inherit'] });
-const target = JSON.parse(await new Promise<string>((r) => createInterface({ input: sim.stdout! }).once('line', r))) as { kubeconfig: string; namespace: string; pod: string };
-const client = kube.kubeClientFor(target.kubeconfig);
-await kube.execText(client, { namespace: target.namespace, pod: target.pod, command: ['true'] });
 
 /** The exec's stdout through a frame parser of our own (server frames are unmasked; stdout only). */
 async function parsedExec(command: string[]): Promise<Readable> {
@@ -172,8 +153,7 @@ try {
     }
   }
 } finally {
-  sim.kill('SIGTERM');
-  rmSync(work, { recursive: true, force: true });
+  close();
 }
 const med = (xs: number[], digits = 2): string => (xs.length ? median(xs).toFixed(digits) : '-');
 console.log(`| variant | wall (median of ${ROUNDS}) | exec client CPU-s | simulated cluster CPU-s | restic CPU-s | restic voluntary switches |`);

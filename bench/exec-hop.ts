@@ -13,42 +13,18 @@
 // cat's 128 KiB, as tar (10 KiB records) and pg_dump (8 KiB and less) write: every write can become
 // a frame of its own. Usage: npm run bench:exec-hop -- [--size 1G] [--rounds 3] [--block 10K]
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { pathToFileURL } from 'node:url';
-import { writeRandomFile } from '../src/sim/random.js';
-import { cpuTimes, median, parseSize, q, run, sh } from './lib-proc.js';
+import { readerCommand, startHopBench } from './lib-hop.js';
+import { cpuTimes, median, parseSize, q, sh } from './lib-proc.js';
 
 const { values: flags } = parseArgs({ options: { size: { type: 'string', default: '1G' }, rounds: { type: 'string', default: '3' }, block: { type: 'string' } } });
 const SIZE = parseSize(flags.size!);
 const ROUNDS = Number(flags.rounds);
 const BLOCK = flags.block ? parseSize(flags.block) : undefined;
-type Kube = typeof import('../src/kube/index.js');
-const kube = (await import(pathToFileURL(path.resolve('dist/kube/index.js')).href)) as Kube;
-
-const work = mkdtempSync(path.join(os.tmpdir(), 'wild-bench-hop-'));
-const file = path.join(work, 'random.bin');
-writeRandomFile(file, SIZE, Buffer.alloc(1 << 20));
-const env = { ...process.env, RESTIC_PASSWORD: 'bench-hop-password', RESTIC_REPOSITORY: path.join(work, 'repo'), RESTIC_CACHE_DIR: path.join(work, 'cache') };
-const fresh = async (): Promise<void> => {
-  rmSync(env.RESTIC_REPOSITORY, { recursive: true, force: true });
-  rmSync(env.RESTIC_CACHE_DIR, { recursive: true, force: true });
-  await run('restic', ['init'], { env });
-};
-/** What the pod runs to write the file. */
-const reader = (f: string): string[] => (BLOCK ? ['dd', `if=${f}`, `bs=${BLOCK}`, 'status=none'] : ['cat', f]);
 const RESTIC = 'restic backup --stdin --stdin-filename random.bin --json --quiet > /dev/null';
-
-// Both processes run with the server's heap floor (src/util/heap.ts): stream chunks would otherwise
-// cost full collections (docs/DESIGN.md, "The server's heap").
-const sim = spawn(process.execPath, ['--initial-old-space-size=128', '--import', 'tsx', 'bench/sim-serve.ts'], { stdio: ['ignore', 'pipe', 'inherit'] });
-const target = JSON.parse(await new Promise<string>((r) => createInterface({ input: sim.stdout! }).once('line', r))) as { kubeconfig: string; namespace: string; pod: string };
-const client = kube.kubeClientFor(target.kubeconfig);
-await kube.execText(client, { namespace: target.namespace, pod: target.pod, command: ['true'] });
+const { kube, client, target, sim, file, env, fresh, close } = await startHopBench('hop', SIZE);
+const reader = (f: string): string[] => readerCommand(f, BLOCK);
 
 interface Run { wall: number; client: number; restic: number; sim: number }
 const runs: Record<'ours' | 'kubectl' | 'direct', Run[]> = { ours: [], kubectl: [], direct: [] };
@@ -76,8 +52,7 @@ try {
     }
   }
 } finally {
-  sim.kill('SIGTERM');
-  rmSync(work, { recursive: true, force: true });
+  close();
 }
 const m = (v: keyof typeof runs, k: keyof Run): string => median(runs[v].map((x) => x[k])).toFixed(2);
 console.log(`| path | wall (median of ${ROUNDS}) | CPU s: our exec client | shell pipeline (cat, kubectl, restic) | simulated cluster |`);

@@ -21,13 +21,16 @@ export class HelperPodSweeper {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly running = new Set<Promise<unknown>>();
   private stopped = false;
+  private readonly timeoutMs: number;
 
   constructor(
     private readonly store: WildStore,
     private readonly cluster: ClusterService,
     private readonly owner: HelperPodOwner,
     private readonly opts: HelperSweepOptions = {},
-  ) {}
+  ) {
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+  }
 
   /** Sweeps every instance at once; resolves when each has been swept or has failed (then retried later). Never throws. */
   async sweep(instances: string[]): Promise<void> {
@@ -36,16 +39,16 @@ export class HelperPodSweeper {
 
   /** One instance's sweep: true when it is done (or there is nothing to sweep), false when it failed. */
   async sweepInstance(name: string, quiet = false): Promise<boolean> {
-    const signal = AbortSignal.timeout(this.opts.timeoutMs ?? 10_000);
+    const signal = AbortSignal.timeout(this.timeoutMs);
     try {
       const inst = await this.store.instance(name);
       if (!inst?.hasKubeconfig) return true; // no cluster: no helper pod of ours in it
       const client = await this.cluster.client(inst);
-      const deleted = await deleteOrphanHelperPods(client, { ...this.owner, signal, timeoutMs: this.opts.timeoutMs ?? 10_000 });
+      const deleted = await deleteOrphanHelperPods(client, { ...this.owner, signal, timeoutMs: this.timeoutMs });
       if (deleted.length > 0) log.info('helper pods of an earlier run deleted', { instance: name, pods: deleted });
       return true;
     } catch (err) {
-      const error = signal.aborted ? `the cluster did not answer within ${this.opts.timeoutMs ?? 10_000} ms` : (err as Error).message;
+      const error = signal.aborted ? `the cluster did not answer within ${this.timeoutMs} ms` : (err as Error).message;
       const fields = { instance: name, error };
       if (this.stopped) return false;
       if (quiet) log.debug('helper pods left by an earlier run still not looked for', fields);

@@ -233,11 +233,12 @@ export class OperationEngine {
   async submit(task: OperationTask): Promise<OperationRecord> {
     if (this.stopping) throw new ConflictError('the server is shutting down');
     const key = appKey(task.instance, task.app);
+    const rejectOnConflict = (task.onAppConflict ?? 'reject') === 'reject';
     const held = this.pendingRecoveryFor(task.instance, task.app);
-    if (held && (task.onAppConflict ?? 'reject') === 'reject') {
+    if (held && rejectOnConflict) {
       throw new ConflictError(`app "${task.app}" of instance "${task.instance}" waits for operation ${held.id} (${held.kind}, ${held.status}) to finish putting things back: Wild Backup keeps trying in the background, and the app takes other operations once that is done`);
     }
-    if (key && (task.onAppConflict ?? 'reject') === 'reject') {
+    if (key && rejectOnConflict) {
       for (const a of this.active.values()) {
         if (appKey(a.rec.instanceName, a.rec.appName) === key) {
           throw new ConflictError(`app "${task.app}" of instance "${task.instance}" is busy with operation ${a.rec.id} (${a.rec.kind}, ${a.rec.status})`);

@@ -201,6 +201,11 @@ export class RestoreService {
     return deadlineSignal(this.cleanupTimeoutMs);
   }
 
+  /** Scales the app back to the recorded replicas, each try bounded, tried again for `rollbackRetryMs`. */
+  private scaleBack(ctx: TaskContext, client: KubeClient, ledger: RecoveryLedger, onRetry: (e: Error) => void): Promise<void> {
+    return retrying(() => resume(client, ledger.data.namespace, ledger.data.replicas, (l) => ctx.log(l), this.step()), { timeoutMs: this.rollbackRetryMs, onRetry });
+  }
+
   /**
    * Undoes a failed restore: the config first, every swapped side back (each step bounded, tried
    * again for `rollbackRetryMs`), then the replicas and the side copies' removal side by side. The
@@ -233,7 +238,7 @@ export class RestoreService {
     // The old data is live again: the app starts while the side copies go.
     let resumed = false;
     await Promise.all([
-      retrying(() => resume(client, ledger.data.namespace, ledger.data.replicas, (l) => ctx.log(l), this.step()), opts)
+      this.scaleBack(ctx, client, ledger, onRetry)
         .then(() => { resumed = true; }, (e: unknown) => { problems.push(`replicas: ${(e as Error).message}`); ctx.log(`could not scale back: ${(e as Error).message}`); }),
       ...[...sides].reverse().map(async (s) => {
         try {
@@ -424,7 +429,7 @@ export class RestoreService {
       // not answer right now: the scale-back keeps trying for a while rather than leave the app at 0.
       await Promise.all([
         ...sides.map((s) => s.side.commit(this.cleanupStep()).catch((err: unknown) => ctx.log(`could not remove the old data of ${s.st.description.kind}: ${(err as Error).message}`))),
-        retrying(() => resume(client, r.app, ledger.data.replicas, (l) => ctx.log(l), this.step()), { timeoutMs: this.rollbackRetryMs, onRetry: (e) => ctx.log(`could not scale back yet: ${e.message}; trying again`) })
+        this.scaleBack(ctx, client, ledger, (e) => ctx.log(`could not scale back yet: ${e.message}; trying again`))
           .then(() => { resumed = true; }, (e: unknown) => ctx.log(`could not scale back: ${(e as Error).message}; Wild Backup keeps trying in the background`)),
       ]);
     } catch (err) {
