@@ -17,12 +17,13 @@
 //
 // Usage: npm run bench -- [--size 1G] [--rss-size 4G|0] [--runs 3] [--quick] [--tsx] [--keep] [--out FILE]
 //        [--cpu-prof DIR]  (the server writes a V8 CPU profile per run into DIR)
+//        [--op-log FILE]   (appends each of our backups' operation log, timestamped, to FILE)
 //        [--app gitea|immich]  (default gitea)
 //        [--paths ours,direct]  (only these paths, medians printed, no report: for trying a change)
 //        [--baseline DIR]  (adds the path "baseline": the server built in DIR (its dist/), e.g. a
 //                           worktree of the commit before a change, rotated with the others;
 //                           BENCH_BASELINE_ENV="K=V ..." sets environment for it alone)
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -44,6 +45,7 @@ const { values: flags } = parseArgs({
     keep: { type: 'boolean', default: false },
     out: { type: 'string' },
     'cpu-prof': { type: 'string' },
+    'op-log': { type: 'string' },
     paths: { type: 'string' },
     baseline: { type: 'string' },
     app: { type: 'string', default: 'gitea' },
@@ -51,7 +53,7 @@ const { values: flags } = parseArgs({
   },
 });
 if (flags.help) {
-  console.log('usage: npm run bench -- [--app gitea|immich] [--size 1G] [--rss-size 4G|0] [--runs 3] [--change 0.01] [--quick] [--tsx] [--keep] [--out FILE] [--cpu-prof DIR]');
+  console.log('usage: npm run bench -- [--app gitea|immich] [--size 1G] [--rss-size 4G|0] [--runs 3] [--change 0.01] [--quick] [--tsx] [--keep] [--out FILE] [--cpu-prof DIR] [--op-log FILE]');
   process.exit(0);
 }
 const SIZE = parseSize(flags.size ?? (flags.quick ? '64M' : '1G'));
@@ -235,6 +237,7 @@ async function runOurs(s: Sim, repo: string, opts: { init: boolean; server?: { a
     const sampler = sampleMemory(server.pid, 100);
     const cpu = cpuMeter(s, server.pid);
     const op = await backupApp(server, INSTANCE, APP);
+    if (flags['op-log']) appendFileSync(flags['op-log'], op.log.join('\n') + '\n\n');
     const mem = sampler.stop();
     const cpuParts = cpu.stop();
     if (op.status !== 'SUCCEEDED') throw new Error(`backupApp ${op.status}: ${JSON.stringify(op.error)}\n${op.log.join('\n')}`);
@@ -332,7 +335,7 @@ async function main(): Promise<void> {
           await resticInit(repo);
           const d = await runDirect(s, repo, cache, v === 'kubectl' ? 'kubectl' : 'local', v === 'together');
           res[v].push(d);
-          say(`run ${r} ${v.padEnd(7)} ${secs(d.totalMs)} (pg_dump|restic ${secs(d.pgMs)}, tar|restic ${secs(d.tarMs)}), dump ${fmtBytes(d.dumpBytes)}, tar ${fmtBytes(d.tarBytes)}, repo ${fmtBytes(d.repoBytes)}, CPU ${cpuText(d.cpu)}, load ${d.load}`);
+          say(`run ${r} ${v.padEnd(7)} ${secs(d.totalMs)} (pg_dump|restic ${secs(d.pgMs)}, tar|restic ${secs(d.tarMs)}), dump ${fmtBytes(d.dumpBytes)}, tar ${fmtBytes(d.tarBytes)}, repo ${fmtBytes(d.repoBytes)}, CPU ${cpuText(d.cpu)} (${Object.entries(d.cpu).map(([k, v]) => `${k.split(' (')[0]} ${v.toFixed(1)}`).join(', ')}), load ${d.load}`);
         } else {
           await resticInit(repo);
           const sd = await runSeed(s, repo, cache, path.join(root, 'staging'));

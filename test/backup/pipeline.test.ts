@@ -6,7 +6,7 @@ import type { OperationRecord } from '../../src/engine/operations/index.js';
 import { BackupCatalog, readAll } from '../../src/engine/backup/catalog.js';
 import { runBackup } from '../../src/engine/backup/pipeline.js';
 import type { ArtifactSource } from '../../src/engine/backup/source.js';
-import type { ResticRepository } from '../../src/engine/restic/index.js';
+import type { ResticRepository, Snapshot } from '../../src/engine/restic/index.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
 import { pauseResticOnce, resticChildren } from '../helpers/faults.js';
 import { commandSource } from '../helpers/sources.js';
@@ -166,15 +166,30 @@ describe('runBackup', () => {
     expect((await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)?.status).toBe('COMPLETE');
   }, 60_000);
 
-  it('lists again when the listing that started with the manifest\'s write did not see it yet', async () => {
-    // The first listing answers from before the manifest (as a listing that ran too early would).
-    let refreshes = 0;
-    const early = Object.create(repo) as ResticRepository;
-    early.refresh = async (o) => (++refreshes === 1 ? [...(await repo.snapshots())] : repo.refresh(o));
-    const done = await backup('website', [commandSource('pvc', 'early-listing', ['seq', '1', '1000'])], { repo: early });
-    expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
-    expect(refreshes).toBe(2);
-    expect((await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)?.status).toBe('COMPLETE');
+  it('is SUCCEEDED once the manifest is written: the listing runs after, and a query meanwhile waits for it instead of answering without the backup', async () => {
+    await repo.snapshots(); // a cached listing from before the backup (and no earlier listing still running)
+    const held = pauseResticOnce(['snapshots'], 'rchar', 0);
+    const running = backup('website', [commandSource('pvc', 'listed-after', ['seq', '1', '1000'])]);
+    const listing = await held; // the listing's restic, stopped as it started
+    let done: OperationRecord | null;
+    let answered = false;
+    let query: Promise<Snapshot[]> | undefined;
+    try {
+      done = await Promise.race([running, new Promise<null>((r) => setTimeout(() => r(null), 15_000))]);
+      expect(done?.status, 'the backup waited for the listing after its manifest').toBe('SUCCEEDED');
+      query = repo.snapshots({ tags: [`backup:${done!.backupId}`] });
+      void query.then(() => (answered = true), () => undefined);
+      await new Promise((r) => setTimeout(r, 1000));
+    } finally {
+      listing.resume();
+    }
+    expect(answered, 'a query answered from the listing cached before the backup').toBe(false);
+    const snaps = await query!;
+    expect(snaps.map((s) => s.tags.find((tag) => tag.startsWith('artifact:'))).sort()).toEqual(['artifact:manifest', 'artifact:pvc:listed-after']);
+    const b = (await catalog.list(repo, 'home')).find((x) => x.backupId === done!.backupId)!;
+    expect(b.status).toBe('COMPLETE');
+    expect(b.manifest?.artifacts.map((a) => a.snapshotId)).toEqual([snaps.find((s) => s.tags.includes('artifact:pvc:listed-after'))!.id]);
+    expect(b.artifacts.map((a) => a.snapshot.id.length)).toEqual([64, 64]);
   }, 60_000);
 
   it("bounds the end's listing by the start bound: a repository that stops answering cannot hold the backup for ever", async () => {

@@ -48,6 +48,8 @@ export async function readAll(stream: NodeJS.ReadableStream, limit: number): Pro
 
 export class BackupCatalog {
   private readonly memory = new Map<string, BackupManifest>();
+  /** Manifests just written, by the short snapshot id restic reported, until a listing gives the full one. */
+  private readonly expected = new Map<string, { backupId: string; manifest: BackupManifest }>();
   /** The backups built from one snapshot listing, per instance (gone with the listing). */
   private readonly views = new WeakMap<readonly Snapshot[], Map<string, readonly BackupView[]>>();
 
@@ -61,6 +63,12 @@ export class BackupCatalog {
   async manifest(repo: ResticRepository, snap: Snapshot, signal?: AbortSignal): Promise<BackupManifest | null> {
     const hit = this.memory.get(snap.id);
     if (hit) return hit;
+    for (const [shortId, e] of this.expected) {
+      if (snap.id.startsWith(shortId) && snap.tags.includes(`backup:${e.backupId}`)) {
+        await this.remember(snap.id, e.manifest);
+        return e.manifest;
+      }
+    }
     let manifest: BackupManifest | null = null;
     try {
       manifest = backupManifestSchema.parse(JSON.parse(await readFile(this.file(snap.id), 'utf8')));
@@ -81,9 +89,15 @@ export class BackupCatalog {
     return manifest;
   }
 
+  /** A manifest we just wrote, known by restic's short snapshot id until a listing gives the full one. */
+  expect(backupId: string, shortId: string, manifest: BackupManifest): void {
+    this.expected.set(shortId, { backupId, manifest });
+  }
+
   /** Remembers a manifest we just wrote, so the next listing needs no dump. */
   async remember(snapshotId: string, manifest: BackupManifest): Promise<void> {
     this.memory.set(snapshotId, manifest);
+    for (const [shortId, e] of this.expected) if (snapshotId.startsWith(shortId) && e.manifest === manifest) this.expected.delete(shortId);
     await mkdir(this.manifestDir, { recursive: true });
     await writeFileAtomic(this.file(snapshotId), JSON.stringify(manifest), 0o600);
   }

@@ -167,12 +167,12 @@ export class ResticRepository {
   }
 
   /**
-   * Lists the snapshots again after our own writes and caches the new list; meanwhile queries keep
-   * getting the previous list instead of waiting for restic (what they see is at most as old as
-   * the writes this refresh is for).
+   * Lists the snapshots again after our own writes and caches the new list. The previous list is
+   * dropped at once: queries meanwhile wait for this listing instead of answering without the
+   * writes it is for.
    */
   async refresh(opts: CallOptions = {}): Promise<Snapshot[]> {
-    repositoryCache.supersede(this.cacheKey);
+    repositoryCache.invalidate(this.cacheKey);
     return this.snapshots({ refresh: true, signal: opts.signal, timeoutMs: opts.timeoutMs });
   }
 
