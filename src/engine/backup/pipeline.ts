@@ -3,7 +3,7 @@
 // with backpressure. If anything fails or is cancelled, every snapshot of the backup is forgotten.
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ResticRepository, Snapshot } from '../restic/index.js';
+import type { ResticRepository } from '../restic/index.js';
 import type { TaskContext } from '../operations/index.js';
 import { WildError } from '../../errors.js';
 import { logger, scrub } from '../../util/log.js';
