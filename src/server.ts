@@ -421,6 +421,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
       backups.leftovers.close();
       await sweeper.stop();
       await engine.stop();
+      await backups.catalog.close();
       if (helperPodOwner()?.run === owner.run) setHelperPodOwner(undefined);
       await wsServer.dispose();
       for (const c of wss.clients) c.terminate();

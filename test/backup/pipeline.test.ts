@@ -1,6 +1,7 @@
 // The backup pipeline against real restic, with local command sources: a complete backup is one
 // snapshot per artifact plus the manifest; a failing or cancelled one leaves no snapshot at all.
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OperationRecord } from '../../src/engine/operations/index.js';
 import { BackupCatalog, readAll } from '../../src/engine/backup/catalog.js';
@@ -23,16 +24,16 @@ beforeAll(async () => {
   repo = await t.app.services.repositories.open(inst);
   catalog = new BackupCatalog(`${t.data.dir}/manifests`);
 });
-afterAll(async () => { await t.close(); });
+afterAll(async () => { await catalog.close(); await t.close(); });
 
-type BackupOpts = { cancelAfterMs?: number; repo?: ResticRepository; concurrency?: number; stallTimeoutMs?: number; startTimeoutMs?: number };
+type BackupOpts = { cancelAfterMs?: number; repo?: ResticRepository; catalog?: BackupCatalog; concurrency?: number; stallTimeoutMs?: number; startTimeoutMs?: number };
 
 async function backup(app: string, sources: ArtifactSource[], opts: BackupOpts = {}): Promise<OperationRecord> {
   const rec = await t.app.services.engine.submit({
     kind: 'BACKUP_APP', instance: 'home', app,
     run: async (ctx) => {
       const { stallTimeoutMs, startTimeoutMs, concurrency } = opts;
-      const r = await runBackup({ repo: opts.repo ?? repo, catalog, instance: 'home', app, sources, skipped: [], ctx, concurrency, stallTimeoutMs, startTimeoutMs });
+      const r = await runBackup({ repo: opts.repo ?? repo, catalog: opts.catalog ?? catalog, instance: 'home', app, sources, skipped: [], ctx, concurrency, stallTimeoutMs, startTimeoutMs });
       return { backupId: r.backupId };
     },
   });
@@ -190,6 +191,24 @@ describe('runBackup', () => {
     expect(b.status).toBe('COMPLETE');
     expect(b.manifest?.artifacts.map((a) => a.snapshotId)).toEqual([snaps.find((s) => s.tags.includes('artifact:pvc:listed-after'))!.id]);
     expect(b.artifacts.map((a) => a.snapshot.id.length)).toEqual([64, 64]);
+  }, 60_000);
+
+  it("close() stops the listing still under way after a backup and waits for it: nothing is written after it returned", async () => {
+    await repo.snapshots(); // no earlier listing still running
+    const dir = `${t.data.dir}/manifests-closing`;
+    const own = new BackupCatalog(dir);
+    const held = pauseResticOnce(['snapshots'], 'rchar', 0);
+    const done = await backup('website', [commandSource('pvc', 'closing', ['seq', '1', '1000'])], { catalog: own });
+    expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+    const listing = await held; // stopped: it can only end by being killed
+    try {
+      const closed = await Promise.race([own.close().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 20_000))]);
+      expect(closed, 'close() returned while the listing was held').toBe(true);
+      expect((await resticChildren()).filter((p) => p.argv.includes('snapshots'))).toEqual([]);
+      expect(existsSync(dir), 'a manifest written by the listing').toBe(false);
+    } finally {
+      listing.resume();
+    }
   }, 60_000);
 
   it("bounds the end's listing by the start bound: a repository that stops answering cannot hold the backup for ever", async () => {

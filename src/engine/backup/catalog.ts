@@ -6,7 +6,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ResticRepository, Snapshot } from '../restic/index.js';
 import { writeFileAtomic } from '../../wild/writer.js';
-import { logger } from '../../util/log.js';
+import { logger, scrub } from '../../util/log.js';
 import { backupManifestSchema, MAX_MANIFEST_BYTES, type ArtifactRecord, type BackupManifest } from './manifest.js';
 import { MANIFEST_ARTIFACT, parseTags, type ParsedTags } from './tags.js';
 
@@ -50,6 +50,9 @@ export class BackupCatalog {
   private readonly memory = new Map<string, BackupManifest>();
   /** Manifests just written, by the short snapshot id restic reported, until a listing gives the full one. */
   private readonly expected = new Map<string, { backupId: string; manifest: BackupManifest }>();
+  /** The listings after backups still under way (they outlive their operations; close() stops them). */
+  private readonly relists = new Set<Promise<void>>();
+  private readonly closing = new AbortController();
   /** The backups built from one snapshot listing, per instance (gone with the listing). */
   private readonly views = new WeakMap<readonly Snapshot[], Map<string, readonly BackupView[]>>();
 
@@ -65,7 +68,7 @@ export class BackupCatalog {
     if (hit) return hit;
     for (const [shortId, e] of this.expected) {
       if (snap.id.startsWith(shortId) && snap.tags.includes(`backup:${e.backupId}`)) {
-        await this.remember(snap.id, e.manifest);
+        if (!this.closing.signal.aborted) await this.remember(snap.id, e.manifest);
         return e.manifest;
       }
     }
@@ -89,9 +92,30 @@ export class BackupCatalog {
     return manifest;
   }
 
-  /** A manifest we just wrote, known by restic's short snapshot id until a listing gives the full one. */
-  expect(backupId: string, shortId: string, manifest: BackupManifest): void {
+  /**
+   * After a backup's manifest, as its operation ends: lists the snapshots again (the listing cached
+   * from before the backup is dropped at once, so queries wait for this one) and keeps the manifest
+   * under its full snapshot id. Until then the manifest is known by restic's short id. Nothing
+   * written depends on the listing: when it fails, the next query lists again.
+   */
+  relistAfter(repo: ResticRepository, backupId: string, shortId: string, manifest: BackupManifest, timeoutMs: number): void {
     this.expected.set(shortId, { backupId, manifest });
+    const isManifest = (s: Snapshot) => s.id.startsWith(shortId) && s.tags.includes(`backup:${backupId}`) && s.tags.includes(`artifact:${MANIFEST_ARTIFACT}`);
+    const listing = repo.refresh({ timeoutMs, signal: this.closing.signal }).then(async (listed) => {
+      const snap = listed.find(isManifest);
+      if (snap) await this.remember(snap.id, manifest);
+      else log.warn('the manifest restic saved is not listed', { backupId, snapshot: shortId });
+    }).catch((err: unknown) => {
+      if (!this.closing.signal.aborted) log.warn('could not list the snapshots after a backup', { backupId, error: scrub((err as Error).message) });
+    });
+    this.relists.add(listing);
+    void listing.finally(() => this.relists.delete(listing));
+  }
+
+  /** Stops the listings still under way after backups and waits for them (the server is stopping). */
+  async close(): Promise<void> {
+    this.closing.abort();
+    await Promise.all([...this.relists]);
   }
 
   /** Remembers a manifest we just wrote, so the next listing needs no dump. */

@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ResticRepository } from '../restic/index.js';
 import type { TaskContext } from '../operations/index.js';
 import { WildError } from '../../errors.js';
-import { logger, scrub } from '../../util/log.js';
+import { scrub } from '../../util/log.js';
 import type { BackupCatalog } from './catalog.js';
 import type { Leftovers } from './leftovers.js';
 import type { ArtifactRecord, BackupManifest } from './manifest.js';
@@ -74,8 +74,6 @@ export const DEFAULT_ARTIFACT_CONCURRENCY = 3;
 
 /** How long the first artifacts wait for estimates before they start (see runBackup). */
 const ESTIMATE_GRACE_MS = 50;
-
-const log = logger('backup');
 
 const label = (s: ArtifactSource) => `${s.artifact.kind}:${s.artifact.name}`;
 
@@ -145,8 +143,7 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
     // restic start-up (~0.5 s of key derivation) is not added to the backup. Queries wait for that
     // listing instead of answering from one without this backup, and the manifest is known to the
     // catalog by its short id meanwhile, so they never `restic dump` it.
-    run.catalog.expect(backupId, manifestSummary.snapshotId, manifest);
-    void relistAfter(repo, run.catalog, backupId, manifestSummary.snapshotId, manifest, startMs);
+    run.catalog.relistAfter(repo, backupId, manifestSummary.snapshotId, manifest, startMs);
     const total = records.reduce((n, r) => n + r.sizeBytes, 0);
     ctx.progress({ phase: 'complete', bytesTotal: total, bytesDone: total });
     return { backupId, manifest };
@@ -164,22 +161,6 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
     throw err;
   } finally {
     clearTimeout(endTimer);
-  }
-}
-
-/**
- * After a backup's manifest: lists the snapshots again (the listing cached from before the backup
- * is dropped at once, so queries wait for this one) and keeps the manifest under its full snapshot
- * id. Nothing written depends on it: when it fails, the next query lists again.
- */
-async function relistAfter(repo: ResticRepository, catalog: BackupCatalog, backupId: string, shortId: string, manifest: BackupManifest, timeoutMs: number): Promise<void> {
-  try {
-    const listed = await repo.refresh({ timeoutMs });
-    const snap = listed.find((s) => s.id.startsWith(shortId) && s.tags.includes(`backup:${backupId}`) && s.tags.includes(`artifact:${MANIFEST_ARTIFACT}`));
-    if (snap) await catalog.remember(snap.id, manifest);
-    else log.warn('the manifest restic saved is not listed', { backupId, snapshot: shortId });
-  } catch (err) {
-    log.warn('could not list the snapshots after a backup', { backupId, error: scrub((err as Error).message) });
   }
 }
 

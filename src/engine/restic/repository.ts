@@ -155,10 +155,14 @@ export class ResticRepository {
     if (cached) return cached;
     // One listing serves every waiting caller: restic gets the first caller's timeout, and each
     // caller's own signal and timeout bound its own wait.
-    const shared = repositoryCache.load(this.cacheKey, 'snapshots', async () =>
-      parseSnapshots(jsonLines(await this.run('snapshots', [], { timeoutMs: query.timeoutMs, noLock: true }))[0] ?? []),
+    return this.waitShared(this.sharedListing({ timeoutMs: query.timeoutMs }), query);
+  }
+
+  /** The listing under way for the cache, or a new one (`stop`: what stops its restic). */
+  private sharedListing(opts: { timeoutMs?: number; stop?: AbortSignal }): Promise<Snapshot[]> {
+    return repositoryCache.load(this.cacheKey, 'snapshots', async () =>
+      parseSnapshots(jsonLines(await this.run('snapshots', [], { timeoutMs: opts.timeoutMs, signal: opts.stop, noLock: true }))[0] ?? []),
     );
-    return this.waitShared(shared, query);
   }
 
   /** Forgets what is cached about the repository (our own writes do this themselves). */
@@ -169,11 +173,12 @@ export class ResticRepository {
   /**
    * Lists the snapshots again after our own writes and caches the new list. The previous list is
    * dropped at once: queries meanwhile wait for this listing instead of answering without the
-   * writes it is for.
+   * writes it is for. `opts.signal` stops the listing itself (queries waiting on it then fail too).
    */
   async refresh(opts: CallOptions = {}): Promise<Snapshot[]> {
     repositoryCache.invalidate(this.cacheKey);
-    return this.snapshots({ refresh: true, signal: opts.signal, timeoutMs: opts.timeoutMs });
+    // The signal stops restic itself: this settles once it has exited.
+    return [...(await this.waitShared(this.sharedListing({ timeoutMs: opts.timeoutMs, stop: opts.signal }), { timeoutMs: opts.timeoutMs }))];
   }
 
   /** Streams `stdin` into a new snapshot; resolves with restic's summary and the full snapshot id. */
