@@ -48,8 +48,8 @@ export async function readAll(stream: NodeJS.ReadableStream, limit: number): Pro
 
 export class BackupCatalog {
   private readonly memory = new Map<string, BackupManifest>();
-  /** Manifests just written, by the short snapshot id restic reported, until a listing gives the full one. */
-  private readonly expected = new Map<string, { backupId: string; manifest: BackupManifest }>();
+  /** Manifests just written, by backup id, with the short snapshot id restic reported, until a listing gives the full one. */
+  private readonly expected = new Map<string, { shortId: string; manifest: BackupManifest }>();
   /** The listings after backups still under way (they outlive their operations; close() stops them). */
   private readonly relists = new Set<Promise<void>>();
   private readonly closing = new AbortController();
@@ -66,11 +66,10 @@ export class BackupCatalog {
   async manifest(repo: ResticRepository, snap: Snapshot, signal?: AbortSignal): Promise<BackupManifest | null> {
     const hit = this.memory.get(snap.id);
     if (hit) return hit;
-    for (const [shortId, e] of this.expected) {
-      if (snap.id.startsWith(shortId) && snap.tags.includes(`backup:${e.backupId}`)) {
-        if (!this.closing.signal.aborted) await this.remember(snap.id, e.manifest);
-        return e.manifest;
-      }
+    const just = this.expected.get(snap.tags.find((t) => t.startsWith('backup:'))?.slice('backup:'.length) ?? '');
+    if (just && snap.id.startsWith(just.shortId)) {
+      if (!this.closing.signal.aborted) await this.remember(snap.id, just.manifest);
+      return just.manifest;
     }
     let manifest: BackupManifest | null = null;
     try {
@@ -99,7 +98,7 @@ export class BackupCatalog {
    * written depends on the listing: when it fails, the next query lists again.
    */
   relistAfter(repo: ResticRepository, backupId: string, shortId: string, manifest: BackupManifest, timeoutMs: number): void {
-    this.expected.set(shortId, { backupId, manifest });
+    this.expected.set(backupId, { shortId, manifest });
     const isManifest = (s: Snapshot) => s.id.startsWith(shortId) && s.tags.includes(`backup:${backupId}`) && s.tags.includes(`artifact:${MANIFEST_ARTIFACT}`);
     const listing = repo.refresh({ timeoutMs, signal: this.closing.signal }).then(async (listed) => {
       const snap = listed.find(isManifest);
@@ -121,7 +120,7 @@ export class BackupCatalog {
   /** Remembers a manifest we just wrote, so the next listing needs no dump. */
   async remember(snapshotId: string, manifest: BackupManifest): Promise<void> {
     this.memory.set(snapshotId, manifest);
-    for (const [shortId, e] of this.expected) if (snapshotId.startsWith(shortId) && e.manifest === manifest) this.expected.delete(shortId);
+    if (this.expected.get(manifest.backupId)?.manifest === manifest) this.expected.delete(manifest.backupId);
     await mkdir(this.manifestDir, { recursive: true });
     await writeFileAtomic(this.file(snapshotId), JSON.stringify(manifest), 0o600);
   }
