@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import path from 'node:path';
 import { Readable, Writable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -53,6 +54,17 @@ describe('execStream on a v5 cluster', () => {
   afterEach(async () => {
     // Nothing may outlive a call: no exec process in the pod, no socket in this process.
     await until(() => sim.runtime.activeExecs() === 0 && openExecSockets() === 0);
+  });
+
+  it('chooses the TLS suite a Go API server would for our offer (AES-128-GCM), not Node\'s AES-256', async () => {
+    // The client offers Node's defaults (AES-256-GCM first); kube-apiserver, like every Go server on a
+    // machine with AES instructions, answers TLS 1.3 with its own first choice.
+    const { hostname: host, port } = new URL(sim.url);
+    const cipher = await new Promise<string>((resolve, reject) => {
+      const s = tls.connect({ host, port: Number(port), rejectUnauthorized: false }, () => { resolve(s.getCipher().standardName); s.end(); });
+      s.once('error', reject);
+    });
+    expect(cipher).toBe('TLS_AES_128_GCM_SHA256');
   });
 
   it('streams stdin in and stdout out, byte-identical, with EOF by the v5 close signal', async () => {
