@@ -46,6 +46,12 @@ export async function readAll(stream: NodeJS.ReadableStream, limit: number): Pro
   return Buffer.concat(chunks);
 }
 
+/** Whether `snap` is the manifest snapshot of `backupId` that restic reported by the short id `shortId`. */
+function isManifestOf(snap: Snapshot, backupId: string, shortId: string): boolean {
+  const tags = parseTags(snap.tags);
+  return tags?.backupId === backupId && tags.artifact.kind === MANIFEST_ARTIFACT && snap.id.startsWith(shortId);
+}
+
 export class BackupCatalog {
   private readonly memory = new Map<string, BackupManifest>();
   /** Manifests just written, by backup id, with the short snapshot id restic reported, until a listing gives the full one. */
@@ -66,8 +72,8 @@ export class BackupCatalog {
   async manifest(repo: ResticRepository, snap: Snapshot, signal?: AbortSignal): Promise<BackupManifest | null> {
     const hit = this.memory.get(snap.id);
     if (hit) return hit;
-    const just = this.expected.get(snap.tags.find((t) => t.startsWith('backup:'))?.slice('backup:'.length) ?? '');
-    if (just && snap.id.startsWith(just.shortId)) {
+    const just = this.expected.get(parseTags(snap.tags)?.backupId ?? '');
+    if (just && isManifestOf(snap, just.manifest.backupId, just.shortId)) {
       if (!this.closing.signal.aborted) await this.remember(snap.id, just.manifest);
       return just.manifest;
     }
@@ -99,9 +105,8 @@ export class BackupCatalog {
    */
   relistAfter(repo: ResticRepository, backupId: string, shortId: string, manifest: BackupManifest, timeoutMs: number): void {
     this.expected.set(backupId, { shortId, manifest });
-    const isManifest = (s: Snapshot) => s.id.startsWith(shortId) && s.tags.includes(`backup:${backupId}`) && s.tags.includes(`artifact:${MANIFEST_ARTIFACT}`);
     const listing = repo.refresh({ timeoutMs, signal: this.closing.signal }).then(async (listed) => {
-      const snap = listed.find(isManifest);
+      const snap = listed.find((s) => isManifestOf(s, backupId, shortId));
       if (snap) await this.remember(snap.id, manifest);
       else log.warn('the manifest restic saved is not listed', { backupId, snapshot: shortId });
     }).catch((err: unknown) => {
