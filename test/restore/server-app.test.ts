@@ -1,7 +1,11 @@
-// Restoring a database server app (postgres): its backup is a whole-server dump (postgres:all),
-// which is for rebuilding a server, not for restoreBackup. The restore is refused up front, before
-// a safety backup is taken or the shared server (which every app's database lives on) is scaled down.
+// Restores refused up front, before a safety backup is taken or anything is scaled down:
+// - a database server app (postgres): its backup is a whole-server dump (postgres:all), which is
+//   for rebuilding a server, not for restoreBackup;
+// - an app restored in place whose database setting changed since the backup: the backup's
+//   database is not the one the app uses, nor one the safety backup would keep.
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setPath, updateYamlFile } from '../../src/wild/writer.js';
 import { pgTableDigests } from '../helpers/compare.js';
 import { OP_FIELDS, backupLatest, initRepository, startSimApp, type SimApp } from '../helpers/sim-app.js';
 
@@ -44,6 +48,37 @@ describe('restoring the postgres server app', () => {
     expect(backupsAfter.map((x) => x.backupId)).toEqual(backupsBefore.map((x) => x.backupId));
     expect(backupsAfter.filter((x) => x.manifest?.reason === 'safety')).toEqual([]);
     expect(serverDeployment()).toEqual(deploymentBefore);
+    expect(await pgTableDigests(pg, 'gitea')).toEqual(giteaBefore);
+  }, 240_000);
+});
+
+describe('restoring in place after the app\'s database setting changed', () => {
+  it('is refused, whatever the components, and nothing happens; once the setting is back it restores', async () => {
+    const pg = s.sim.databases.postgres!;
+    const b = await backupLatest(s, 'gitea');
+    const config = path.join(s.sim.instanceDir, 'config.yaml');
+    const giteaBefore = await pgTableDigests(pg, 'gitea');
+    const restoresBefore = s.app.services.engine.list({ instance: 'test' }).filter((o) => o.kind === 'RESTORE_APP').length;
+    await updateYamlFile(config, (doc) => setPath(doc, ['apps', 'gitea', 'dbName'], 'gitea_new'), 0o644);
+    try {
+      for (const components of [['DATABASES'], undefined]) {
+        const res = await s.gql<{ restoreBackup: { __typename: string; message?: string } }>(RESTORE, { input: { backupId: b.id, ...(components ? { components } : {}) } });
+        expect(res.errors).toBeUndefined();
+        expect(res.data!.restoreBackup).toMatchObject({ __typename: 'ValidationError' });
+        expect(res.data!.restoreBackup.message).toMatch(/postgres database "gitea" is not the one gitea uses now \("gitea_new"\)/);
+        expect(res.data!.restoreBackup.message).toMatch(/targetApp/);
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      expect(s.app.services.engine.list({ instance: 'test' }).filter((o) => o.kind === 'RESTORE_APP')).toHaveLength(restoresBefore);
+      expect(await pgTableDigests(pg, 'gitea')).toEqual(giteaBefore);
+    } finally {
+      await updateYamlFile(config, (doc) => setPath(doc, ['apps', 'gitea', 'dbName'], 'gitea'), 0o644);
+    }
+    // The same restore with the setting back is accepted and succeeds: the refusal was the name.
+    const res = await s.gql<{ restoreBackup: { __typename: string; operation?: { operationId: string } } }>(RESTORE, { input: { backupId: b.id, components: ['DATABASES'], safetyBackup: false } });
+    expect(res.data!.restoreBackup.__typename).toBe('OperationPayload');
+    const rec = await s.app.services.engine.waitFor(res.data!.restoreBackup.operation!.operationId);
+    expect(rec.status).toBe('SUCCEEDED');
     expect(await pgTableDigests(pg, 'gitea')).toEqual(giteaBefore);
   }, 240_000);
 });

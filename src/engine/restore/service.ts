@@ -297,6 +297,19 @@ export class RestoreService {
       for (const a of artifacts.filter((x) => x.kind === 'postgres' || x.kind === 'mysql')) {
         if (targetDbs.includes(`${a.kind}:${a.name}`)) throw new ValidationError(`the clone "${targetName}" uses the same ${a.kind} database "${a.name}" as the source`, [{ path: 'input.targetApp', message: 'shares a database with the source app' }]);
       }
+    } else {
+      // In place, a database goes back under its name in the backup. That must be the database the
+      // app uses now: another one (the app's database setting changed since) is not in the safety
+      // backup, so it would be replaced with no copy kept, and the app would not see the restore.
+      const uses = new Map(detectDatabases(app).map((d) => [d.engine, d.databaseName]));
+      for (const a of artifacts.filter((x) => x.kind === 'postgres' || x.kind === 'mysql')) {
+        const now = uses.get(a.kind);
+        if (now === a.name) continue;
+        throw new ValidationError(
+          `the backup's ${a.kind} database "${a.name}" is not the one ${targetName} uses now (${now ? `"${now}"` : 'none'}): restoring it in place would replace a database the app does not use, with no safety copy of it. Set the app's database back to "${a.name}" first, or restore into another app (targetApp)`,
+          [{ path: 'input.backupId', message: `holds ${a.kind} database "${a.name}", which ${targetName} does not use now` }],
+        );
+      }
     }
     const repo = await this.repositories.open(inst);
     return this.engine.submit({
