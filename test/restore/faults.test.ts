@@ -1,6 +1,6 @@
 // Faults during a restore leave the original data intact and the app running: the database server
 // killed mid-stream, and a corrupted pack file in the repository. Each gives a clear error; no
-// side database, side directory or helper pod is left behind.
+// side database, side directory, helper pod or role the restore created is left behind.
 import { open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,10 +11,13 @@ import { OP_FIELDS, startSimApp, type SimApp } from '../helpers/sim-app.js';
 let s: SimApp;
 let backupId = '';
 const NESTED = (rel: string) => rel === 'gitea/conf/app.ini';
+const GONE_ROLE = 'wb_gone_role';
 
 beforeAll(async () => {
   s = await startSimApp({ apps: ['gitea'] });
   await s.sim.databases.postgres!.query(`create table bulk as select g as id, repeat(md5(g::text), 20) as payload from generate_series(1, 200000) g`, 'gitea');
+  // A role in the backup that the server no longer has: each restore creates it before the data.
+  await s.sim.databases.postgres!.query(`create role ${GONE_ROLE} nologin`);
   const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
   expect(init.status).toBe('SUCCEEDED');
   const rec = await s.runOperation(`mutation { backupApp(input: { instance: "test", app: "gitea" }) { ${OP_FIELDS} } }`);
@@ -23,6 +26,7 @@ beforeAll(async () => {
   backupId = b.data!.instance.app.latestBackup.id;
   // The live data moves on after the backup.
   await s.sim.databases.postgres!.query(`update bulk set payload = 'changed' where id <= 1000; create table newer (x int)`, 'gitea');
+  await s.sim.databases.postgres!.query(`drop role ${GONE_ROLE}`);
 }, 240_000);
 afterAll(async () => { await s?.close(); });
 
@@ -39,6 +43,8 @@ async function expectUntouched(before: Awaited<ReturnType<typeof snapshotOfLiveS
   const client = kubeClientFor(s.sim.kubeconfigPath);
   expect(await snapshotOfLiveState()).toEqual(before);
   expect((await s.sim.databases.postgres!.query(`select datname from pg_database where datname like 'gitea_wb%'`)).trim()).toBe('');
+  // The role the restore created for the backup's data went with it.
+  expect((await s.sim.databases.postgres!.query(`select rolname from pg_roles where rolname = '${GONE_ROLE}'`)).trim()).toBe('');
   expect(Object.keys(await treeDigest(s.sim.pvcDir('gitea', 'gitea-data'))).filter((k) => k.startsWith('.wild-backup'))).toEqual([]);
   expect(await listPods(client, 'gitea', `${HELPER_LABEL}=true`)).toEqual([]);
   const ready = await listPods(client, 'gitea');
@@ -61,6 +67,8 @@ describe('faults during a restore', () => {
     const rec = await s.app.services.engine.waitFor(opId);
     expect(rec.status).toBe('FAILED');
     expect(rec.error?.message).toMatch(/^postgres:gitea: .*(pg_restore|connection|lost)/i);
+    // The role was made before the data, and dropped once the server was back.
+    expect((await s.app.services.engine.logTail(opId, 50)).join('\n')).toMatch(new RegExp(`created missing roles: ${GONE_ROLE}[^]*dropped the roles this restore created: ${GONE_ROLE}`));
     // The server is back (its Deployment recreated the pod) and nothing of the restore remains.
     await expectUntouched(before);
   }, 240_000);
@@ -109,8 +117,10 @@ describe('faults during a restore', () => {
     const rec = await s.runOperation(`mutation($id: ID!) { restoreBackup(input: { backupId: $id, safetyBackup: false }) { ${OP_FIELDS} } }`, { id: backupId });
     expect(rec.status).toBe('FAILED');
     expect(rec.error?.message).toMatch(/^(postgres|pvc):gitea.*(ciphertext|decrypt)/i);
-    const log = await s.app.services.engine.logTail(rec.id, 50);
-    expect(log.join('\n')).not.toMatch(/swapped in/);
+    const log = (await s.app.services.engine.logTail(rec.id, 50)).join('\n');
+    expect(log).not.toMatch(/swapped in/);
+    expect(log).toMatch(new RegExp(`created missing roles: ${GONE_ROLE}`));
+    expect(log).toMatch(new RegExp(`dropped the roles this restore created: ${GONE_ROLE}`));
     await expectUntouched(before);
   }, 240_000);
 });

@@ -20,7 +20,7 @@ import type { ResticRepository } from '../restic/index.js';
 import type { InstanceInfo, WildStore } from '../../wild/store.js';
 import { writeFileAtomic } from '../../wild/writer.js';
 import { componentOf, restorers } from '../../plugins/restorers.js';
-import { restorePostgresRoles } from '../../plugins/databases/postgres-restore.js';
+import { dropPostgresRoles, restorePostgresRoles } from '../../plugins/databases/postgres-restore.js';
 import { detectDatabases } from '../../plugins/databases/registry.js';
 import { quiesce, resume, type ReplicaMap } from './quiesce.js';
 import { applyAppConfig, readAppConfig, type ConfigUndo } from './config.js';
@@ -201,6 +201,22 @@ export class RestoreService {
     return deadlineSignal(this.cleanupTimeoutMs);
   }
 
+  /**
+   * Drops the roles a failed restore created, tried again for `rollbackRetryMs` while the server
+   * does not answer. Roles that stay (something came to depend on them, or the server never came
+   * back) are logged, not a failure of the rollback: the app's data is back either way.
+   */
+  private async dropRoles(ctx: TaskContext, target: RestoreTarget, roles: string[]): Promise<void> {
+    try {
+      const left = await retrying(() => dropPostgresRoles(target, roles, this.cleanupStep()), { timeoutMs: this.rollbackRetryMs });
+      const gone = roles.filter((r) => !left.includes(r));
+      if (gone.length > 0) ctx.log(`dropped the roles this restore created: ${gone.join(', ')}`);
+      if (left.length > 0) ctx.log(`kept roles this restore created that are in use now: ${left.join(', ')}`);
+    } catch (e) {
+      ctx.log(`could not drop the roles this restore created (${roles.join(', ')}): ${(e as Error).message}`);
+    }
+  }
+
   /** Scales the app back to the recorded replicas, each try bounded, tried again for `rollbackRetryMs`. */
   private scaleBack(ctx: TaskContext, client: KubeClient, ledger: RecoveryLedger, onRetry: (e: Error) => void): Promise<void> {
     return retrying(() => resume(client, ledger.data.namespace, ledger.data.replicas, (l) => ctx.log(l), this.step()), { timeoutMs: this.rollbackRetryMs, onRetry });
@@ -355,6 +371,8 @@ export class RestoreService {
     const total = r.artifacts.reduce((n, a) => n + a.sizeBytes, 0);
     let base = 0;
     let resumed = false;
+    /** Roles this restore created: a failed restore drops them again. */
+    const createdRoles: string[] = [];
     const config = r.artifacts.find((a) => a.kind === 'config');
     // The config artifact is a few KiB: fetched while the data is restored, so its restic start-up
     // (key derivation, index) is off the critical path; read before the swap, applied after it.
@@ -395,6 +413,7 @@ export class RestoreService {
           const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal }), (n) => { moved.set(a, n); report(); }, this.stallTimeoutMs);
           if (a.kind === 'postgres-roles') {
             const created = await restorePostgresRoles(target, stream, signal);
+            createdRoles.push(...created);
             ctx.log(created.length ? `created missing roles: ${created.join(', ')}` : 'all roles exist already');
           } else {
             // Recorded (by `announce`) before it is filled; listed for the swap once filled.
@@ -450,6 +469,8 @@ export class RestoreService {
       const left = await this.rollBack(ctx, client, ledger, configUndo);
       resumed = left.resumed;
       if (left.problems.length > 0) throw new RollbackIncompleteError(err, left.problems);
+      // Every side copy is gone, so the roles made for them own nothing of this restore's.
+      if (createdRoles.length > 0) await this.dropRoles(ctx, target, createdRoles);
       throw err;
     } finally {
       // Nothing left to undo: the record says so. Else it keeps what is left (a side still swapped

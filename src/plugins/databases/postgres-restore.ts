@@ -139,3 +139,18 @@ export async function restorePostgresRoles(t: RestoreTarget, stream: Readable, s
   const sql = (await readAll(stream, 16 << 20)).toString('utf8');
   return applyMissingRoles(t.client, target, sql, signal);
 }
+
+/**
+ * Drops roles that a failed restore created, once its side copies are gone (so they own nothing it
+ * made). Each is dropped on its own: one that something else has come to depend on meanwhile
+ * stays. Returns the roles still there.
+ */
+export async function dropPostgresRoles(t: RestoreTarget, roles: readonly string[], signal: AbortSignal): Promise<string[]> {
+  if (roles.length === 0) return [];
+  const target = await serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres', signal);
+  const script = roles.map((r) => `DROP ROLE IF EXISTS ${q(r)};`).join('\n') + '\n';
+  // Without ON_ERROR_STOP each statement stands alone; which roles are left is read afterwards.
+  await podText(t.client, target, ['psql', '-U', 'postgres', '--dbname=postgres', '-X', '-q', '-f', '-'], signal, script);
+  const left = new Set((await psql(t.client, target, 'select rolname from pg_roles', 'postgres', signal)).split('\n'));
+  return roles.filter((r) => left.has(r));
+}
