@@ -4,6 +4,7 @@ import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OperationEngine, type OperationRecord, type OperationTask } from '../../src/engine/operations/index.js';
+import { FINISHED_LOGS_IN_MEMORY } from '../../src/engine/operations/engine.js';
 import { OperationStore } from '../../src/engine/operations/store.js';
 import { PubSub } from '../../src/subscriptions/pubsub.js';
 import type { OperationEvent, OperationTopics } from '../../src/subscriptions/events.js';
@@ -59,6 +60,29 @@ describe('OperationEngine', () => {
     const log = await readFile(path.join(paths.operationsDir('home'), rec.id, 'output.log'), 'utf8');
     expect(log).toContain('step 3 of 3');
     expect(await engine.logTail(rec.id, 2)).toHaveLength(2);
+  });
+
+  it('writes a log\'s lines to disk in the order they were logged, however fast they come', async () => {
+    const store = new OperationStore(paths);
+    const rec = { instanceName: 'home', id: 'op-order-ab12' } as OperationRecord;
+    const lines = Array.from({ length: 400 }, (_, i) => `line ${i} ${'x'.repeat(i % 7 === 0 ? 20_000 : 10)}`);
+    // Not awaited one by one: as the engine logs, one line after another in the same tick.
+    await Promise.all(lines.map((l) => store.appendLog(rec, [l])));
+    expect((await readFile(store.logFile(rec), 'utf8')).split('\n').slice(0, -1)).toEqual(lines);
+  });
+
+  it('keeps the log tails of only the latest finished operations in memory; older ones come from disk', async () => {
+    const engine = newEngine({ concurrency: 4 });
+    const n = FINISHED_LOGS_IN_MEMORY + 30;
+    const recs: OperationRecord[] = [];
+    for (let i = 0; i < n; i++) recs.push(await engine.submit(tickTask({ steps: 2, stepMs: 1 })));
+    for (const r of recs) await engine.waitFor(r.id);
+    // waitFor resolves as the record finishes; the log leaves memory once its last line is written.
+    for (const t0 = Date.now(); engine.logsInMemory() > FINISHED_LOGS_IN_MEMORY && Date.now() - t0 < 5000;) await new Promise((r) => setTimeout(r, 10));
+    expect(engine.logsInMemory()).toBe(FINISHED_LOGS_IN_MEMORY);
+    // The first operation's log is no longer in memory, and is whole on disk.
+    const first = await engine.logTail(recs[0]!.id, 10);
+    expect(first.map((l) => l.replace(/^\S+ /, ''))).toEqual(['started CHECK_REPOSITORY on home', 'step 1 of 2', 'step 2 of 2', 'SUCCEEDED: ticked 2 times']);
   });
 
   it('throttles progress events to a few a second, and the last progress always arrives', async () => {

@@ -14,6 +14,11 @@ import {
 
 const log = logger('engine');
 const MAX_LOG_LINES_IN_MEMORY = 200;
+/**
+ * Finished operations whose log tail stays in memory, the most recent ones; older ones are read from
+ * their output.log. A server that runs for months makes thousands of operations.
+ */
+export const FINISHED_LOGS_IN_MEMORY = 100;
 /** Minimum time between a phase change's event and the event before it. */
 const PHASE_MIN_GAP_MS = 100;
 
@@ -63,6 +68,8 @@ export class OperationEngine {
   private readonly store: OperationStore;
   private readonly records = new Map<string, OperationRecord>();
   private readonly logs = new Map<string, string[]>();
+  /** Ids of finished operations whose log is still in `logs`, oldest first. */
+  private readonly finishedLogs: string[] = [];
   private readonly active = new Map<string, Active>();
   private readonly queue: string[] = [];
   private readonly recoveryHooks = new Map<OperationKind, RecoveryHook>();
@@ -460,7 +467,7 @@ export class OperationEngine {
     // still to do: kept, and tried again in the background.
     const undoLeft = rec.recovery !== null && this.recoveryHooks.has(rec.kind);
     if (!undoLeft) rec.recovery = null;
-    this.appendLog(a, `${status}${rec.error ? ` ${rec.error.code}: ${rec.error.message}` : rec.message ? `: ${rec.message}` : ''}`);
+    const lastLine = this.appendLog(a, `${status}${rec.error ? ` ${rec.error.code}: ${rec.error.message}` : rec.message ? `: ${rec.message}` : ''}`);
     this.active.delete(rec.id);
     if (undoLeft) this.schedulePending(rec, this.recoveryRetryMs);
     try {
@@ -470,15 +477,25 @@ export class OperationEngine {
       a.resolveFinished();
       this.pump();
     }
+    // Once the whole log is on disk, its tail can leave memory in its turn.
+    await lastLine;
+    this.finishedLogs.push(rec.id);
+    while (this.finishedLogs.length > FINISHED_LOGS_IN_MEMORY) this.logs.delete(this.finishedLogs.shift()!);
   }
 
-  private appendLog(a: Active, line: string): void {
+  /** Operations whose log tail is held in memory (the running ones and the latest finished). */
+  logsInMemory(): number {
+    return this.logs.size;
+  }
+
+  /** Resolves once the line is on disk (or could not be written, which is logged). */
+  private appendLog(a: Active, line: string): Promise<void> {
     const entry = `${new Date().toISOString()} ${scrub(line)}`;
     const mem = this.logs.get(a.rec.id) ?? [];
     mem.push(entry);
     if (mem.length > MAX_LOG_LINES_IN_MEMORY) mem.splice(0, mem.length - MAX_LOG_LINES_IN_MEMORY);
     this.logs.set(a.rec.id, mem);
-    this.store.appendLog(a.rec, [entry]).catch((err) => log.warn('could not write operation log', { error: (err as Error).message }));
+    return this.store.appendLog(a.rec, [entry]).catch((err) => log.warn('could not write operation log', { error: (err as Error).message }));
   }
 
   private async persist(a: Active): Promise<void> {

@@ -11,6 +11,9 @@ const log = logger('operations');
 const ID = /^op-[a-z0-9]+-[a-f0-9]+$/;
 
 export class OperationStore {
+  /** The last append under way, per log file (see appendLog). */
+  private readonly appending = new Map<string, Promise<void>>();
+
   constructor(private readonly paths: DataPaths) {}
 
   private file(rec: Pick<OperationRecord, 'instanceName' | 'id'>): string {
@@ -30,10 +33,23 @@ export class OperationStore {
     await writeFileAtomic(this.file(rec), JSON.stringify(rec, null, 2) + '\n', 0o644);
   }
 
-  async appendLog(rec: OperationRecord, lines: string[]): Promise<void> {
+  /**
+   * Appends lines to the record's output.log. Appends to one log land in the order asked, each
+   * after the one before (two appendFile calls in flight at once may land either way round), so
+   * the returned promise also means every earlier append of that log is on disk.
+   */
+  appendLog(rec: OperationRecord, lines: string[]): Promise<void> {
     const file = this.logFile(rec);
-    await mkdir(path.dirname(file), { recursive: true });
-    await appendFile(file, lines.map((l) => l + '\n').join(''));
+    const write = async (): Promise<void> => {
+      await mkdir(path.dirname(file), { recursive: true });
+      await appendFile(file, lines.map((l) => l + '\n').join(''));
+    };
+    const prev = this.appending.get(file);
+    const next = prev ? prev.then(write, write) : write();
+    this.appending.set(file, next);
+    const forget = (): void => { if (this.appending.get(file) === next) this.appending.delete(file); };
+    next.then(forget, forget);
+    return next;
   }
 
   async readLogTail(rec: OperationRecord, last: number): Promise<string[]> {
