@@ -308,19 +308,16 @@ export class RestoreService {
     if (server) {
       throw new ValidationError(`${server.kind}:all of ${b.appName} is a whole-server dump, for rebuilding a server: restoring it would stop the ${server.kind} server for every app using it. Restore each app from its own backup instead`, [{ path: 'input.components', message: 'DATABASES of a database server app cannot be restored' }]);
     }
-    if (clone) {
-      const targetDbs = detectDatabases(app).map((d) => `${d.engine}:${d.databaseName}`);
-      for (const a of artifacts.filter((x) => x.kind === 'postgres' || x.kind === 'mysql')) {
-        if (targetDbs.includes(`${a.kind}:${a.name}`)) throw new ValidationError(`the clone "${targetName}" uses the same ${a.kind} database "${a.name}" as the source`, [{ path: 'input.targetApp', message: 'shares a database with the source app' }]);
-      }
-    } else {
-      // In place, a database goes back under its name in the backup. That must be the database the
-      // app uses now: another one (the app's database setting changed since) is not in the safety
-      // backup, so it would be replaced with no copy kept, and the app would not see the restore.
-      const uses = new Map(detectDatabases(app).map((d) => [d.engine, d.databaseName]));
-      for (const a of artifacts.filter((x) => x.kind === 'postgres' || x.kind === 'mysql')) {
-        const now = uses.get(a.kind);
-        if (now === a.name) continue;
+    // The target app's database of each engine, against each database the restore brings back.
+    const uses = new Map(detectDatabases(app).map((d) => [d.engine, d.databaseName]));
+    for (const a of artifacts.filter((x) => x.kind === 'postgres' || x.kind === 'mysql')) {
+      const now = uses.get(a.kind);
+      if (clone) {
+        if (now === a.name) throw new ValidationError(`the clone "${targetName}" uses the same ${a.kind} database "${a.name}" as the source`, [{ path: 'input.targetApp', message: 'shares a database with the source app' }]);
+      } else if (now !== a.name) {
+        // In place, a database goes back under its name in the backup. That must be the database
+        // the app uses now: another one (the app's database setting changed since) is not in the
+        // safety backup, so it would be replaced with no copy kept, and the app would not see it.
         throw new ValidationError(
           `the backup's ${a.kind} database "${a.name}" is not the one ${targetName} uses now (${now ? `"${now}"` : 'none'}): restoring it in place would replace a database the app does not use, with no safety copy of it. Set the app's database back to "${a.name}" first, or restore into another app (targetApp)`,
           [{ path: 'input.backupId', message: `holds ${a.kind} database "${a.name}", which ${targetName} does not use now` }],

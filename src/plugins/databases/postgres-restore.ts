@@ -31,9 +31,12 @@ async function rename(client: KubeClient, target: PodTarget, from: string, to: s
   await psql(client, target, `alter database ${q(from)} rename to ${q(to)}`, 'postgres', signal);
 }
 
+const roleNames = async (client: KubeClient, target: PodTarget, signal?: AbortSignal): Promise<Set<string>> =>
+  new Set((await psql(client, target, 'select rolname from pg_roles', 'postgres', signal)).split('\n'));
+
 /** Creates the roles of a roles-only dump that do not exist yet; existing roles are left as they are. */
 export async function applyMissingRoles(client: KubeClient, target: PodTarget, rolesSql: string, signal?: AbortSignal): Promise<string[]> {
-  const existing = new Set((await psql(client, target, 'select rolname from pg_roles', 'postgres', signal)).split('\n'));
+  const existing = await roleNames(client, target, signal);
   const name = (raw: string) => (raw.startsWith('"') ? raw.slice(1, -1).replace(/""/g, '"') : raw);
   const missing = new Set<string>();
   for (const m of rolesSql.matchAll(/^CREATE ROLE ("(?:[^"]|"")+"|[^\s;]+);$/gm)) if (!existing.has(name(m[1]!))) missing.add(m[1]!);
@@ -151,6 +154,6 @@ export async function dropPostgresRoles(t: RestoreTarget, roles: readonly string
   const script = roles.map((r) => `DROP ROLE IF EXISTS ${q(r)};`).join('\n') + '\n';
   // Without ON_ERROR_STOP each statement stands alone; which roles are left is read afterwards.
   await podText(t.client, target, ['psql', '-U', 'postgres', '--dbname=postgres', '-X', '-q', '-f', '-'], signal, script);
-  const left = new Set((await psql(t.client, target, 'select rolname from pg_roles', 'postgres', signal)).split('\n'));
+  const left = await roleNames(t.client, target, signal);
   return roles.filter((r) => left.has(r));
 }
