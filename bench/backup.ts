@@ -234,7 +234,7 @@ async function runOurs(s: Sim, repo: string, opts: { init: boolean; server?: { a
     const bootKiB = vmRssKiB(server.pid);
     if (opts.init) await configureRepository(server, INSTANCE, repo, PASSWORD);
     const load = loadAverage();
-    const sampler = sampleMemory(server.pid, 100);
+    const sampler = sampleMemory(server.pid);
     const cpu = cpuMeter(s, server.pid);
     const op = await backupApp(server, INSTANCE, APP);
     if (flags['op-log']) appendFileSync(flags['op-log'], op.log.join('\n') + '\n\n');
@@ -525,7 +525,7 @@ function render(r: Results): string {
   }
   L.push('');
   L.push('The load averages include work of others on this shared machine (other test suites may run at the same time); the rotation of the order spreads it over all paths.', '');
-  L.push('## Memory of the server (its own process; /proc/<pid>/status every 100 ms)', '');
+  L.push('## Memory of the server (its own process; VmHWM from /proc/<pid>/status; restic children sampled once a second)', '');
   L.push('| data | runs | peak RSS (VmHWM) per run | RSS after start-up | RSS before the backup (after init) | restic child peak | target |', '|---|---|---|---|---|---|---|');
   const mems = [...r.ours.map((o) => o.mem), ...(inc ? [inc.ours.mem] : [])];
   const mb0 = (n: number): string => `${n.toFixed(0)} MB`;

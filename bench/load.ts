@@ -293,7 +293,7 @@ async function main(): Promise<void> {
     for (let run = 1; run <= RUNS; run++) {
       const load0 = loadAverage();
       const server0 = cpuTimes(server.pid), bench0 = process.cpuUsage(), machine0 = machineBusySeconds();
-      const mem = sampleMemory(server.pid);
+      const mem = sampleMemory(server.pid, 100, false);
       const qDone = new Promise<QueryReport>((resolve, reject) => {
         const on = (m: { done?: QueryReport }): void => { if (m.done) { q.off('message', on); resolve(m.done); } };
         q.on('message', on);

@@ -234,7 +234,7 @@ async function runOurs(s: Sim, backupId: string, safety: boolean): Promise<OursR
     await server.gql(`query($i: String!, $a: String!) { instance(name: $i) { app(name: $a) { latestBackup { id } } } }`, { i: INSTANCE, a: APP });
     await syncDisk();
     const load = loadAverage();
-    const sampler = sampleMemory(server.pid, 100);
+    const sampler = sampleMemory(server.pid);
     const cpu = cpuMeter(s, server.pid);
     const op = await restoreBackup(server, backupId, { safetyBackup: safety });
     const mem = sampler.stop();
@@ -463,7 +463,7 @@ function render(r: Results): string {
   }
   L.push('');
   L.push('The load averages include work of others on this shared machine; the rotation of the order spreads it over all paths.', '');
-  L.push('## Memory of the server (its own process; /proc/<pid>/status every 100 ms)', '');
+  L.push('## Memory of the server (its own process; VmHWM from /proc/<pid>/status; restic children sampled once a second)', '');
   L.push('| runs | peak RSS (VmHWM) per run | RSS after start-up | restic child peak | target |', '|---|---|---|---|---|');
   const all = [...r.ours, ...(r.safety ? [r.safety] : [])];
   const mb0 = (n: number): string => `${n.toFixed(0)} MB`;
