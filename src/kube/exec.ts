@@ -3,7 +3,9 @@
 // stream only as fast as the socket drains; stderr keeps a bounded tail; the exit code comes from
 // the status channel. v5.channel.k8s.io ends stdin with its close signal; on a v4-only server a
 // stdin of known length is bounded by `head -c` in the pod (values as positional args, never code).
+import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import type { KubeClient, ExecProtocol } from './client.js';
 import {
@@ -55,6 +57,8 @@ export interface ExecStream {
   /** Ends (EOF) only after the command succeeded; errors with the typed failure otherwise. */
   readonly stdout: Readable;
   readonly protocol: ExecProtocol;
+  /** The TLS suite of the exec's connection (e.g. TLS_AES_128_GCM_SHA256; see ciphers.ts); null over plain HTTP. */
+  readonly tlsCipher: string | null;
   /** Resolves when the command exited 0 (stdout may still hold unread bytes); rejects with a KubeError. */
   readonly done: Promise<ExecResult>;
   /** The stderr tail kept so far. */
@@ -82,7 +86,7 @@ function execUrl(client: KubeClient, o: ExecOptions, command: readonly string[],
 }
 
 /** Opens the exec WebSocket; rejects with a typed error if the API server refuses it. */
-async function connect(client: KubeClient, o: ExecOptions, command: readonly string[], stdin: boolean, protocols: readonly ExecProtocol[]): Promise<WebSocket> {
+async function connect(client: KubeClient, o: ExecOptions, command: readonly string[], stdin: boolean, protocols: readonly ExecProtocol[]): Promise<{ ws: WebSocket; tlsCipher: string | null }> {
   const wsOpts: WebSocket.ClientOptions = { perMessageDeflate: false, maxPayload: 64 << 20, handshakeTimeout: o.connectTimeoutMs ?? 15_000 };
   // Over TLS the client-to-server mask protects nothing (it exists so that script in a browser cannot
   // steer what a plain-text intermediary sees), yet XOR-ing every stdin byte in JavaScript, and
@@ -91,10 +95,12 @@ async function connect(client: KubeClient, o: ExecOptions, command: readonly str
   if (client.server.startsWith('https:')) wsOpts.generateMask = (mask: Buffer) => { mask.fill(0); };
   await client.kc.applyToHTTPSOptions(wsOpts);
   const where = `${o.namespace}/${o.pod}`;
-  return new Promise<WebSocket>((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     if (o.signal?.aborted) return reject(new KubeAbortedError(`exec in ${where}`, o.signal.reason));
     const ws = new WebSocket(execUrl(client, o, command, stdin), [...protocols], wsOpts);
     openSockets++;
+    let tlsCipher: string | null = null;
+    ws.once('upgrade', (res: IncomingMessage) => { tlsCipher = (res.socket as Partial<TLSSocket>).getCipher?.().standardName ?? null; });
     let settled = false;
     ws.once('close', () => { openSockets--; });
     const fail = (err: Error): void => {
@@ -131,7 +137,7 @@ async function connect(client: KubeClient, o: ExecOptions, command: readonly str
       settled = true;
       o.signal?.removeEventListener('abort', onAbort);
       ws.removeAllListeners('error');
-      resolve(ws);
+      resolve({ ws, tlsCipher });
     });
   });
 }
@@ -139,7 +145,7 @@ async function connect(client: KubeClient, o: ExecOptions, command: readonly str
 /** Learns which exec subprotocol the server speaks, by a handshake that runs `true` without stdin. */
 async function negotiate(client: KubeClient, o: ExecOptions, protocols: readonly ExecProtocol[]): Promise<ExecProtocol> {
   if (client.execProtocol && protocols.includes(client.execProtocol)) return client.execProtocol;
-  const ws = await connect(client, o, ['true'], false, protocols);
+  const { ws } = await connect(client, o, ['true'], false, protocols);
   const p = ws.protocol as ExecProtocol;
   ws.on('error', () => undefined);
   ws.close();
@@ -166,7 +172,7 @@ export async function execStream(client: KubeClient, o: ExecOptions): Promise<Ex
       command = ['sh', '-c', 'n="$1"; shift; head -c "$n" | "$@"', 'sh', String(o.stdinLength), ...o.command];
     }
   }
-  const ws = await connect(client, o, command, hasStdin, protocols);
+  const { ws, tlsCipher } = await connect(client, o, command, hasStdin, protocols);
   const protocol = ws.protocol as ExecProtocol;
   if (!o.protocols) client.execProtocol ??= protocol;
 
@@ -278,6 +284,7 @@ export async function execStream(client: KubeClient, o: ExecOptions): Promise<Ex
   return {
     stdout,
     protocol,
+    tlsCipher,
     done,
     stderr: stderrText,
     abort: (reason?: unknown) => finish(new KubeAbortedError(`exec of ${program} in ${where}`, reason)),

@@ -17,6 +17,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import YAML from 'yaml';
+import { clientCiphers } from './ciphers.js';
 import { KubeconfigError } from './errors.js';
 
 /** TLS and header fields shared by https.RequestOptions, https.AgentOptions and ws ClientOptions. */
@@ -114,9 +115,9 @@ export class Kubeconfig {
     return undefined;
   }
 
-  /** TLS options for an https.Agent (no headers). */
-  tlsOptions(): { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized?: false; servername?: string } {
-    return { ...this.tls };
+  /** TLS options for an https.Agent (no headers), with the suites this machine runs fastest first (ciphers.ts). */
+  tlsOptions(): { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized?: false; servername?: string; ciphers: string } {
+    return { ...this.tls, ciphers: clientCiphers() };
   }
 
   /**
@@ -127,7 +128,7 @@ export class Kubeconfig {
     // One TLS context for every connection (each exec is its own): building one parses the CA,
     // certificate and key again, a few ms of CPU per exec.
     const { ca, cert, key, ...rest } = this.tls;
-    this.tlsContext ??= createSecureContext({ ca, cert, key });
+    this.tlsContext ??= createSecureContext({ ca, cert, key, ciphers: clientCiphers() });
     Object.assign(opts, rest, { secureContext: this.tlsContext });
     const authz = this.authorization();
     if (authz) opts.headers = { ...opts.headers, Authorization: authz };

@@ -1,5 +1,6 @@
 // The simulated cluster's HTTP API server on loopback: bearer-token auth, discovery, CRUD of the
 // resources in resources.ts with real List/Status shapes, the scale subresource, and pod exec.
+import { constants as cryptoConstants } from 'node:crypto';
 import type http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
@@ -13,9 +14,11 @@ import type { WorkloadPlural } from './workloads.js';
 
 /**
  * TLS 1.3 suites in the order a Go server (kube-apiserver, k3s, Talos) chooses them on a machine
- * with AES instructions: for a client that prefers AES-GCM (Node does) Go takes AES-128-GCM first. Node's own
- * server order would choose AES-256-GCM, and both ends of every exec stream would spend ~10 % more
- * CPU per byte than with the cluster the sim stands in for (docs/BENCHMARKS.md, 2026-11-28).
+ * with AES instructions: AES-128-GCM first for a client that prefers AES-GCM (Node's server order
+ * would choose AES-256-GCM, ~10 % more CPU per byte at both ends of every exec stream:
+ * docs/BENCHMARKS.md, 2026-11-28), and ChaCha20-Poly1305 for a client that lists it first, as a
+ * client on a CPU without AES instructions does (OpenSSL's SSL_OP_PRIORITIZE_CHACHA, below: Go's
+ * rule).
  */
 const CIPHERS = ['TLS_AES_128_GCM_SHA256', 'TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_256_GCM_SHA384', ...DEFAULT_CIPHERS.split(':').filter((c) => !c.startsWith('TLS_'))].join(':');
 
@@ -57,7 +60,7 @@ export class SimApiServer {
     this.rt = opts.runtime;
     this.token = opts.token;
     this.exec = new ExecEndpoint(this.rt, opts.execProtocols ?? EXEC_PROTOCOLS);
-    this.server = https.createServer({ cert: opts.tls.certPem, key: opts.tls.keyPem, ciphers: CIPHERS, honorCipherOrder: true }, (req, res) => this.onRequest(req, res));
+    this.server = https.createServer({ cert: opts.tls.certPem, key: opts.tls.keyPem, ciphers: CIPHERS, honorCipherOrder: true, secureOptions: cryptoConstants.SSL_OP_PRIORITIZE_CHACHA }, (req, res) => this.onRequest(req, res));
     this.server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
     this.server.on('connection', (s: Socket) => { this.sockets.add(s); s.once('close', () => this.sockets.delete(s)); });
     this.server.on('secureConnection', (s: TLSSocket) => { this.tlsSockets.add(s); s.once('close', () => this.tlsSockets.delete(s)); });
