@@ -69,7 +69,13 @@ let chosen: AeadOrder | undefined;
 export function clientAeadOrder(): AeadOrder {
   const env = process.env.WILD_BACKUP_TLS_AEAD;
   if (env === 'aes' || env === 'chacha') return env;
-  return (chosen ??= preferredOrder(measureAeads()));
+  if (chosen) return chosen;
+  try {
+    chosen = preferredOrder(measureAeads());
+  } catch {
+    chosen = 'aes'; // an OpenSSL without one of the two (a FIPS build has no ChaCha20): the server's order
+  }
+  return chosen;
 }
 
 /** The cipher string of this client's TLS connections to API servers. */
