@@ -215,13 +215,16 @@ function safetyMs(o: OursRun): number {
 
 /**
  * The data artifacts' restore (what the direct pipelines do, side by side in ours, each with its
- * side check): from the first `restoring …` phase to `swapping in`.
+ * side check): from the first `restoring …` phase to `swapping in`. The subscription sends a few
+ * events a second, so a short `swapping in` may never show: then to the first phase after the
+ * restoring ones (`cleaning up`), which adds the swap's fraction of a second. 0 when no
+ * `restoring …` phase showed at all.
  */
 const bigPhasesMs = (o: OursRun): number => {
   const ph = o.op.phases;
-  const first = ph.find((p) => p.phase.startsWith('restoring '));
-  const end = ph.find((p) => p.phase === 'swapping in');
-  return first && end ? end.atMs - first.atMs : 0;
+  const first = ph.findIndex((p) => p.phase.startsWith('restoring '));
+  const end = first < 0 ? undefined : ph.slice(first).find((p) => !p.phase.startsWith('restoring '));
+  return first >= 0 && end ? end.atMs - ph[first]!.atMs : 0;
 };
 
 /** restoreBackup through our server, started fresh for the run (its peak RSS is the run's). */
@@ -424,7 +427,7 @@ function render(r: Results): string {
     L.push(`| via kubectl | left out: ${r.kubectlError.replace(/\|/g, '\\|')} | | |`);
   }
   L.push(`| **ours** | \`restoreBackup(safetyBackup: false)\` over HTTP, mutation sent to operation seen SUCCEEDED (its subscription) | ${list(oursMs, secs)} | **${secs(median(oursMs))}** |`);
-  L.push(`| ours | of which restoring the artifacts (side by side, up to 3 at once; first \`restoring …\` phase to \`swapping in\`, side checks included) | ${list(r.ours.map(bigPhasesMs), secs)} | ${secs(median(r.ours.map(bigPhasesMs)))} |`);
+  L.push(`| ours | of which restoring the artifacts (side by side, up to 3 at once; first \`restoring …\` phase to \`swapping in\` or the next phase shown, side checks included) | ${list(r.ours.map(bigPhasesMs), secs)} | ${secs(median(r.ours.map(bigPhasesMs)))} |`);
   if (r.safety) L.push(`| ours, extra | \`restoreBackup\` with the default safety backup on (one run), of which the safety backup ${secs(safetyMs(r.safety))} | ${secs(r.safety.op.clientMs)} | ${secs(r.safety.op.clientMs)} |`);
   L.push('');
   L.push(`- the mutation was answered after ${list(r.ours.map((o) => o.op.phases[0]?.atMs ?? 0), secs)} (the subscription's first event; the server had listed the app's backups before, untimed, as a user picking the backup does).`);
