@@ -224,7 +224,7 @@ const bigPhasesMs = (o: OursRun): number => {
   const ph = o.op.phases;
   const first = ph.findIndex((p) => p.phase.startsWith('restoring '));
   const end = first < 0 ? undefined : ph.slice(first).find((p) => !p.phase.startsWith('restoring '));
-  return first >= 0 && end ? end.atMs - ph[first]!.atMs : 0;
+  return end ? end.atMs - ph[first]!.atMs : 0;
 };
 
 /** restoreBackup through our server, started fresh for the run (its peak RSS is the run's). */

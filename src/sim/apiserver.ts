@@ -4,7 +4,8 @@ import { constants as cryptoConstants } from 'node:crypto';
 import type http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { DEFAULT_CIPHERS, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
+import { cipherList } from '../kube/ciphers.js';
 import { logger } from '../util/log.js';
 import { ExecEndpoint, EXEC_PROTOCOLS, writeHttpError, type ExecProtocol } from './exec.js';
 import { ApiError, matchesFields, matchesLabels, parseLabelSelector, statusBody, type KubeObject } from './objects.js';
@@ -13,14 +14,14 @@ import type { SimRuntime } from './runtime.js';
 import type { WorkloadPlural } from './workloads.js';
 
 /**
- * TLS 1.3 suites in the order a Go server (kube-apiserver, k3s, Talos) chooses them on a machine
- * with AES instructions: AES-128-GCM first for a client that prefers AES-GCM (Node's server order
- * would choose AES-256-GCM, ~10 % more CPU per byte at both ends of every exec stream:
- * docs/BENCHMARKS.md, 2026-11-28), and ChaCha20-Poly1305 for a client that lists it first, as a
- * client on a CPU without AES instructions does (OpenSSL's SSL_OP_PRIORITIZE_CHACHA, below: Go's
- * rule).
+ * TLS suites in the order a Go server (kube-apiserver, k3s, Talos) chooses them on a machine with
+ * AES instructions, which is the order our client offers there (src/kube/ciphers.ts): AES-128-GCM
+ * first for a client that prefers AES-GCM (Node's server order would choose AES-256-GCM, ~10 % more
+ * CPU per byte at both ends of every exec stream: docs/BENCHMARKS.md, 2026-11-28), and
+ * ChaCha20-Poly1305 for a client that lists it first, as a client on a CPU without AES
+ * instructions does (OpenSSL's SSL_OP_PRIORITIZE_CHACHA, below: Go's rule).
  */
-const CIPHERS = ['TLS_AES_128_GCM_SHA256', 'TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_256_GCM_SHA384', ...DEFAULT_CIPHERS.split(':').filter((c) => !c.startsWith('TLS_'))].join(':');
+const CIPHERS = cipherList('aes');
 
 const log = logger('sim.api');
 
