@@ -87,7 +87,7 @@ describe('restic client (local repository)', () => {
     expect(await repo.snapshots({ tags: ['aborted'] })).toEqual([]);
   });
 
-  it('runs behind the API: every restic thread 10 nice steps lower, and its session\'s scheduling group too', async () => {
+  it('runs behind the API: every restic thread 10 nice steps lower and under SCHED_BATCH, and its session\'s scheduling group too', async () => {
     const { hold, release } = holdPoint();
     const source = randomStream(1024 * 1024, { holdAfter: 256 * 1024, hold });
     const running = backup(source.stream, { tags: ['behind'] });
@@ -95,6 +95,8 @@ describe('restic client (local repository)', () => {
     const pid = spawned.at(-1)!.pid;
     // Field 19 of /proc/<pid>/task/<tid>/stat is the thread's nice value (after the comm's ')').
     const niceOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    // Field 41 is its scheduling policy: 0 SCHED_OTHER (this process), 3 SCHED_BATCH.
+    const policyOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]);
     const own = niceOf(readFileSync('/proc/self/stat', 'utf8'));
     const threadNices = () => readdirSync(`/proc/${pid}/task`).map((tid) => niceOf(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')));
     // The bytes can sit in the pipe before restic's runtime has started its threads (a loaded machine).
@@ -103,6 +105,9 @@ describe('restic client (local repository)', () => {
     expect(readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toBe('restic');
     expect(threads.length).toBeGreaterThan(1);
     expect(new Set(threads)).toEqual(new Set([Math.min(19, own + 10)]));
+    expect(policyOf(readFileSync('/proc/self/stat', 'utf8'))).toBe(0);
+    const policies = readdirSync(`/proc/${pid}/task`).map((tid) => policyOf(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')));
+    expect(new Set(policies)).toEqual(new Set([3]));
     // Its own session (detached) is its own autogroup on kernels that group by session.
     if (existsSync(`/proc/${pid}/autogroup`)) expect(readFileSync(`/proc/${pid}/autogroup`, 'utf8')).toMatch(/ nice 10\n?$/);
     release();
