@@ -167,27 +167,32 @@ describe('runBackup', () => {
     expect((await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)?.status).toBe('COMPLETE');
   }, 60_000);
 
-  it('is SUCCEEDED once the manifest is written: the listing runs after, and a query meanwhile waits for it instead of answering without the backup', async () => {
+  it('answers queries from the listing before it while the end\'s listing runs, and is SUCCEEDED once that listing has the backup', async () => {
     await repo.snapshots(); // a cached listing from before the backup (and no earlier listing still running)
     const held = pauseResticOnce(['snapshots'], 'rchar', 0);
     const running = backup('website', [commandSource('pvc', 'listed-after', ['seq', '1', '1000'])]);
-    const listing = await held; // the listing's restic, stopped as it started
-    let done: OperationRecord | null;
-    let answered = false;
-    let query: Promise<Snapshot[]> | undefined;
+    const listing = await held; // the end's listing, its restic stopped as it started
+    let finished = false;
+    void running.then(() => (finished = true), () => undefined);
     try {
-      done = await Promise.race([running, new Promise<null>((r) => setTimeout(() => r(null), 15_000))]);
-      expect(done?.status, 'the backup waited for the listing after its manifest').toBe('SUCCEEDED');
-      query = repo.snapshots({ tags: [`backup:${done!.backupId}`] });
-      void query.then(() => (answered = true), () => undefined);
+      // A query does not wait on the stopped restic (issue 8: p99 < 100 ms while backups run): it
+      // answers at once from the listing cached before the backup, which has none of it yet.
+      const meanwhile = await Promise.race([
+        repo.snapshots({ tags: ['artifact:pvc:listed-after'] }),
+        new Promise<'waited'>((r) => setTimeout(() => r('waited'), 5_000)),
+      ]);
+      expect(meanwhile, 'a query waited for the end\'s listing').toEqual([]);
       await new Promise((r) => setTimeout(r, 1000));
+      expect(finished, 'the backup ended before its listing').toBe(false);
     } finally {
       listing.resume();
     }
-    expect(answered, 'a query answered from the listing cached before the backup').toBe(false);
-    const snaps = await query!;
-    expect(snaps.map((s) => s.tags.find((tag) => tag.startsWith('artifact:'))).sort()).toEqual(['artifact:manifest', 'artifact:pvc:listed-after']);
-    const b = (await catalog.list(repo, 'home')).find((x) => x.backupId === done!.backupId)!;
+    const done = await running;
+    expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+    // Once it has ended, the next query sees it, from the cache (the listing it waited for).
+    const snaps = await repo.snapshots({ tags: [`backup:${done.backupId}`] });
+    expect(snaps.map((s: Snapshot) => s.tags.find((tag) => tag.startsWith('artifact:'))).sort()).toEqual(['artifact:manifest', 'artifact:pvc:listed-after']);
+    const b = (await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)!;
     expect(b.status).toBe('COMPLETE');
     expect(b.manifest?.artifacts.map((a) => a.snapshotId)).toEqual([snaps.find((s) => s.tags.includes('artifact:pvc:listed-after'))!.id]);
     expect(b.artifacts.map((a) => a.snapshot.id.length)).toEqual([64, 64]);
@@ -198,8 +203,7 @@ describe('runBackup', () => {
     const dir = `${t.data.dir}/manifests-closing`;
     const own = new BackupCatalog(dir);
     const held = pauseResticOnce(['snapshots'], 'rchar', 0);
-    const done = await backup('website', [commandSource('pvc', 'closing', ['seq', '1', '1000'])], { catalog: own });
-    expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+    const running = backup('website', [commandSource('pvc', 'closing', ['seq', '1', '1000'])], { catalog: own });
     const listing = await held; // stopped: it can only end by being killed
     try {
       const closed = await Promise.race([own.close().then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 20_000))]);
@@ -209,6 +213,9 @@ describe('runBackup', () => {
     } finally {
       listing.resume();
     }
+    // The backup is written: a listing stopped by the server's stop fails nothing.
+    const done = await running;
+    expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
   }, 60_000);
 
   it("bounds the end's listing by the start bound: a repository that stops answering cannot hold the backup for ever", async () => {

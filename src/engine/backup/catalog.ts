@@ -98,12 +98,13 @@ export class BackupCatalog {
   }
 
   /**
-   * After a backup's manifest, as its operation ends: lists the snapshots again (the listing cached
-   * from before the backup is dropped at once, so queries wait for this one) and keeps the manifest
-   * under its full snapshot id. Until then the manifest is known by restic's short id. Nothing
-   * written depends on the listing: when it fails, the next query lists again.
+   * After a backup's manifest, as its operation ends: lists the snapshots again (queries keep the
+   * listing cached from before the backup until this one lands) and keeps the manifest under its
+   * full snapshot id. Until then the manifest is known by restic's short id. Settles when the
+   * listing has (never rejects): nothing written depends on it, and when it fails the next query
+   * lists again.
    */
-  relistAfter(repo: ResticRepository, backupId: string, shortId: string, manifest: BackupManifest, timeoutMs: number): void {
+  relistAfter(repo: ResticRepository, backupId: string, shortId: string, manifest: BackupManifest, timeoutMs: number): Promise<void> {
     this.expected.set(backupId, { shortId, manifest });
     const listing = repo.refresh({ timeoutMs, signal: this.closing.signal }).then(async (listed) => {
       const snap = listed.find((s) => isManifestOf(s, backupId, shortId));
@@ -114,6 +115,7 @@ export class BackupCatalog {
     });
     this.relists.add(listing);
     void listing.finally(() => this.relists.delete(listing));
+    return listing;
   }
 
   /** Stops the listings still under way after backups and waits for them (the server is stopping). */

@@ -139,11 +139,13 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
     manifestInput.end(Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
     const manifestSummary = await manifestWrite!;
     // Complete: every artifact's restic and then the manifest's reported its snapshot saved. The
-    // listing that gives the full snapshot ids (restic 0.14 prints short ones) runs after: its
-    // restic start-up (~0.5 s of key derivation) is not added to the backup. Queries wait for that
-    // listing instead of answering from one without this backup, and the manifest is known to the
-    // catalog by its short id meanwhile, so they never `restic dump` it.
-    run.catalog.relistAfter(repo, backupId, manifestSummary.snapshotId, manifest, startMs);
+    // listing that gives the full snapshot ids (restic 0.14 prints short ones) is awaited before
+    // the operation ends, so that a query after it sees this backup; queries meanwhile answer from
+    // the listing before it, without waiting on restic (issue 8). The manifest is known to the
+    // catalog by its short id, so no listing ever `restic dump`s it. A failed listing fails
+    // nothing: the backup is written, and the next query lists again.
+    ctx.progress({ phase: 'listing' });
+    await run.catalog.relistAfter(repo, backupId, manifestSummary.snapshotId, manifest, startMs);
     const total = records.reduce((n, r) => n + r.sizeBytes, 0);
     ctx.progress({ phase: 'complete', bytesTotal: total, bytesDone: total });
     return { backupId, manifest };

@@ -63,6 +63,17 @@ export const repositoryCache = {
     return promise;
   },
 
+  /**
+   * The snapshots changed and a new listing is on its way: loads started before now are not stored
+   * (nor shared with the new one), but the last listing keeps answering until the new one lands.
+   * Statistics are forgotten.
+   */
+  supersede(key: string): void {
+    const e = entry(key);
+    e.generation += 1;
+    for (const [kind, s] of e.slots) if (kind !== 'snapshots') s.value = undefined;
+  },
+
   /** Forgets everything cached for the repository (its snapshots or data changed). */
   invalidate(key: string): void {
     const e = entry(key);

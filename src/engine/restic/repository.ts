@@ -171,14 +171,21 @@ export class ResticRepository {
   }
 
   /**
-   * Lists the snapshots again after our own writes and caches the new list. The previous list is
-   * dropped at once: queries meanwhile wait for this listing instead of answering without the
-   * writes it is for. `opts.signal` stops the listing itself (queries waiting on it then fail too).
+   * Lists the snapshots again after our own writes and caches the new list. Queries meanwhile keep
+   * the previous list instead of waiting on restic (issue 8: a query never waits on restic when
+   * the cache can answer); a writer that must be seen by the next query waits for this before it
+   * reports done. When the listing fails the previous list is dropped, so the next query lists.
+   * `opts.signal` stops the listing itself.
    */
   async refresh(opts: CallOptions = {}): Promise<Snapshot[]> {
-    repositoryCache.invalidate(this.cacheKey);
-    // The signal stops restic itself: this settles once it has exited.
-    return [...(await this.waitShared(this.sharedListing({ timeoutMs: opts.timeoutMs, stop: opts.signal }), { timeoutMs: opts.timeoutMs }))];
+    repositoryCache.supersede(this.cacheKey);
+    try {
+      // The signal stops restic itself: this settles once it has exited.
+      return [...(await this.waitShared(this.sharedListing({ timeoutMs: opts.timeoutMs, stop: opts.signal }), { timeoutMs: opts.timeoutMs }))];
+    } catch (err) {
+      repositoryCache.invalidate(this.cacheKey);
+      throw err;
+    }
   }
 
   /** Streams `stdin` into a new snapshot; resolves with restic's summary and the full snapshot id. */
