@@ -191,7 +191,7 @@ describe('runBackup', () => {
     expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
     // Once it has ended, the next query sees it, from the cache (the listing it waited for).
     const snaps = await repo.snapshots({ tags: [`backup:${done.backupId}`] });
-    expect(snaps.map((s: Snapshot) => s.tags.find((tag) => tag.startsWith('artifact:'))).sort()).toEqual(['artifact:manifest', 'artifact:pvc:listed-after']);
+    expect(snaps.map((s) => s.tags.find((tag) => tag.startsWith('artifact:'))).sort()).toEqual(['artifact:manifest', 'artifact:pvc:listed-after']);
     const b = (await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)!;
     expect(b.status).toBe('COMPLETE');
     expect(b.manifest?.artifacts.map((a) => a.snapshotId)).toEqual([snaps.find((s) => s.tags.includes('artifact:pvc:listed-after'))!.id]);

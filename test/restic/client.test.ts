@@ -93,21 +93,22 @@ describe('restic client (local repository)', () => {
     const running = backup(source.stream, { tags: ['behind'] });
     await untilRead(source, 256 * 1024);
     const pid = spawned.at(-1)!.pid;
-    // Field 19 of /proc/<pid>/task/<tid>/stat is the thread's nice value (after the comm's ')').
-    const niceOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-    // Field 41 is its scheduling policy: 0 SCHED_OTHER (this process), 3 SCHED_BATCH.
-    const policyOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[38]);
-    const own = niceOf(readFileSync('/proc/self/stat', 'utf8'));
-    const threadNices = () => readdirSync(`/proc/${pid}/task`).map((tid) => niceOf(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')));
+    // Field n of a /proc stat line, counted as proc(5) does (fields after the comm's ')' start at 3):
+    // 19 is the nice value, 41 the scheduling policy (0 SCHED_OTHER, 3 SCHED_BATCH).
+    const field = (stat: string, n: number) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[n - 3]);
+    const NICE = 19, POLICY = 41;
+    const ownStat = readFileSync('/proc/self/stat', 'utf8');
+    const own = field(ownStat, NICE);
+    const threadStats = () => readdirSync(`/proc/${pid}/task`).map((tid) => readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
     // The bytes can sit in the pipe before restic's runtime has started its threads (a loaded machine).
-    for (let i = 0; i < 200 && threadNices().length < 2; i++) await sleep(50);
-    const threads = threadNices();
+    for (let i = 0; i < 200 && threadStats().length < 2; i++) await sleep(50);
+    const stats = threadStats();
+    const threads = stats.map((st) => field(st, NICE));
     expect(readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toBe('restic');
     expect(threads.length).toBeGreaterThan(1);
     expect(new Set(threads)).toEqual(new Set([Math.min(19, own + 10)]));
-    expect(policyOf(readFileSync('/proc/self/stat', 'utf8'))).toBe(0);
-    const policies = readdirSync(`/proc/${pid}/task`).map((tid) => policyOf(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')));
-    expect(new Set(policies)).toEqual(new Set([3]));
+    expect(field(ownStat, POLICY)).toBe(0);
+    expect(new Set(stats.map((st) => field(st, POLICY)))).toEqual(new Set([3]));
     // Its own session (detached) is its own autogroup on kernels that group by session.
     if (existsSync(`/proc/${pid}/autogroup`)) expect(readFileSync(`/proc/${pid}/autogroup`, 'utf8')).toMatch(/ nice 10\n?$/);
     release();
