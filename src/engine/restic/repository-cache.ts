@@ -76,10 +76,8 @@ export const repositoryCache = {
 
   /** Forgets everything cached for the repository (its snapshots or data changed). */
   invalidate(key: string): void {
-    const e = entry(key);
-    e.generation += 1;
-    for (const s of e.slots.values()) {
-      s.value = undefined;
-    }
+    repositoryCache.supersede(key);
+    const snapshots = entry(key).slots.get('snapshots');
+    if (snapshots) snapshots.value = undefined;
   },
 };
