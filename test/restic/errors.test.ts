@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   ResticAccessDeniedError,
   ResticError,
+  ResticInvalidDataError,
   ResticLockedError,
   ResticNotFoundError,
   ResticNotInitializedError,
@@ -51,6 +52,16 @@ describe('classifyResticFailure', () => {
     const generic = classify('some noise\nFatal: something odd happened\n', 1, 'check');
     expect(generic.constructor).toBe(ResticError);
     expect(generic.message).toBe('restic check failed (exited 1): something odd happened');
+  });
+
+  it('names the file restic read back damaged (a torn read), for its cache to lose it', () => {
+    const err = classify('Fatal: load <index/0afbc1f06a>: invalid data returned', 1, 'backup');
+    expect(err).toBeInstanceOf(ResticInvalidDataError);
+    expect((err as ResticInvalidDataError).file).toEqual({ type: 'index', id: '0afbc1f06a' });
+    expect(err.code).toBe('RESTIC_INVALID_DATA');
+    expect(err.message).toBe('the file index/0afbc1f06a of the repository at s3:https://h/b read back damaged or incomplete; another restic may have been writing it');
+    expect((classify('Load(<snapshot/5febcb4e17>, 0, 0) returned error, retrying after 552ms: invalid data returned') as ResticInvalidDataError).file).toEqual({ type: 'snapshot', id: '5febcb4e17' });
+    expect(classify('Fatal: load <index/0afbc1f06a>: unexpected EOF')).not.toBeInstanceOf(ResticInvalidDataError);
   });
 });
 

@@ -1,9 +1,10 @@
 // Streams a backup's artifacts (up to three at once) from their sources into restic (`backup --stdin`),
 // then writes the manifest. Nothing is staged: bytes go from the source stream to restic's stdin
 // with backpressure. If anything fails or is cancelled, every snapshot of the backup is forgotten.
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ResticRepository } from '../restic/index.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ResticInvalidDataError, type ResticRepository } from '../restic/index.js';
 import type { TaskContext } from '../operations/index.js';
 import { WildError } from '../../errors.js';
 import { scrub } from '../../util/log.js';
@@ -72,6 +73,12 @@ export interface BackupResult {
  */
 export const DEFAULT_ARTIFACT_CONCURRENCY = 3;
 
+/** Runs of an artifact whose restic read a file back damaged before it read a byte (see attempt in streamArtifacts). */
+const ARTIFACT_RUNS = 3;
+/** The wait before such an artifact runs again; and the bound on its source's closing before it. */
+const RUN_AGAIN_WAIT_MS = 1_000;
+const SOURCE_CLOSE_WAIT_MS = 10_000;
+
 /** How long the first artifacts wait for estimates before they start (see runBackup). */
 const ESTIMATE_GRACE_MS = 50;
 
@@ -98,11 +105,12 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
   const endSignal = AbortSignal.any([ctx.signal, ending.signal]);
   let endTimer: NodeJS.Timeout | undefined;
   let manifestWrite: ReturnType<ResticRepository['backupStdin']> | undefined;
+  const writeManifest = (stdin: Readable) => repo.backupStdin({
+    stdin, filename: manifestFile, host: instance, signal: endSignal, resolveId: false, keepCache: true,
+    tags: tagsFor({ instance, app, backupId, artifact: manifestArtifact }),
+  });
   const startManifest = (): void => {
-    manifestWrite ??= repo.backupStdin({
-      stdin: manifestInput, filename: manifestFile, host: instance, signal: endSignal, resolveId: false, keepCache: true,
-      tags: tagsFor({ instance, app, backupId, artifact: manifestArtifact }),
-    });
+    manifestWrite ??= writeManifest(manifestInput);
     manifestWrite.catch(() => undefined); // awaited below, or in the catch
   };
 
@@ -135,9 +143,23 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
       finishedAt: new Date().toISOString(), operationId: ctx.operationId, reason: run.reason ?? 'manual',
       artifacts: records, skipped: run.skipped,
     };
+    const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
     startManifest();
-    manifestInput.end(Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
-    const manifestSummary = await manifestWrite!;
+    manifestInput.end(manifestBytes);
+    // A restic that read a file back damaged failed before it read its input (see attempt in
+    // streamArtifacts); the manifest is known, so another restic writes it.
+    let manifestSummary: Awaited<typeof manifestWrite> | undefined;
+    for (let n = 1; !manifestSummary; n++) {
+      try {
+        manifestSummary = await manifestWrite!;
+      } catch (err) {
+        if (!(err instanceof ResticInvalidDataError) || n >= ARTIFACT_RUNS || endSignal.aborted) throw err;
+        ctx.log(`manifest: restic read a file of the repository back damaged before it read a byte (another restic was probably still writing it); writing it again`);
+        await sleep(RUN_AGAIN_WAIT_MS, undefined, { signal: endSignal }).catch(() => undefined);
+        endSignal.throwIfAborted();
+        manifestWrite = writeManifest(Readable.from([manifestBytes]));
+      }
+    }
     // Complete: every artifact's restic and then the manifest's reported its snapshot saved. The
     // listing that gives the full snapshot ids (restic 0.14 prints short ones) is awaited before
     // the operation ends, so that a query after it sees this backup; queries meanwhile answer from
@@ -190,7 +212,12 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
     });
   };
 
-  const one = async (i: number): Promise<void> => {
+  /**
+   * One run of an artifact: 'again' when its restic failed before it opened the repository (so
+   * before it read a byte) because a file read back damaged, most often an index another restic
+   * was still writing (see ResticInvalidDataError); the source is closed and may be opened again.
+   */
+  const attempt = async (i: number, mayRunAgain: boolean): Promise<'done' | 'again'> => {
     const src = run.sources[i]!;
     const filename = artifactFilename(scope, src.artifact, src.extension);
     // One signal per artifact: the operation's cancel, another artifact's failure, or the watchdog.
@@ -214,8 +241,7 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
       }
     }, Math.min(1000, stallMs / 4, startMs / 4));
     let opened: Awaited<ReturnType<ArtifactSource['open']>> | undefined;
-    active.add(i);
-    report();
+    let writing: Promise<unknown> | undefined;
     try {
       // restic starts beside the source's opening (its key derivation and index take ~0.5 s, the
       // exec and the dump's first bytes take their own time); it reads once bytes arrive.
@@ -229,32 +255,62 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
         ctx.progress({ bytesDone: counted.reduce((a, b) => a + b, 0) });
       });
       ended.then(() => { sourceAnswered = true; moved(); }, () => undefined); // an empty source answered too
-      const writing = repo.backupStdin({
+      const written = repo.backupStdin({
         stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags: tagsFor({ instance, app, backupId, artifact: src.artifact }),
         onProgress: () => { if (!resticReady) { resticReady = true; moved(); } },
       });
-      writing.catch(() => undefined); // awaited below; a source that cannot open interrupts it first
+      writing = written;
+      written.catch(() => undefined); // awaited below; a source that cannot open interrupts it first
       try {
         opened = await src.open(signal);
       } catch (err) {
         // Never an end-of-file: restic is interrupted and writes nothing.
         counter.destroy(err instanceof Error ? err : new Error(String(err)));
-        await writing.catch(() => undefined);
+        await written.catch(() => undefined);
         throw err;
       }
       sourceEnded(opened.ended ?? opened.finished);
       // A failing source must fail restic's stdin (and so restic), never end it quietly.
       const feeding = pipeline(opened.stream, counter).catch((err: unknown) => { counter.destroy(err as Error); throw err; });
-      const [summary, meta] = await Promise.all([writing, opened.finished, feeding]);
+      const [summary, meta] = await Promise.all([written, opened.finished, feeding]);
       records[i] = { kind: src.artifact.kind, name: src.artifact.name, filename, snapshotId: summary.snapshotId, sizeBytes: counted[i]!, addedBytes: summary.dataAdded, meta };
       ctx.log(`${label(src)}: ${counted[i]} bytes, repository grew by ${summary.dataAdded} bytes (snapshot ${summary.snapshotId.slice(0, 8)})`);
+      return 'done';
     } catch (err) {
       // Close the source (its exec stream or process) whatever failed.
       opened?.stream.destroy();
-      if (!failure && !ctx.signal.aborted) failure = { err: new ArtifactFailedError(label(src), stall.signal.aborted ? stall.signal.reason : err) };
-      if (!group.signal.aborted) group.abort(failure?.err);
+      if (stall.signal.aborted) throw stall.signal.reason;
+      if (mayRunAgain && !resticReady && !signal.aborted && writing) {
+        // Whatever failed first, restic's own failure says whether it is worth another run.
+        const why = await writing.then(() => undefined, (e: unknown) => e);
+        if (why instanceof ResticInvalidDataError && !signal.aborted) {
+          // The source's end (a helper pod's removal) before it is opened again, within a bound.
+          await Promise.race([opened?.finished.catch(() => undefined), sleep(SOURCE_CLOSE_WAIT_MS)]);
+          return 'again';
+        }
+      }
+      throw err;
     } finally {
       clearInterval(watchdog);
+    }
+  };
+
+  const one = async (i: number): Promise<void> => {
+    const src = run.sources[i]!;
+    active.add(i);
+    report();
+    try {
+      for (let n = 1; (await attempt(i, n < ARTIFACT_RUNS)) === 'again'; n++) {
+        counted[i] = 0;
+        report();
+        ctx.log(`${label(src)}: restic read a file of the repository back damaged before it read a byte (another restic was probably still writing it); starting this artifact again`);
+        await sleep(RUN_AGAIN_WAIT_MS, undefined, { signal: AbortSignal.any([ctx.signal, group.signal]) }).catch(() => undefined);
+        if (ctx.signal.aborted || group.signal.aborted) return;
+      }
+    } catch (err) {
+      if (!failure && !ctx.signal.aborted) failure = { err: new ArtifactFailedError(label(src), err) };
+      if (!group.signal.aborted) group.abort(failure?.err);
+    } finally {
       active.delete(i);
       report();
     }

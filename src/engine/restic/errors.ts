@@ -80,6 +80,22 @@ export class ResticNoSpaceError extends ResticError {
   override readonly code = 'REPOSITORY_FULL';
 }
 
+/**
+ * A file of the repository read back other than its name (its hash) says: restic's "load
+ * <index/0afbc1f0>: invalid data returned". Most often the file was still being written: `rclone
+ * serve restic` (rclone before 1.63) and the rest: and rclone: backends on top of it show a file
+ * under its final name while it is uploaded, so a restic that loads the index while another
+ * writes one reads it torn. restic 0.14 keeps what it read in its cache, where the torn copy would
+ * fail every later run; ResticRepository removes it and runs again (see `file`).
+ */
+export class ResticInvalidDataError extends ResticError {
+  override name = 'ResticInvalidDataError';
+  override readonly code = 'RESTIC_INVALID_DATA';
+  constructor(message: string, details: ResticErrorDetails, readonly file: { type: string; id: string }) {
+    super(message, details);
+  }
+}
+
 /** The caller aborted (AbortSignal); restic was stopped (SIGINT, then SIGKILL). */
 export class ResticAbortError extends ResticError {
   override name = 'AbortError';
@@ -101,6 +117,8 @@ const UNREACHABLE =
 const NOT_FOUND_REPO =
   /does not exist|no such file or directory|not found|NoSuchKey|NoSuchBucket|BlobNotFound|ContainerNotFound|\b404\b/i;
 const OPEN_CONFIG = /unable to open config file|Is there a repository at the following location/i;
+// restic's handle ("<index/0afbc1f06a>") and, on the same line, the hash check's failure.
+const INVALID_DATA = /<(index|snapshot|data|key)\/([0-9a-f]{6,64})>.*invalid data returned/;
 const NO_SNAPSHOT = /no matching ID found|invalid id|cannot dump file: path .* not found|path .* not found in snapshot|pathComponents|no snapshot found/i;
 
 /** The most telling stderr line: restic's "Fatal:" line, else the last non-empty one. */
@@ -153,6 +171,11 @@ export function classifyResticFailure(input: {
   }
   if (exitCode === 10 || (OPEN_CONFIG.test(stderr) && NOT_FOUND_REPO.test(stderr))) {
     return new ResticNotInitializedError(`no restic repository${where}: initialise it first`, details);
+  }
+  const invalidData = INVALID_DATA.exec(stderr);
+  if (invalidData) {
+    const file = { type: invalidData[1]!, id: invalidData[2]! };
+    return new ResticInvalidDataError(`the file ${file.type}/${file.id} of the repository${where} read back damaged or incomplete; another restic may have been writing it`, details, file);
   }
   if ((command === 'dump' || command === 'snapshots' || command === 'forget') && NO_SNAPSHOT.test(stderr)) {
     return new ResticNotFoundError(`not found in the repository: ${detail}`, details);

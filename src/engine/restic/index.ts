@@ -23,6 +23,7 @@ export {
   ResticWrongPasswordError,
   ResticNotInitializedError,
   ResticAlreadyInitializedError,
+  ResticInvalidDataError,
   ResticLockedError,
   ResticUnreachableError,
   ResticAccessDeniedError,

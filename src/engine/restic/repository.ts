@@ -2,15 +2,16 @@
 // command as a typed method. Each call asks the storage plugin for a fresh environment (temp key
 // files live only while restic runs), passes the password through the environment, and redacts.
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { logger, processSecrets, scrub, type Logger } from '../../util/log.js';
 import { pluginForUri } from '../../plugins/storage/registry.js';
 import type { RepositorySettings } from '../../plugins/storage/settings.js';
 import { StorageValidationError, type PreparedBackend, type StorageBackendName, type StoragePlugin } from '../../plugins/storage/types.js';
 import { SNAPSHOT_ID, backupArgs, checkArgs, checkTag, forgetArgs, invalid } from './args.js';
-import { ResticAbortError, ResticError, ResticLockedError, ResticNotInitializedError, ResticUnreachableError } from './errors.js';
+import { ResticAbortError, ResticError, ResticInvalidDataError, ResticLockedError, ResticNotInitializedError, ResticUnreachableError } from './errors.js';
 import {
   parseBackupLine,
   parseForget,
@@ -40,6 +41,11 @@ import type {
 import { detectResticVersion, featuresOf, type ResticFeatures, type ResticVersion } from './version.js';
 
 const DEFAULT_STATUS_TIMEOUT_MS = 20_000;
+/** Runs of a command (without input) that read a file back damaged: the first and two more, 1 s and 2 s later. */
+const INVALID_DATA_RUNS = 3;
+const INVALID_DATA_WAIT_MS = 1_000;
+/** restic's cache folders by the type its errors name. */
+const CACHE_FOLDER: Record<string, string> = { index: 'index', snapshot: 'snapshots', data: 'data' };
 // The child sees these of our environment, the plugin's variables and the password; nothing else
 // (no stray AWS_* or RESTIC_* of the server's own environment).
 const PASS_THROUGH_ENV = ['PATH', 'HOME', 'TMPDIR', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
@@ -281,7 +287,7 @@ export class ResticRepository {
             (err: unknown) => {
               finished = true;
               // The error reaches the reader once no lock of this restic is left behind.
-              void this.leaveNoLock('dump', {}, p).then(() => out.destroy(err as Error));
+              void this.afterFailure('dump', {}, p, err).then(() => out.destroy(err as Error));
             },
           )
           .finally(() => prepared.cleanup().catch(() => undefined));
@@ -398,20 +404,62 @@ export class ResticRepository {
    * dead processes on this host, or not refreshed for 30 minutes; live ones stay) and it runs once
    * more. A restic that was killed (OOM, SIGKILL, a crash of this server) leaves its lock behind,
    * and restic 0.14 lets such a lock block every exclusive command (forget, prune, check) until
-   * someone unlocks. A command fed from a stream cannot run twice, so it is not retried.
+   * someone unlocks. When a file read back damaged (ResticInvalidDataError: most often one another
+   * restic was still writing), it runs again after a wait, up to INVALID_DATA_RUNS times. A
+   * command fed from a stream cannot run twice, so it is not retried (the backup pipeline retries
+   * an artifact whose restic failed so before it read a byte).
    */
   private async run(command: string, args: string[], opts: RunOptions): Promise<string[]> {
-    try {
-      return await this.runOnce(command, args, opts);
-    } catch (err) {
-      if (!(err instanceof ResticLockedError) || opts.stdin || command === 'unlock' || command === 'init' || opts.signal?.aborted) throw err;
+    for (let run = 1; ; run++) {
       try {
-        await this.runOnce('unlock', [], { signal: opts.signal, timeoutMs: opts.timeoutMs, json: false });
-      } catch {
-        throw err;
+        return await this.runOnce(command, args, opts);
+      } catch (err) {
+        const again = !opts.stdin && !opts.signal?.aborted;
+        if (err instanceof ResticInvalidDataError && again && run < INVALID_DATA_RUNS) {
+          this.log.info('a file of the repository read back damaged, trying again', { command, repository: this.displayUri, file: `${err.file.type}/${err.file.id}` });
+          await sleep(INVALID_DATA_WAIT_MS * run, undefined, { signal: opts.signal }).catch(() => undefined);
+          if (opts.signal?.aborted) throw err;
+          continue;
+        }
+        if (!(err instanceof ResticLockedError) || !again || command === 'unlock' || command === 'init') throw err;
+        try {
+          await this.runOnce('unlock', [], { signal: opts.signal, timeoutMs: opts.timeoutMs, json: false });
+        } catch {
+          throw err;
+        }
+        this.log.info('removed stale locks, trying again', { command, repository: this.displayUri });
+        return this.runOnce(command, args, opts);
       }
-      this.log.info('removed stale locks, trying again', { command, repository: this.displayUri });
-      return this.runOnce(command, args, opts);
+    }
+  }
+
+  /**
+   * After a failed run: sweeps stale locks if this restic took a lock and may have left it, and
+   * removes from restic's cache a file it read back damaged. restic 0.14 caches index and snapshot
+   * files as it downloads them and never checks its cache again: a torn copy left there would fail
+   * every later run of this repository, even once the file in the repository is whole.
+   */
+  private async afterFailure(command: string, opts: RunOptions, proc: ResticProcess, err: unknown): Promise<void> {
+    if (err instanceof ResticInvalidDataError) await this.dropCachedFile(err.file);
+    await this.leaveNoLock(command, opts, proc);
+  }
+
+  /** Removes the cached copies of a file restic named by its short id (in any repository's cache folder: ids are hashes). */
+  private async dropCachedFile(file: { type: string; id: string }): Promise<void> {
+    const folder = CACHE_FOLDER[file.type];
+    if (!folder) return;
+    const cacheDir = join(this.options.dataDir, 'cache', 'restic');
+    try {
+      for (const repoId of await readdir(cacheDir).catch(() => [] as string[])) {
+        const dir = join(cacheDir, repoId, folder, file.id.slice(0, 2));
+        for (const name of await readdir(dir).catch(() => [] as string[])) {
+          if (!name.startsWith(file.id)) continue;
+          await rm(join(dir, name), { force: true });
+          this.log.info('removed a damaged file from the restic cache', { repository: this.displayUri, file: `${file.type}/${name}` });
+        }
+      }
+    } catch (err) {
+      this.log.warn('could not remove a damaged file from the restic cache', { repository: this.displayUri, file: `${file.type}/${file.id}`, error: err instanceof Error ? err.message : String(err) });
     }
   }
 
@@ -459,7 +507,7 @@ export class ResticRepository {
       return lines;
     } catch (err) {
       // Before the input is destroyed: its consumers' errors would arrive before restic's.
-      await this.leaveNoLock(command, opts, proc);
+      await this.afterFailure(command, opts, proc, err);
       if (opts.stdin && !opts.stdin.destroyed) opts.stdin.destroy();
       throw err;
     } finally {

@@ -1,0 +1,158 @@
+// A restic that reads a file of the repository back damaged ("load <index/…>: invalid data
+// returned"). `rclone serve restic` (rclone 1.60 here) shows a file under its final name while it
+// is being uploaded, so a restic starting while another writes its index reads that index torn;
+// restic 0.14 also keeps the torn copy in its cache, where it would fail every later run. Wild
+// Backup removes the cached copy and runs again; a backup runs the artifact (and the manifest)
+// again, its source opened anew.
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readdir, rm, stat, truncate } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BackupCatalog, readAll } from '../../src/engine/backup/catalog.js';
+import { runBackup } from '../../src/engine/backup/pipeline.js';
+import type { ArtifactSource } from '../../src/engine/backup/source.js';
+import type { TaskContext } from '../../src/engine/operations/index.js';
+import { ResticRepository } from '../../src/engine/restic/index.js';
+import type { Logger } from '../../src/util/log.js';
+import { startRcloneRestServer, type RcloneRestFixture } from '../fixtures/servers/rclone.js';
+import { registerSecret } from '../helpers/leaks.js';
+import { commandSource } from '../helpers/sources.js';
+
+const password = `repo-${randomBytes(8).toString('hex')}`;
+registerSecret(password);
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const dirs: string[] = [];
+const tempDir = async (prefix: string) => {
+  const d = await mkdtemp(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+};
+afterAll(async () => {
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+function taskContext(onLog: (line: string) => void = () => undefined): TaskContext & { logs: string[] } {
+  const logs: string[] = [];
+  return {
+    logs, operationId: 'op-invalid-data', signal: new AbortController().signal,
+    progress: () => undefined, setBackupId: () => undefined, saveRecovery: async () => undefined,
+    log: (line) => { logs.push(line); onLog(line); },
+  };
+}
+
+describe('a torn index on rest: (rclone serve restic)', () => {
+  let server: RcloneRestFixture;
+  const auth = { user: 'wild', pass: `rest-${randomBytes(8).toString('hex')}` };
+  const credentials = () => ({ rest: { username: auth.user, password: auth.pass } });
+
+  beforeAll(async () => {
+    server = await startRcloneRestServer(auth);
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  /** A request to the REST server with its basic auth; resolves with the status and body. */
+  const rest = (method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer }> =>
+    new Promise((resolve, reject) => {
+      const req = request(`${server.url}${path}`, { method, auth: `${auth.user}:${auth.pass}`, headers }, (res) => {
+        readAll(res, 1e8).then((body) => resolve({ status: res.statusCode ?? 0, body }), reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  const listIndex = async (repoPath: string): Promise<Array<{ name: string; size: number }>> =>
+    JSON.parse((await rest('GET', `/${repoPath}/index/`, { Accept: 'application/vnd.x.restic.rest.v2' })).body.toString()) as Array<{ name: string; size: number }>;
+
+  it('runs the artifact and the manifest again, the source opened anew, once the index another restic was writing is whole', async () => {
+    const repoPath = 'torn';
+    const settings = { repository: `rest:${server.url}/${repoPath}`, password, credentials: credentials() };
+    // Another writer, with a cache of its own: its index is what our restics read torn.
+    const writer = new ResticRepository({ settings, dataDir: await tempDir('wb-torn-writer-') });
+    await writer.init();
+    await writer.backupStdin({ stdin: Readable.from([randomBytes(300_000)]), filename: 'other/data.bin', host: 'other' });
+    const [index] = await listIndex(repoPath);
+    expect(index).toBeDefined();
+    const whole = (await rest('GET', `/${repoPath}/index/${index!.name}`)).body;
+    expect(whole.length).toBe(index!.size);
+    expect((await rest('DELETE', `/${repoPath}/index/${index!.name}`)).status).toBe(200);
+
+    // The writer uploads that index again, half of it now: the server lists it, torn.
+    const upload = request(`${server.url}/${repoPath}/index/${index!.name}`, { method: 'POST', auth: `${auth.user}:${auth.pass}`, headers: { 'Content-Length': String(whole.length) } });
+    const uploaded = new Promise<number>((resolve, reject) => {
+      upload.on('response', (res) => { res.resume(); resolve(res.statusCode ?? 0); });
+      upload.on('error', reject);
+    });
+    const half = Math.floor(whole.length / 2);
+    upload.write(whole.subarray(0, half));
+    for (let i = 0; i < 100 && !(await listIndex(repoPath)).some((f) => f.name === index!.name && f.size === half); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await listIndex(repoPath)).toContainEqual({ name: index!.name, size: half });
+    let finished = false;
+    const finishUpload = () => {
+      if (finished) return;
+      finished = true;
+      upload.end(whole.subarray(half));
+    };
+
+    // Our backup, with a cache of its own. The upload ends once our artifact is to run again.
+    const dataDir = await tempDir('wb-torn-ours-');
+    const repo = new ResticRepository({ settings, dataDir });
+    const catalog = new BackupCatalog(join(dataDir, 'manifests'));
+    const payload = join(dataDir, 'payload');
+    let opens = 0;
+    const inner = commandSource('postgres', 'gitea', ['sh', '-c', `head -c 2000000 /dev/urandom > ${payload} && cat ${payload}`], 2_000_000);
+    const source: ArtifactSource = { ...inner, open: (signal) => { opens++; return inner.open(signal); } };
+    const ctx = taskContext((line) => { if (line.includes('starting this artifact again')) finishUpload(); });
+    try {
+      const result = await runBackup({ repo, catalog, instance: 'home', app: 'gitea', sources: [source], skipped: [], ctx });
+      expect(await uploaded).toBe(200);
+      expect(ctx.logs.filter((l) => l.includes('starting this artifact again'))).toHaveLength(1);
+      expect(ctx.logs.some((l) => l.startsWith('manifest:') && l.includes('writing it again'))).toBe(true);
+      expect(opens).toBe(2);
+      // One snapshot per artifact and the manifest, nothing left of the first runs.
+      const snaps = await repo.snapshots({ tags: [`backup:${result.backupId}`], refresh: true });
+      expect(snaps.map((s) => s.paths[0]).sort()).toEqual(['/gitea/backup.json', '/gitea/postgres-gitea.bin']);
+      const pg = snaps.find((s) => s.paths[0] === '/gitea/postgres-gitea.bin')!;
+      expect(sha(await readAll(repo.dump(pg.id, '/gitea/postgres-gitea.bin'), 1e8))).toBe(sha(await readAll(createReadStream(payload), 1e8)));
+      expect(result.manifest.artifacts[0]!.sizeBytes).toBe(2_000_000);
+      // The repository is whole, and so is our cache: restic check reads every index.
+      expect((await repo.check()).ok).toBe(true);
+    } finally {
+      finishUpload();
+      await catalog.close();
+    }
+  }, 120_000);
+});
+
+describe('a damaged file in the restic cache (local repository)', () => {
+  it('is removed and the command runs again, instead of failing every later run', async () => {
+    const dataDir = await tempDir('wb-torn-cache-');
+    const logs: string[] = [];
+    const log: Logger = { info: (m, f) => logs.push(`${m} ${JSON.stringify(f ?? {})}`), warn: () => undefined, error: () => undefined, debug: () => undefined };
+    const repo = new ResticRepository({ settings: { repository: join(dataDir, 'repo'), password, credentials: {} }, dataDir, log });
+    await repo.init();
+    await repo.backupStdin({ stdin: Readable.from([randomBytes(200_000)]), filename: 'a/data.bin', host: 'home' });
+    // A torn copy of the index in restic's cache, as a read of a half-written file leaves it.
+    const cacheRoot = join(dataDir, 'cache', 'restic');
+    const [repoId] = await readdir(cacheRoot).then((names) => names.filter((n) => /^[0-9a-f]{64}$/.test(n)));
+    const [indexName] = await readdir(join(dataDir, 'repo', 'index'));
+    const cached = join(cacheRoot, repoId!, 'index', indexName!.slice(0, 2), indexName!);
+    await mkdir(join(cached, '..'), { recursive: true });
+    await copyFile(join(dataDir, 'repo', 'index', indexName!), cached);
+    const size = (await stat(cached)).size;
+    await truncate(cached, size - 16);
+
+    const stats = await repo.stats('raw-data');
+    expect(stats.totalSize).toBeGreaterThan(0);
+    expect(logs.some((l) => l.startsWith('removed a damaged file from the restic cache') && l.includes(`index/${indexName}`))).toBe(true);
+    expect(logs.some((l) => l.startsWith('a file of the repository read back damaged, trying again'))).toBe(true);
+    // The copy restic cached again is whole.
+    expect((await stat(cached)).size).toBe(size);
+  }, 60_000);
+});
