@@ -5,7 +5,7 @@
 // Backup removes the cached copy and runs again; a backup runs the artifact (and the manifest)
 // again, its source opened anew.
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, rm, stat, truncate } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ import { BackupCatalog, readAll } from '../../src/engine/backup/catalog.js';
 import { runBackup } from '../../src/engine/backup/pipeline.js';
 import type { ArtifactSource } from '../../src/engine/backup/source.js';
 import type { TaskContext } from '../../src/engine/operations/index.js';
-import { ResticRepository } from '../../src/engine/restic/index.js';
+import { ResticRepository, type ResticSpawnInfo } from '../../src/engine/restic/index.js';
 import type { Logger } from '../../src/util/log.js';
 import { startRcloneRestServer, type RcloneRestFixture } from '../fixtures/servers/rclone.js';
 import { registerSecret } from '../helpers/leaks.js';
@@ -102,19 +102,31 @@ describe('a torn index on rest: (rclone serve restic)', () => {
 
     // Our backup, with a cache of its own. The upload ends once our artifact is to run again.
     const dataDir = await tempDir('wb-torn-ours-');
-    const repo = new ResticRepository({ settings, dataDir });
+    const spawned: ResticSpawnInfo[] = [];
+    const repo = new ResticRepository({ settings, dataDir, onSpawn: (info) => spawned.push(info) });
     const catalog = new BackupCatalog(join(dataDir, 'manifests'));
     const payload = join(dataDir, 'payload');
     let opens = 0;
     const inner = commandSource('postgres', 'gitea', ['sh', '-c', `head -c 2000000 /dev/urandom > ${payload} && cat ${payload}`], 2_000_000);
     const source: ArtifactSource = { ...inner, open: (signal) => { opens++; return inner.open(signal); } };
-    const ctx = taskContext((line) => { if (line.includes('starting this artifact again')) finishUpload(); });
+    // The manifest's restic starts beside the artifact's and reads the same torn index: the upload
+    // ends once the artifact runs again and that first manifest restic has failed (15 s at most).
+    const manifestResticGone = async () => {
+      for (let i = 0; i < 300; i++) {
+        const first = spawned.find((p) => p.argv.includes('artifact:manifest'));
+        if (first && !existsSync(`/proc/${first.pid}`)) return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    const ctx = taskContext((line) => { if (line.includes('starting this artifact again')) void manifestResticGone().then(finishUpload); });
     try {
       const result = await runBackup({ repo, catalog, instance: 'home', app: 'gitea', sources: [source], skipped: [], ctx });
       expect(await uploaded).toBe(200);
-      expect(ctx.logs.filter((l) => l.includes('starting this artifact again'))).toHaveLength(1);
+      // Once, or twice on a loaded machine when the manifest's restic took over a second longer to fail.
+      const runsAgain = ctx.logs.filter((l) => l.includes('starting this artifact again')).length;
+      expect(runsAgain).toBeGreaterThanOrEqual(1);
+      expect(opens).toBe(runsAgain + 1);
       expect(ctx.logs.some((l) => l.startsWith('manifest:') && l.includes('writing it again'))).toBe(true);
-      expect(opens).toBe(2);
       // One snapshot per artifact and the manifest, nothing left of the first runs.
       const snaps = await repo.snapshots({ tags: [`backup:${result.backupId}`], refresh: true });
       expect(snaps.map((s) => s.paths[0]).sort()).toEqual(['/gitea/backup.json', '/gitea/postgres-gitea.bin']);
@@ -137,22 +149,44 @@ describe('a damaged file in the restic cache (local repository)', () => {
     const log: Logger = { info: (m, f) => logs.push(`${m} ${JSON.stringify(f ?? {})}`), warn: () => undefined, error: () => undefined, debug: () => undefined };
     const repo = new ResticRepository({ settings: { repository: join(dataDir, 'repo'), password, credentials: {} }, dataDir, log });
     await repo.init();
-    await repo.backupStdin({ stdin: Readable.from([randomBytes(200_000)]), filename: 'a/data.bin', host: 'home' });
+    const data = randomBytes(200_000);
+    const { snapshotId } = await repo.backupStdin({ stdin: Readable.from([data]), filename: 'a/data.bin', host: 'home' });
     // A torn copy of the index in restic's cache, as a read of a half-written file leaves it.
     const cacheRoot = join(dataDir, 'cache', 'restic');
     const [repoId] = await readdir(cacheRoot).then((names) => names.filter((n) => /^[0-9a-f]{64}$/.test(n)));
     const [indexName] = await readdir(join(dataDir, 'repo', 'index'));
     const cached = join(cacheRoot, repoId!, 'index', indexName!.slice(0, 2), indexName!);
-    await mkdir(join(cached, '..'), { recursive: true });
-    await copyFile(join(dataDir, 'repo', 'index', indexName!), cached);
-    const size = (await stat(cached)).size;
-    await truncate(cached, size - 16);
+    const size = (await stat(join(dataDir, 'repo', 'index', indexName!))).size;
+    const tearCachedIndex = async () => {
+      await mkdir(join(cached, '..'), { recursive: true });
+      await copyFile(join(dataDir, 'repo', 'index', indexName!), cached);
+      await truncate(cached, size - 16);
+    };
+    const removed = () => logs.filter((l) => l.startsWith('removed a damaged file from the restic cache') && l.includes(`index/${indexName}`)).length;
+    const ranAgain = (command: string) => logs.filter((l) => l.startsWith('a file of the repository read back damaged, trying again') && l.includes(`"command":"${command}"`)).length;
 
+    // A command with output only (stats): run again once the cached copy is gone.
+    await tearCachedIndex();
     const stats = await repo.stats('raw-data');
     expect(stats.totalSize).toBeGreaterThan(0);
-    expect(logs.some((l) => l.startsWith('removed a damaged file from the restic cache') && l.includes(`index/${indexName}`))).toBe(true);
-    expect(logs.some((l) => l.startsWith('a file of the repository read back damaged, trying again'))).toBe(true);
+    expect([removed(), ranAgain('stats')]).toEqual([1, 1]);
     // The copy restic cached again is whole.
     expect((await stat(cached)).size).toBe(size);
+
+    // A dump (a restore's stream): run again before its first byte; the reader gets every byte.
+    await tearCachedIndex();
+    expect(sha(await readAll(repo.dump(snapshotId, '/a/data.bin'), 1e8))).toBe(sha(data));
+    expect([removed(), ranAgain('dump')]).toEqual([2, 1]);
+    expect((await stat(cached)).size).toBe(size);
+
+    // Damaged in the repository itself: check, which reads it without our cache under the
+    // exclusive lock, reports it at once, as its finding.
+    logs.length = 0;
+    const stored = join(dataDir, 'repo', 'index', indexName!);
+    await truncate(stored, size - 16);
+    const checked = await repo.check();
+    expect(checked.ok).toBe(false);
+    expect(checked.messages.join('\n')).toContain(`load <index/${indexName!.slice(0, 10)}>: invalid data returned`);
+    expect(logs.filter((l) => l.startsWith('a file of the repository read back damaged, trying again'))).toEqual([]);
   }, 60_000);
 });

@@ -271,28 +271,41 @@ export class ResticRepository {
       process.nextTick(() => out.destroy(bad));
       return out;
     }
-    this.start('dump', [snapshotId, path], { ...opts, json: false })
-      .then(({ process: p, prepared }) => {
-        proc = p;
-        if (out.destroyed) p.stop('consumer');
-        p.child.stdout.on('data', (chunk: Buffer) => {
-          if (!out.push(chunk)) p.child.stdout.pause();
-        });
-        p.wait()
-          .then(
-            () => {
-              finished = true;
-              out.push(null);
-            },
-            (err: unknown) => {
-              finished = true;
-              // The error reaches the reader once no lock of this restic is left behind.
-              void this.afterFailure('dump', {}, p, err).then(() => out.destroy(err as Error));
-            },
-          )
-          .finally(() => prepared.cleanup().catch(() => undefined));
-      })
-      .catch((err: unknown) => out.destroy(err as Error));
+    // A restic that read a file back damaged before its first byte (see run) runs again; after
+    // its first byte the reader has part of the file, and the error is the reader's.
+    let emitted = 0;
+    const launch = (runNo: number): void => {
+      this.start('dump', [snapshotId, path], { ...opts, json: false })
+        .then(({ process: p, prepared }) => {
+          proc = p;
+          if (out.destroyed) p.stop('consumer');
+          p.child.stdout.on('data', (chunk: Buffer) => {
+            emitted += chunk.length;
+            if (!out.push(chunk)) p.child.stdout.pause();
+          });
+          p.wait()
+            .then(
+              () => {
+                finished = true;
+                out.push(null);
+              },
+              async (err: unknown) => {
+                // The error reaches the reader once no lock of this restic is left behind.
+                await this.afterFailure('dump', {}, p, err);
+                if (err instanceof ResticInvalidDataError && emitted === 0 && runNo < INVALID_DATA_RUNS && !out.destroyed && !opts.signal?.aborted) {
+                  this.log.info('a file of the repository read back damaged, trying again', { command: 'dump', repository: this.displayUri, file: `${err.file.type}/${err.file.id}` });
+                  await sleep(INVALID_DATA_WAIT_MS * runNo, undefined, { signal: opts.signal }).catch(() => undefined);
+                  if (!out.destroyed && !opts.signal?.aborted) return launch(runNo + 1);
+                }
+                finished = true;
+                out.destroy(err as Error);
+              },
+            )
+            .finally(() => prepared.cleanup().catch(() => undefined));
+        })
+        .catch((err: unknown) => out.destroy(err as Error));
+    };
+    launch(1);
     return out;
   }
 
@@ -350,8 +363,9 @@ export class ResticRepository {
       const lines = await this.run('check', args, { ...opts, json: (await this.features()).jsonCheck });
       return { ok: true, messages: lines.map(scrub) };
     } catch (err) {
-      // Any other named error (password, lock, network) says nothing about the data: rethrow.
-      if (err instanceof ResticError && err.constructor === ResticError && err.exitCode === 1) {
+      // A file read back damaged is a finding; any other named error (password, lock, network)
+      // says nothing about the data: rethrow.
+      if (err instanceof ResticError && (err.constructor === ResticError || err instanceof ResticInvalidDataError) && err.exitCode === 1) {
         return { ok: false, messages: err.stderrTail.split('\n').filter(Boolean) };
       }
       throw err;
@@ -415,7 +429,9 @@ export class ResticRepository {
         return await this.runOnce(command, args, opts);
       } catch (err) {
         const again = !opts.stdin && !opts.signal?.aborted;
-        if (err instanceof ResticInvalidDataError && again && run < INVALID_DATA_RUNS) {
+        // Not check: it holds the exclusive lock (no restic writes meanwhile) and reads without our
+        // cache, so what it reads damaged is damaged, and is its finding (see check).
+        if (err instanceof ResticInvalidDataError && again && command !== 'check' && run < INVALID_DATA_RUNS) {
           this.log.info('a file of the repository read back damaged, trying again', { command, repository: this.displayUri, file: `${err.file.type}/${err.file.id}` });
           await sleep(INVALID_DATA_WAIT_MS * run, undefined, { signal: opts.signal }).catch(() => undefined);
           if (opts.signal?.aborted) throw err;
