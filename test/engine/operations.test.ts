@@ -1,6 +1,6 @@
 // The operation engine: lifecycle, progress throttling, cancel, conflicts, the concurrency limit,
 // exclusive work, persistence and recovery after a crash. Driven by a test-only task kind.
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OperationEngine, type OperationRecord, type OperationTask } from '../../src/engine/operations/index.js';
@@ -18,7 +18,7 @@ let paths: DataPaths;
 let pubsub: PubSub<OperationTopics>;
 let engines: OperationEngine[];
 
-function newEngine(opts: { concurrency?: number; progressIntervalMs?: number; recoveryRetryMs?: number } = {}): OperationEngine {
+function newEngine(opts: { concurrency?: number; progressIntervalMs?: number; recoveryRetryMs?: number; finishedKeptPerApp?: number } = {}): OperationEngine {
   const e = new OperationEngine({ paths, pubsub, ...opts });
   engines.push(e);
   return e;
@@ -316,6 +316,51 @@ describe('OperationEngine', () => {
     await expect.poll(async () => (await readRecord(second.get('op-crashed-dd44')!)).recovery, { timeout: 5_000 }).toBeNull();
     expect(await second.logTail('op-crashed-dd44')).toEqual(expect.arrayContaining([expect.stringContaining('recovery failed again: cluster unreachable'), expect.stringContaining('recovery finished')]));
     expect((await second.waitFor((await second.submit(tickTask({ app: 'gitea', steps: 1 }))).id)).status).toBe('SUCCEEDED');
+  });
+
+  it('keeps the newest finished operations of each app and removes older ones with their logs, never one with an undo still to do', async () => {
+    const dir = paths.operationsDir('home');
+    await mkdir(dir, { recursive: true });
+    const record = (id: string, minute: number, extra: Partial<OperationRecord> = {}) => ({
+      version: 1, id, kind: 'BACKUP_APP', status: 'SUCCEEDED', instanceName: 'home', appName: 'gitea', message: null, error: null,
+      progress: { phase: 'succeeded', bytesDone: 1, bytesTotal: 1, bytesPerSecond: null, etaSeconds: null, currentItem: null },
+      createdAt: `2026-11-26T10:${String(minute).padStart(2, '0')}:00.000Z`, startedAt: null, finishedAt: `2026-11-26T10:${String(minute).padStart(2, '0')}:30.000Z`, backupId: null,
+      recovery: null, ...extra,
+    });
+    // An earlier run left four finished backups of gitea, one of immich, and three of ghost after
+    // the oldest record of all: a restore of ghost whose undo is still to do.
+    const files: Array<ReturnType<typeof record>> = [
+      record('op-undo-0000', 0, { appName: 'ghost', kind: 'RESTORE_APP', status: 'FAILED', recovery: { replicas: { 'Deployment/ghost': 1 } } }),
+      record('op-old-0001', 1), record('op-old-0002', 2), record('op-old-0003', 3), record('op-old-0004', 4),
+      record('op-imm-0005', 5, { appName: 'immich' }),
+      record('op-gho-0006', 6, { appName: 'ghost' }), record('op-gho-0007', 7, { appName: 'ghost' }), record('op-gho-0008', 8, { appName: 'ghost' }),
+    ];
+    for (const f of files) {
+      await writeFile(path.join(dir, `${f.id}.json`), JSON.stringify(f));
+      await mkdir(path.join(dir, f.id));
+      await writeFile(path.join(dir, f.id, 'output.log'), 'a line\n');
+    }
+    const engine = newEngine({ finishedKeptPerApp: 2, recoveryRetryMs: 600_000 });
+    engine.onRecovery('RESTORE_APP', async () => { throw new Error('cluster unreachable'); });
+    await engine.init(['home']);
+    const ids = (app: string) => engine.list({ instance: 'home', app }).map((r) => r.id);
+    const onDisk = async () => (await readdir(dir)).sort();
+    // At start-up: the two newest of gitea and of ghost, ghost's undo still to do, immich's one.
+    expect(ids('gitea')).toEqual(['op-old-0004', 'op-old-0003']);
+    expect(ids('ghost')).toEqual(['op-gho-0008', 'op-gho-0007', 'op-undo-0000']);
+    expect(ids('immich')).toEqual(['op-imm-0005']);
+    const kept = ['op-gho-0007', 'op-gho-0008', 'op-imm-0005', 'op-undo-0000'].flatMap((id) => [id, `${id}.json`]);
+    expect(await onDisk()).toEqual([...kept, 'op-old-0003', 'op-old-0003.json', 'op-old-0004', 'op-old-0004.json'].sort());
+    expect(engine.get('op-old-0001')).toBeUndefined();
+    // Each operation that finishes makes room for itself in its app's history only.
+    const first = await engine.waitFor((await engine.submit(tickTask({ app: 'gitea', steps: 1 }))).id);
+    const second = await engine.waitFor((await engine.submit(tickTask({ app: 'gitea', steps: 1 }))).id);
+    expect(ids('gitea')).toEqual([second.id, first.id]);
+    expect(ids('ghost')).toEqual(['op-gho-0008', 'op-gho-0007', 'op-undo-0000']);
+    // The files go right after the operation's end was published.
+    await expect.poll(onDisk, { timeout: 5_000 }).toEqual([...kept, first.id, `${first.id}.json`, second.id, `${second.id}.json`].sort());
+    expect(await engine.logTail(second.id)).toEqual(expect.arrayContaining([expect.stringContaining('SUCCEEDED')]));
+    await expect(engine.logTail('op-old-0004')).rejects.toThrow(NotFoundError);
   });
 
   it('writes of one record land in the order they were asked: the last state asked is the one on disk', async () => {

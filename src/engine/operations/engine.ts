@@ -19,6 +19,12 @@ const MAX_LOG_LINES_IN_MEMORY = 200;
  * their output.log. A server that runs for months makes thousands of operations.
  */
 export const FINISHED_LOGS_IN_MEMORY = 100;
+/**
+ * Finished operations kept per app (and per instance for instance-wide work), newest first: hourly
+ * backups add ~8,800 records a year per app, which memory, start-up and every operations query
+ * would otherwise carry for ever. Records with an undo still to do are always kept.
+ */
+export const DEFAULT_FINISHED_KEPT_PER_APP = 500;
 /** Minimum time between a phase change's event and the event before it. */
 const PHASE_MIN_GAP_MS = 100;
 
@@ -33,6 +39,8 @@ export interface EngineOptions {
   persistIntervalMs?: number;
   /** First wait before a pending recovery is tried again; doubles up to 10 min. Default 30 s. */
   recoveryRetryMs?: number;
+  /** Finished operations kept per app (see DEFAULT_FINISHED_KEPT_PER_APP); older ones are removed with their logs. */
+  finishedKeptPerApp?: number;
 }
 
 const RECOVERY_RETRY_MAX_MS = 10 * 60_000;
@@ -62,6 +70,10 @@ function newOperationId(): string {
   return `op-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
 }
 
+/** Newest first: by creation, then by id. */
+const newestFirst = (a: OperationRecord, b: OperationRecord): number =>
+  a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : a.id < b.id ? 1 : -1;
+
 const appKey = (instance: string, app: string | undefined | null): string | null => (app ? `${instance}/${app}` : null);
 
 export class OperationEngine {
@@ -83,6 +95,7 @@ export class OperationEngine {
   private readonly progressIntervalMs: number;
   private readonly persistIntervalMs: number;
   private readonly recoveryRetryMs: number;
+  private readonly finishedKeptPerApp: number;
   private stopping = false;
 
   constructor(private readonly opts: EngineOptions) {
@@ -91,6 +104,7 @@ export class OperationEngine {
     this.progressIntervalMs = opts.progressIntervalMs ?? 250;
     this.persistIntervalMs = opts.persistIntervalMs ?? 2000;
     this.recoveryRetryMs = opts.recoveryRetryMs ?? 30_000;
+    this.finishedKeptPerApp = Math.max(1, opts.finishedKeptPerApp ?? DEFAULT_FINISHED_KEPT_PER_APP);
   }
 
   onRecovery(kind: OperationKind, hook: RecoveryHook): void {
@@ -132,6 +146,37 @@ export class OperationEngine {
     for (const rec of this.records.values()) {
       if (isTerminal(rec.status) && rec.recovery && this.recoveryHooks.has(rec.kind)) this.schedulePending(rec, this.recoveryRetryMs);
     }
+    for (const inst of instances) await this.pruneHistory(inst, null, true);
+  }
+
+  /**
+   * Removes the finished records of an app (of every app of the instance with `everyApp`) beyond
+   * the newest `finishedKeptPerApp`, from memory and disk, logs included. Never one that runs or
+   * whose undo is still to do.
+   */
+  private async pruneHistory(instance: string, app: string | null, everyApp = false): Promise<void> {
+    const groups = new Map<string, OperationRecord[]>();
+    for (const rec of this.records.values()) {
+      if (rec.instanceName !== instance || (!everyApp && (rec.appName ?? null) !== app)) continue;
+      if (!isTerminal(rec.status) || rec.recovery || this.pending.has(rec.id) || this.active.has(rec.id)) continue;
+      const key = rec.appName ?? '';
+      const group = groups.get(key) ?? [];
+      group.push(rec);
+      groups.set(key, group);
+    }
+    let removed = 0;
+    for (const group of groups.values()) {
+      if (group.length <= this.finishedKeptPerApp) continue;
+      for (const rec of group.sort(newestFirst).slice(this.finishedKeptPerApp)) {
+        this.records.delete(rec.id);
+        this.logs.delete(rec.id);
+        const k = this.finishedLogs.indexOf(rec.id);
+        if (k >= 0) this.finishedLogs.splice(k, 1);
+        await this.store.remove(rec).catch((err: unknown) => log.warn('could not remove an old operation record', { operation: rec.id, error: (err as Error).message }));
+        removed++;
+      }
+    }
+    if (removed > 0) log.info('removed old operation records', { instance, removed, keptPerApp: this.finishedKeptPerApp });
   }
 
   /** The operation whose unfinished undo holds this app, if any. */
@@ -221,7 +266,7 @@ export class OperationEngine {
       if (filter.status && filter.status.length > 0 && !filter.status.includes(rec.status)) continue;
       out.push(rec);
     }
-    return out.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : a.id < b.id ? 1 : -1));
+    return out.sort(newestFirst);
   }
 
   async logTail(id: string, last = 100): Promise<string[]> {
@@ -481,6 +526,7 @@ export class OperationEngine {
     await lastLine;
     this.finishedLogs.push(rec.id);
     while (this.finishedLogs.length > FINISHED_LOGS_IN_MEMORY) this.logs.delete(this.finishedLogs.shift()!);
+    await this.pruneHistory(rec.instanceName, rec.appName ?? null);
   }
 
   /** Operations whose log tail is held in memory (the running ones and the latest finished). */

@@ -1,6 +1,6 @@
 // Persistence of operation records: one JSON file per operation, written atomically, and an
 // append-only output.log beside it.
-import { appendFile, mkdir, readdir, readFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { DataPaths } from '../../wild/paths.js';
 import { writeFileAtomic } from '../../wild/writer.js';
@@ -50,6 +50,13 @@ export class OperationStore {
     const forget = (): void => { if (this.appending.get(file) === next) this.appending.delete(file); };
     next.then(forget, forget);
     return next;
+  }
+
+  /** Removes the record and its log (after any append still under way to it). */
+  async remove(rec: Pick<OperationRecord, 'instanceName' | 'id'>): Promise<void> {
+    await this.appending.get(this.logFile(rec))?.catch(() => undefined);
+    await rm(this.file(rec), { force: true });
+    await rm(path.dirname(this.logFile(rec)), { recursive: true, force: true });
   }
 
   async readLogTail(rec: OperationRecord, last: number): Promise<string[]> {
