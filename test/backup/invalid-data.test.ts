@@ -16,7 +16,7 @@ import { BackupCatalog, readAll } from '../../src/engine/backup/catalog.js';
 import { runBackup } from '../../src/engine/backup/pipeline.js';
 import type { ArtifactSource } from '../../src/engine/backup/source.js';
 import type { TaskContext } from '../../src/engine/operations/index.js';
-import { ResticRepository, type ResticSpawnInfo } from '../../src/engine/restic/index.js';
+import { ResticInvalidDataError, ResticRepository, type ResticSpawnInfo } from '../../src/engine/restic/index.js';
 import type { Logger } from '../../src/util/log.js';
 import { startRcloneRestServer, type RcloneRestFixture } from '../fixtures/servers/rclone.js';
 import { registerSecret } from '../helpers/leaks.js';
@@ -188,5 +188,41 @@ describe('a damaged file in the restic cache (local repository)', () => {
     expect(checked.ok).toBe(false);
     expect(checked.messages.join('\n')).toContain(`load <index/${indexName!.slice(0, 10)}>: invalid data returned`);
     expect(logs.filter((l) => l.startsWith('a file of the repository read back damaged, trying again'))).toEqual([]);
+  }, 60_000);
+});
+
+describe('a snapshot restic cannot read (local repository)', () => {
+  it('is never left out of a listing: a torn cached copy is removed and the listing runs again; a damaged file fails the listing', async () => {
+    const dataDir = await tempDir('wb-torn-snap-');
+    const logs: string[] = [];
+    const log: Logger = { info: (m, f) => logs.push(`${m} ${JSON.stringify(f ?? {})}`), warn: () => undefined, error: () => undefined, debug: () => undefined };
+    const repo = new ResticRepository({ settings: { repository: join(dataDir, 'repo'), password, credentials: {} }, dataDir, log });
+    await repo.init();
+    const a = await repo.backupStdin({ stdin: Readable.from([randomBytes(1000)]), filename: 'a/one.bin', host: 'home', tags: ['artifact:manifest'] });
+    const b = await repo.backupStdin({ stdin: Readable.from([randomBytes(1000)]), filename: 'a/two.bin', host: 'home' });
+    const both = [a.snapshotId, b.snapshotId].sort();
+    expect((await repo.snapshots({ refresh: true })).map((s) => s.id).sort()).toEqual(both);
+    const cacheRoot = join(dataDir, 'cache', 'restic');
+    const [repoId] = await readdir(cacheRoot).then((names) => names.filter((n) => /^[0-9a-f]{64}$/.test(n)));
+    const stored = join(dataDir, 'repo', 'snapshots', a.snapshotId);
+    const cached = join(cacheRoot, repoId!, 'snapshots', a.snapshotId.slice(0, 2), a.snapshotId);
+    const size = (await stat(stored)).size;
+
+    // restic 0.14 alone would list only the other snapshot, exit 0, and keep the torn copy.
+    await mkdir(join(cached, '..'), { recursive: true });
+    await copyFile(stored, cached);
+    await truncate(cached, size - 16);
+    expect((await repo.snapshots({ refresh: true })).map((s) => s.id).sort()).toEqual(both);
+    expect(logs.some((l) => l.startsWith('removed a damaged file from the restic cache') && l.includes(`snapshot/${a.snapshotId}`))).toBe(true);
+    expect(logs.some((l) => l.startsWith('a file of the repository read back damaged, trying again') && l.includes('"command":"snapshots"'))).toBe(true);
+    expect((await stat(cached)).size).toBe(size);
+
+    // Damaged in the repository (read with the cached copy gone): the listing fails, naming the
+    // file, rather than leave it out.
+    await truncate(stored, size - 16);
+    await rm(cached);
+    const err = await repo.snapshots({ refresh: true }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ResticInvalidDataError);
+    expect((err as ResticInvalidDataError).file).toEqual({ type: 'snapshot', id: a.snapshotId.slice(0, 10) });
   }, 60_000);
 });

@@ -12,7 +12,7 @@ import {
   ResticWrongPasswordError,
   featuresOf,
 } from '../../src/engine/restic/index.js';
-import { classifyResticFailure } from '../../src/engine/restic/errors.js';
+import { classifyResticFailure, unreadableSnapshotFailure } from '../../src/engine/restic/errors.js';
 import { parseResticVersion } from '../../src/engine/restic/version.js';
 
 const classify = (stderr: string, exitCode = 1, command = 'snapshots') =>
@@ -62,6 +62,19 @@ describe('classifyResticFailure', () => {
     expect(err.message).toBe('the file index/0afbc1f06a of the repository at s3:https://h/b read back damaged or incomplete; another restic may have been writing it');
     expect((classify('Load(<snapshot/5febcb4e17>, 0, 0) returned error, retrying after 552ms: invalid data returned') as ResticInvalidDataError).file).toEqual({ type: 'snapshot', id: '5febcb4e17' });
     expect(classify('Fatal: load <index/0afbc1f06a>: unexpected EOF')).not.toBeInstanceOf(ResticInvalidDataError);
+  });
+});
+
+describe('unreadableSnapshotFailure (restic 0.14 snapshots: a warning, exit 0)', () => {
+  it('fails a listing that left out a snapshot it could not read; one removed meanwhile is no failure', () => {
+    const torn = unreadableSnapshotFailure('could not load snapshot 6b8554d2: load <snapshot/6b8554d29d>: invalid data returned', 's3:https://h/b');
+    expect(torn).toBeInstanceOf(ResticInvalidDataError);
+    expect((torn as ResticInvalidDataError).file).toEqual({ type: 'snapshot', id: '6b8554d29d' });
+    const other = unreadableSnapshotFailure('could not load snapshot 6b8554d2: Load(<snapshot/6b8554d29d>, 0, 0): unexpected HTTP response (500)', 's3:https://h/b');
+    expect(other?.constructor).toBe(ResticError);
+    expect(other?.message).toBe('restic could not read the snapshot 6b8554d2 of the repository at s3:https://h/b: Load(<snapshot/6b8554d29d>, 0, 0): unexpected HTTP response (500)');
+    expect(unreadableSnapshotFailure('could not load snapshot 6b8554d2: open /r/snapshots/6b85: no such file or directory', '')).toBeUndefined();
+    expect(unreadableSnapshotFailure('', '')).toBeUndefined();
   });
 });
 

@@ -121,6 +121,31 @@ const OPEN_CONFIG = /unable to open config file|Is there a repository at the fol
 const INVALID_DATA = /<(index|snapshot|data|key)\/([0-9a-f]{6,64})>.*invalid data returned/;
 const NO_SNAPSHOT = /no matching ID found|invalid id|cannot dump file: path .* not found|path .* not found in snapshot|pathComponents|no snapshot found/i;
 
+const UNREADABLE_SNAPSHOT = /^could not load snapshot ([0-9a-f]+): (.*)$/gm;
+// A snapshot removed between restic's listing of the folder and its read (a forget meanwhile) is gone, not damaged.
+const GONE = /no such file or directory|does not exist|NoSuchKey|BlobNotFound|\b404\b/i;
+
+/**
+ * restic 0.14's `snapshots` leaves out a snapshot it cannot read, with a warning on stderr, and
+ * exits 0. A listing without it would show a complete backup as incomplete (its manifest left
+ * out) or missing an artifact, and retention removes incomplete backups after a day: such a
+ * listing is a failure. A torn read (the file being written, or a torn copy in restic's cache) is
+ * a ResticInvalidDataError, which ResticRepository clears from the cache and runs again. A snapshot
+ * that was removed meanwhile is no failure.
+ */
+export function unreadableSnapshotFailure(stderr: string, displayUri: string): ResticError | undefined {
+  const m = [...stderr.matchAll(UNREADABLE_SNAPSHOT)].find((line) => !GONE.test(line[2]!));
+  if (!m) return undefined;
+  const details: ResticErrorDetails = { exitCode: 0, command: 'snapshots', stderrTail: stderr };
+  const where = displayUri ? ` at ${displayUri}` : '';
+  const invalidData = INVALID_DATA.exec(m[0]);
+  if (invalidData) {
+    const file = { type: invalidData[1]!, id: invalidData[2]! };
+    return new ResticInvalidDataError(`the file ${file.type}/${file.id} of the repository${where} read back damaged or incomplete; another restic may have been writing it`, details, file);
+  }
+  return new ResticError(`restic could not read the snapshot ${m[1]} of the repository${where}: ${m[2]}`, details);
+}
+
 /** The most telling stderr line: restic's "Fatal:" line, else the last non-empty one. */
 export function headline(stderr: string): string {
   const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);

@@ -238,6 +238,11 @@ export class ResticProcess {
     return this.stopReason !== undefined || this.exitSignal !== null;
   }
 
+  /** What restic wrote to stderr (its tail, redacted): warnings of a run that exited 0. */
+  stderr(): string {
+    return this.spec.redact(this.stderrTail.trim());
+  }
+
   /** Resolves when restic exited 0; rejects with a named, redacted error otherwise. */
   wait(): Promise<void> {
     return this.done;

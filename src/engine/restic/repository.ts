@@ -11,7 +11,7 @@ import { pluginForUri } from '../../plugins/storage/registry.js';
 import type { RepositorySettings } from '../../plugins/storage/settings.js';
 import { StorageValidationError, type PreparedBackend, type StorageBackendName, type StoragePlugin } from '../../plugins/storage/types.js';
 import { SNAPSHOT_ID, backupArgs, checkArgs, checkTag, forgetArgs, invalid } from './args.js';
-import { ResticAbortError, ResticError, ResticInvalidDataError, ResticLockedError, ResticNotInitializedError, ResticUnreachableError } from './errors.js';
+import { ResticAbortError, ResticError, ResticInvalidDataError, ResticLockedError, ResticNotInitializedError, ResticUnreachableError, unreadableSnapshotFailure } from './errors.js';
 import {
   parseBackupLine,
   parseForget,
@@ -520,6 +520,8 @@ export class ResticRepository {
       const lines: string[] = [];
       readLines(proc.child.stdout, (line) => (opts.onLine ? opts.onLine(line) : lines.push(line)));
       await proc.wait();
+      const unreadable = command === 'snapshots' ? unreadableSnapshotFailure(proc.stderr(), this.displayUri) : undefined;
+      if (unreadable) throw unreadable;
       return lines;
     } catch (err) {
       // Before the input is destroyed: its consumers' errors would arrive before restic's.
