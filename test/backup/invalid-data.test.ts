@@ -142,13 +142,19 @@ describe('a torn index on rest: (rclone serve restic)', () => {
   }, 120_000);
 });
 
+/** A new local repository whose info log lines are kept (message, then the fields as JSON). */
+async function localRepository(prefix: string): Promise<{ dataDir: string; logs: string[]; repo: ResticRepository }> {
+  const dataDir = await tempDir(prefix);
+  const logs: string[] = [];
+  const log: Logger = { info: (m, f) => logs.push(`${m} ${JSON.stringify(f ?? {})}`), warn: () => undefined, error: () => undefined, debug: () => undefined };
+  const repo = new ResticRepository({ settings: { repository: join(dataDir, 'repo'), password, credentials: {} }, dataDir, log });
+  await repo.init();
+  return { dataDir, logs, repo };
+}
+
 describe('a damaged file in the restic cache (local repository)', () => {
   it('is removed and the command runs again, instead of failing every later run', async () => {
-    const dataDir = await tempDir('wb-torn-cache-');
-    const logs: string[] = [];
-    const log: Logger = { info: (m, f) => logs.push(`${m} ${JSON.stringify(f ?? {})}`), warn: () => undefined, error: () => undefined, debug: () => undefined };
-    const repo = new ResticRepository({ settings: { repository: join(dataDir, 'repo'), password, credentials: {} }, dataDir, log });
-    await repo.init();
+    const { dataDir, logs, repo } = await localRepository('wb-torn-cache-');
     const data = randomBytes(200_000);
     const { snapshotId } = await repo.backupStdin({ stdin: Readable.from([data]), filename: 'a/data.bin', host: 'home' });
     // A torn copy of the index in restic's cache, as a read of a half-written file leaves it.
@@ -193,11 +199,7 @@ describe('a damaged file in the restic cache (local repository)', () => {
 
 describe('a snapshot restic cannot read (local repository)', () => {
   it('is never left out of a listing: a torn cached copy is removed and the listing runs again; a damaged file fails the listing', async () => {
-    const dataDir = await tempDir('wb-torn-snap-');
-    const logs: string[] = [];
-    const log: Logger = { info: (m, f) => logs.push(`${m} ${JSON.stringify(f ?? {})}`), warn: () => undefined, error: () => undefined, debug: () => undefined };
-    const repo = new ResticRepository({ settings: { repository: join(dataDir, 'repo'), password, credentials: {} }, dataDir, log });
-    await repo.init();
+    const { dataDir, logs, repo } = await localRepository('wb-torn-snap-');
     const a = await repo.backupStdin({ stdin: Readable.from([randomBytes(1000)]), filename: 'a/one.bin', host: 'home', tags: ['artifact:manifest'] });
     const b = await repo.backupStdin({ stdin: Readable.from([randomBytes(1000)]), filename: 'a/two.bin', host: 'home' });
     const both = [a.snapshotId, b.snapshotId].sort();
