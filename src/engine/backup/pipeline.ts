@@ -285,7 +285,7 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
         const why = await writing.then(() => undefined, (e: unknown) => e);
         if (why instanceof ResticInvalidDataError && !signal.aborted) {
           // The source's end (a helper pod's removal) before it is opened again, within a bound.
-          await Promise.race([opened?.finished.catch(() => undefined), sleep(SOURCE_CLOSE_WAIT_MS)]);
+          await Promise.race([opened?.finished.catch(() => undefined), sleep(SOURCE_CLOSE_WAIT_MS, undefined, { ref: false })]);
           return 'again';
         }
       }
