@@ -59,7 +59,7 @@ describe('classifyResticFailure', () => {
     expect(err).toBeInstanceOf(ResticInvalidDataError);
     expect((err as ResticInvalidDataError).file).toEqual({ type: 'index', id: '0afbc1f06a' });
     expect(err.code).toBe('RESTIC_INVALID_DATA');
-    expect(err.message).toBe('the file index/0afbc1f06a of the repository at s3:https://h/b read back damaged or incomplete; another restic may have been writing it');
+    expect(err.message).toBe('the file index/0afbc1f06a of the repository at s3:https://h/b read back damaged or incomplete: another restic may have been writing it; if this stays, checkRepository tells what is damaged');
     expect((classify('Load(<snapshot/5febcb4e17>, 0, 0) returned error, retrying after 552ms: invalid data returned') as ResticInvalidDataError).file).toEqual({ type: 'snapshot', id: '5febcb4e17' });
     expect(classify('Fatal: load <index/0afbc1f06a>: unexpected EOF')).not.toBeInstanceOf(ResticInvalidDataError);
   });

@@ -121,6 +121,17 @@ const OPEN_CONFIG = /unable to open config file|Is there a repository at the fol
 const INVALID_DATA = /<(index|snapshot|data|key)\/([0-9a-f]{6,64})>.*invalid data returned/;
 const NO_SNAPSHOT = /no matching ID found|invalid id|cannot dump file: path .* not found|path .* not found in snapshot|pathComponents|no snapshot found/i;
 
+/** The ResticInvalidDataError that `text` reports, if it reports one. */
+function invalidDataFailure(text: string, details: ResticErrorDetails, where: string): ResticInvalidDataError | undefined {
+  const m = INVALID_DATA.exec(text);
+  if (!m) return undefined;
+  const file = { type: m[1]!, id: m[2]! };
+  return new ResticInvalidDataError(
+    `the file ${file.type}/${file.id} of the repository${where} read back damaged or incomplete: another restic may have been writing it; if this stays, checkRepository tells what is damaged`,
+    details, file,
+  );
+}
+
 const UNREADABLE_SNAPSHOT = /^could not load snapshot ([0-9a-f]+): (.*)$/gm;
 // A snapshot removed between restic's listing of the folder and its read (a forget meanwhile) is gone, not damaged.
 const GONE = /no such file or directory|does not exist|NoSuchKey|BlobNotFound|\b404\b/i;
@@ -138,11 +149,8 @@ export function unreadableSnapshotFailure(stderr: string, displayUri: string): R
   if (!m) return undefined;
   const details: ResticErrorDetails = { exitCode: 0, command: 'snapshots', stderrTail: stderr };
   const where = displayUri ? ` at ${displayUri}` : '';
-  const invalidData = INVALID_DATA.exec(m[0]);
-  if (invalidData) {
-    const file = { type: invalidData[1]!, id: invalidData[2]! };
-    return new ResticInvalidDataError(`the file ${file.type}/${file.id} of the repository${where} read back damaged or incomplete; another restic may have been writing it`, details, file);
-  }
+  const invalidData = invalidDataFailure(m[0], details, where);
+  if (invalidData) return invalidData;
   return new ResticError(`restic could not read the snapshot ${m[1]} of the repository${where}: ${m[2]}`, details);
 }
 
@@ -197,11 +205,8 @@ export function classifyResticFailure(input: {
   if (exitCode === 10 || (OPEN_CONFIG.test(stderr) && NOT_FOUND_REPO.test(stderr))) {
     return new ResticNotInitializedError(`no restic repository${where}: initialise it first`, details);
   }
-  const invalidData = INVALID_DATA.exec(stderr);
-  if (invalidData) {
-    const file = { type: invalidData[1]!, id: invalidData[2]! };
-    return new ResticInvalidDataError(`the file ${file.type}/${file.id} of the repository${where} read back damaged or incomplete; another restic may have been writing it`, details, file);
-  }
+  const invalidData = invalidDataFailure(stderr, details, where);
+  if (invalidData) return invalidData;
   if ((command === 'dump' || command === 'snapshots' || command === 'forget') && NO_SNAPSHOT.test(stderr)) {
     return new ResticNotFoundError(`not found in the repository: ${detail}`, details);
   }
