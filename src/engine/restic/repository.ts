@@ -293,8 +293,7 @@ export class ResticRepository {
                 // The error reaches the reader once no lock of this restic is left behind.
                 await this.afterFailure('dump', {}, p, err);
                 if (err instanceof ResticInvalidDataError && emitted === 0 && runNo < INVALID_DATA_RUNS && !out.destroyed && !opts.signal?.aborted) {
-                  this.log.info('a file of the repository read back damaged, trying again', { command: 'dump', repository: this.displayUri, file: `${err.file.type}/${err.file.id}` });
-                  await sleep(INVALID_DATA_WAIT_MS * runNo, undefined, { signal: opts.signal }).catch(() => undefined);
+                  await this.waitToRunAgain('dump', err, runNo, opts.signal);
                   if (!out.destroyed && !opts.signal?.aborted) return launch(runNo + 1);
                 }
                 finished = true;
@@ -432,8 +431,7 @@ export class ResticRepository {
         // Not check: it holds the exclusive lock (no restic writes meanwhile) and reads without our
         // cache, so what it reads damaged is damaged, and is its finding (see check).
         if (err instanceof ResticInvalidDataError && again && command !== 'check' && run < INVALID_DATA_RUNS) {
-          this.log.info('a file of the repository read back damaged, trying again', { command, repository: this.displayUri, file: `${err.file.type}/${err.file.id}` });
-          await sleep(INVALID_DATA_WAIT_MS * run, undefined, { signal: opts.signal }).catch(() => undefined);
+          await this.waitToRunAgain(command, err, run, opts.signal);
           if (opts.signal?.aborted) throw err;
           continue;
         }
@@ -447,6 +445,12 @@ export class ResticRepository {
         return this.runOnce(command, args, opts);
       }
     }
+  }
+
+  /** Before a command that read a file back damaged runs again: 1 s after the first run, 2 s after the second. */
+  private async waitToRunAgain(command: string, err: ResticInvalidDataError, run: number, signal?: AbortSignal): Promise<void> {
+    this.log.info('a file of the repository read back damaged, trying again', { command, repository: this.displayUri, file: `${err.file.type}/${err.file.id}` });
+    await sleep(INVALID_DATA_WAIT_MS * run, undefined, { signal }).catch(() => undefined);
   }
 
   /**
