@@ -146,18 +146,18 @@ export class OperationEngine {
     for (const rec of this.records.values()) {
       if (isTerminal(rec.status) && rec.recovery && this.recoveryHooks.has(rec.kind)) this.schedulePending(rec, this.recoveryRetryMs);
     }
-    for (const inst of instances) await this.pruneHistory(inst, null, true);
+    for (const inst of instances) await this.pruneHistory(inst);
   }
 
   /**
-   * Removes the finished records of an app (of every app of the instance with `everyApp`) beyond
+   * Removes the finished records of an app (of every app of the instance when `app` is undefined) beyond
    * the newest `finishedKeptPerApp`, from memory and disk, logs included. Never one that runs or
    * whose undo is still to do.
    */
-  private async pruneHistory(instance: string, app: string | null, everyApp = false): Promise<void> {
+  private async pruneHistory(instance: string, app?: string | null): Promise<void> {
     const groups = new Map<string, OperationRecord[]>();
     for (const rec of this.records.values()) {
-      if (rec.instanceName !== instance || (!everyApp && (rec.appName ?? null) !== app)) continue;
+      if (rec.instanceName !== instance || (app !== undefined && (rec.appName ?? null) !== app)) continue;
       if (!isTerminal(rec.status) || rec.recovery || this.pending.has(rec.id) || this.active.has(rec.id)) continue;
       const key = rec.appName ?? '';
       const group = groups.get(key) ?? [];
