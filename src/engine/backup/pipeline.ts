@@ -241,7 +241,7 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
       }
     }, Math.min(1000, stallMs / 4, startMs / 4));
     let opened: Awaited<ReturnType<ArtifactSource['open']>> | undefined;
-    let writing: Promise<unknown> | undefined;
+    let writing: ReturnType<ResticRepository['backupStdin']> | undefined;
     try {
       // restic starts beside the source's opening (its key derivation and index take ~0.5 s, the
       // exec and the dump's first bytes take their own time); it reads once bytes arrive.
@@ -255,24 +255,23 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
         ctx.progress({ bytesDone: counted.reduce((a, b) => a + b, 0) });
       });
       ended.then(() => { sourceAnswered = true; moved(); }, () => undefined); // an empty source answered too
-      const written = repo.backupStdin({
+      writing = repo.backupStdin({
         stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags: tagsFor({ instance, app, backupId, artifact: src.artifact }),
         onProgress: () => { if (!resticReady) { resticReady = true; moved(); } },
       });
-      writing = written;
-      written.catch(() => undefined); // awaited below; a source that cannot open interrupts it first
+      writing.catch(() => undefined); // awaited below; a source that cannot open interrupts it first
       try {
         opened = await src.open(signal);
       } catch (err) {
         // Never an end-of-file: restic is interrupted and writes nothing.
         counter.destroy(err instanceof Error ? err : new Error(String(err)));
-        await written.catch(() => undefined);
+        await writing.catch(() => undefined);
         throw err;
       }
       sourceEnded(opened.ended ?? opened.finished);
       // A failing source must fail restic's stdin (and so restic), never end it quietly.
       const feeding = pipeline(opened.stream, counter).catch((err: unknown) => { counter.destroy(err as Error); throw err; });
-      const [summary, meta] = await Promise.all([written, opened.finished, feeding]);
+      const [summary, meta] = await Promise.all([writing, opened.finished, feeding]);
       records[i] = { kind: src.artifact.kind, name: src.artifact.name, filename, snapshotId: summary.snapshotId, sizeBytes: counted[i]!, addedBytes: summary.dataAdded, meta };
       ctx.log(`${label(src)}: ${counted[i]} bytes, repository grew by ${summary.dataAdded} bytes (snapshot ${summary.snapshotId.slice(0, 8)})`);
       return 'done';

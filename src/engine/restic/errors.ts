@@ -133,8 +133,6 @@ function invalidDataFailure(text: string, details: ResticErrorDetails, where: st
 }
 
 const UNREADABLE_SNAPSHOT = /^could not load snapshot ([0-9a-f]+): (.*)$/gm;
-// A snapshot removed between restic's listing of the folder and its read (a forget meanwhile) is gone, not damaged.
-const GONE = /no such file or directory|does not exist|NoSuchKey|BlobNotFound|\b404\b/i;
 
 /**
  * restic 0.14's `snapshots` leaves out a snapshot it cannot read, with a warning on stderr, and
@@ -145,7 +143,9 @@ const GONE = /no such file or directory|does not exist|NoSuchKey|BlobNotFound|\b
  * that was removed meanwhile is no failure.
  */
 export function unreadableSnapshotFailure(stderr: string, displayUri: string): ResticError | undefined {
-  const m = [...stderr.matchAll(UNREADABLE_SNAPSHOT)].find((line) => !GONE.test(line[2]!));
+  // A snapshot removed between restic's listing of the folder and its read (a forget meanwhile)
+  // is gone, not damaged: its read fails as a missing file does.
+  const m = [...stderr.matchAll(UNREADABLE_SNAPSHOT)].find((line) => !NOT_FOUND_REPO.test(line[2]!));
   if (!m) return undefined;
   const details: ResticErrorDetails = { exitCode: 0, command: 'snapshots', stderrTail: stderr };
   const where = displayUri ? ` at ${displayUri}` : '';

@@ -461,14 +461,19 @@ export class ResticRepository {
    */
   private async afterFailure(command: string, opts: RunOptions, proc: ResticProcess, err: unknown): Promise<void> {
     if (err instanceof ResticInvalidDataError) await this.dropCachedFile(err.file);
-    await this.leaveNoLock(command, opts, proc);
+    if (takesLock(command, opts) && proc.mayHaveLeftLock()) await this.sweepStaleLocks();
+  }
+
+  /** restic's cache: <dataDir>/cache/restic (a folder per repository id). */
+  private cacheDir(): string {
+    return join(this.options.dataDir, 'cache', 'restic');
   }
 
   /** Removes the cached copies of a file restic named by its short id (in any repository's cache folder: ids are hashes). */
   private async dropCachedFile(file: { type: string; id: string }): Promise<void> {
     const folder = CACHE_FOLDER[file.type];
     if (!folder) return;
-    const cacheDir = join(this.options.dataDir, 'cache', 'restic');
+    const cacheDir = this.cacheDir();
     try {
       for (const repoId of await readdir(cacheDir).catch(() => [] as string[])) {
         const dir = join(cacheDir, repoId, folder, file.id.slice(0, 2));
@@ -481,11 +486,6 @@ export class ResticRepository {
     } catch (err) {
       this.log.warn('could not remove a damaged file from the restic cache', { repository: this.displayUri, file: `${file.type}/${file.id}`, error: err instanceof Error ? err.message : String(err) });
     }
-  }
-
-  /** After a failed run: sweeps stale locks if this restic took a lock and may have left it. */
-  private async leaveNoLock(command: string, opts: RunOptions, proc: ResticProcess): Promise<void> {
-    if (takesLock(command, opts) && proc.mayHaveLeftLock()) await this.sweepStaleLocks();
   }
 
   /**
@@ -544,7 +544,7 @@ export class ResticRepository {
     const prepared = await this.plugin.prepare(this.settings, { dataDir, resticVersion: version, signal: opts.signal });
     try {
       processSecrets.merge(prepared.secrets);
-      const cacheDir = join(dataDir, 'cache', 'restic');
+      const cacheDir = this.cacheDir();
       await mkdir(cacheDir, { recursive: true, mode: 0o700 });
       const env: Record<string, string> = { LC_ALL: 'C' };
       for (const key of PASS_THROUGH_ENV) {
