@@ -113,7 +113,7 @@ builder.objectField(InstanceRef, 'backups', (t) =>
       after: t.arg.string({ required: false }),
     },
     resolve: async (i, args, ctx) =>
-      connectionOf(await ctx.services.backups.list(i, { app: args.app, kind: args.kind, status: args.status }), args, (b) => b.backupId),
+      connectionOf(await ctx.services.backups.list(i, { app: args.app, kind: args.kind, status: args.status }), args, (b) => [b.createdAt, b.backupId]),
   }),
 );
 
@@ -123,7 +123,7 @@ builder.objectFields(AppRef, (t) => ({
     args: { first: t.arg.int({ required: false }), after: t.arg.string({ required: false }) },
     resolve: async (a, args, ctx) => {
       const inst = await ctx.services.store.requireInstance(a.instance);
-      return connectionOf(await ctx.services.backups.list(inst, { app: a.name, kind: 'APP' }), args, (b) => b.backupId);
+      return connectionOf(await ctx.services.backups.list(inst, { app: a.name, kind: 'APP' }), args, (b) => [b.createdAt, b.backupId]);
     },
   }),
   latestBackup: t.field({

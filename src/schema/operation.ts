@@ -102,7 +102,7 @@ builder.queryFields((t) => ({
       after: t.arg.string({ required: false }),
     },
     resolve: (_r, args, ctx) =>
-      connectionOf(ctx.services.engine.list({ instance: args.instance, status: args.status }), args, (o) => o.id),
+      connectionOf(ctx.services.engine.list({ instance: args.instance, status: args.status }), args, (o) => [o.createdAt, o.id]),
   }),
 }));
 
@@ -114,7 +114,7 @@ builder.objectField(InstanceRef, 'operations', (t) =>
       first: t.arg.int({ required: false }),
       after: t.arg.string({ required: false }),
     },
-    resolve: (i, args, ctx) => connectionOf(ctx.services.engine.list({ instance: i.name, status: args.status }), args, (o) => o.id),
+    resolve: (i, args, ctx) => connectionOf(ctx.services.engine.list({ instance: i.name, status: args.status }), args, (o) => [o.createdAt, o.id]),
   }),
 );
 

@@ -1,6 +1,7 @@
 // Cursor connections over an ordered list (the contract's *Connection types).
 import type { ObjectRef } from '@pothos/core';
 import { builder } from '../builder.js';
+import { ValidationError } from '../errors.js';
 
 export interface PageArgs {
   first?: number | null;
@@ -16,17 +17,45 @@ export interface Connection<T> {
 export const MAX_PAGE = 500;
 export const DEFAULT_PAGE = 50;
 
-/** Cursors are base64url of the item's stable key; `after` an unknown cursor starts from the beginning. */
-export function connectionOf<T>(items: readonly T[], args: PageArgs, keyOf: (item: T) => string): Connection<T> {
+/** An item's place in a list sorted newest first: its creation time, then its id (both compared as strings). */
+export type Position = readonly [createdAt: string, id: string];
+
+function comparePositions(a: Position, b: Position): number {
+  if (a[0] !== b[0]) return a[0] < b[0] ? -1 : 1;
+  return a[1] === b[1] ? 0 : a[1] < b[1] ? -1 : 1;
+}
+
+const encodeCursor = (p: Position): string => Buffer.from(JSON.stringify(p), 'utf8').toString('base64url');
+
+function decodeCursor(cursor: string): Position {
+  let p: unknown;
+  try {
+    p = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    p = undefined;
+  }
+  if (!Array.isArray(p) || p.length !== 2 || !p.every((v) => typeof v === 'string')) {
+    throw new ValidationError('after: not a cursor of this list (use an edge\'s cursor or pageInfo.endCursor)', [{ path: 'after', message: 'not a cursor of this list' }]);
+  }
+  return [p[0] as string, p[1] as string];
+}
+
+/**
+ * A page of `items`, sorted newest first by `positionOf`. A cursor holds its item's position, so
+ * `after` a cursor whose item is gone meanwhile (a backup removed by retention, an operation record
+ * dropped from the history) the page starts at the next item after that place: a client paging
+ * down never starts over nor sees an item twice. A cursor that is not one of ours is an error.
+ */
+export function connectionOf<T>(items: readonly T[], args: PageArgs, positionOf: (item: T) => Position): Connection<T> {
   const first = Math.min(Math.max(args.first ?? DEFAULT_PAGE, 0), MAX_PAGE);
   let start = 0;
   if (args.after) {
-    const key = Buffer.from(args.after, 'base64url').toString('utf8');
-    const i = items.findIndex((it) => keyOf(it) === key);
-    start = i >= 0 ? i + 1 : 0;
+    const after = decodeCursor(args.after);
+    const i = items.findIndex((it) => comparePositions(positionOf(it), after) < 0);
+    start = i >= 0 ? i : items.length;
   }
   const slice = items.slice(start, start + first);
-  const edges = slice.map((node) => ({ cursor: Buffer.from(keyOf(node), 'utf8').toString('base64url'), node }));
+  const edges = slice.map((node) => ({ cursor: encodeCursor(positionOf(node)), node }));
   return {
     edges,
     pageInfo: {

@@ -92,6 +92,9 @@ describe('operations', () => {
       { after: page1.data!.operations.pageInfo.endCursor },
     );
     expect(page2.data!.operations.edges[0]!.node.appName).not.toBe(page1.data!.operations.edges[0]!.node.appName);
+    const badCursor = await t.gql(`{ operations(instance: "home", first: 1, after: "bm9wZQ") { totalCount } }`);
+    expect(badCursor.errors?.[0]?.extensions?.code).toBe('VALIDATION_FAILED');
+    expect(badCursor.errors?.[0]?.message).toMatch(/not a cursor of this list/);
 
     const running2 = await t.gql<{ instance: { operations: { edges: Array<{ node: { id: string; status: string } }> } } }>(
       `{ instance(name: "home") { operations(status: [RUNNING]) { edges { node { id status } } } } }`,
