@@ -1,7 +1,7 @@
 // Cursor pages over lists sorted newest first: a page after an item that is gone meanwhile
 // continues where that item was (retention removes backups, the history drops old operations).
 import { describe, expect, it } from 'vitest';
-import { connectionOf } from '../../src/schema/pagination.js';
+import { connectionOf, type Connection } from '../../src/schema/pagination.js';
 import { ValidationError } from '../../src/errors.js';
 
 interface Item { createdAt: string; id: string }
@@ -17,7 +17,7 @@ describe('connectionOf', () => {
     const seen: string[] = [];
     let after: string | null = null;
     for (let pages = 0; pages < 10; pages++) {
-      const page = connectionOf(list, { first: 4, after }, pos);
+      const page: Connection<Item> = connectionOf(list, { first: 4, after }, pos);
       seen.push(...ids(page));
       expect(page.totalCount).toBe(6);
       expect(page.pageInfo.hasPreviousPage).toBe(after !== null);
