@@ -167,16 +167,70 @@ describe('runBackup', () => {
     expect((await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)?.status).toBe('COMPLETE');
   }, 60_000);
 
-  it('answers queries from the listing before it while the end\'s listing runs, and is SUCCEEDED once that listing has the backup', async () => {
+  it("is SUCCEEDED without waiting on the end's listing: its snapshots join the cached listing at once, full ids and all, and the listing confirms them", async () => {
     await repo.snapshots(); // a cached listing from before the backup (and no earlier listing still running)
     const held = pauseResticOnce(['snapshots'], 'rchar', 0);
-    const running = backup('website', [commandSource('pvc', 'listed-after', ['seq', '1', '1000'])]);
+    const done = await backup('website', [commandSource('pvc', 'listed-at-once', ['seq', '1', '1000'])]);
+    const listing = await held; // the end's listing, its restic stopped as it started
+    let meanwhile: Snapshot[];
+    try {
+      expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+      // The next query sees the backup at once, from the cache: no restic answers while the listing is stopped.
+      meanwhile = await Promise.race([
+        repo.snapshots({ tags: [`backup:${done.backupId}`] }),
+        new Promise<never>((_, rej) => setTimeout(() => rej(new Error('a query waited for the end\'s listing')), 5_000)),
+      ]);
+      expect(meanwhile.map((s) => s.tags.find((tag) => tag.startsWith('artifact:'))).sort()).toEqual(['artifact:manifest', 'artifact:pvc:listed-at-once']);
+      const b = (await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)!;
+      expect(b.status).toBe('COMPLETE');
+      expect(b.artifacts.map((a) => a.snapshot.id.length)).toEqual([64, 64]);
+      expect(b.manifest?.artifacts.map((a) => a.snapshotId)).toEqual([meanwhile.find((s) => s.tags.includes('artifact:pvc:listed-at-once'))!.id]);
+    } finally {
+      listing.resume();
+    }
+    // What restic lists is what the cache had, but for the time, restic's own, taken as it started.
+    const confirmed = await repo.snapshots({ tags: [`backup:${done.backupId}`], refresh: true });
+    const view = (s: Snapshot) => ({ id: s.id, shortId: s.shortId, hostname: s.hostname, tags: [...s.tags].sort(), paths: s.paths });
+    expect(meanwhile.map(view).sort((a, b) => a.id.localeCompare(b.id))).toEqual(confirmed.map(view).sort((a, b) => a.id.localeCompare(b.id)));
+    for (const real of confirmed) {
+      const early = meanwhile.find((s) => s.id === real.id)!;
+      const lag = Date.parse(real.time) - Date.parse(early.time);
+      expect(lag, `${early.time} against restic's ${real.time}`).toBeGreaterThanOrEqual(0);
+      expect(lag).toBeLessThan(5_000);
+    }
+  }, 60_000);
+
+  it("with no listing cached, is SUCCEEDED without waiting on the end's listing: the next query joins that listing and sees the backup", async () => {
+    await repo.snapshots(); // no earlier listing still running
+    repo.invalidate(); // nothing cached to add the backup to
+    const held = pauseResticOnce(['snapshots'], 'rchar', 0);
+    const done = await backup('website', [commandSource('pvc', 'listed-by-query', ['seq', '1', '1000'])]);
+    const listing = await held;
+    let answered = false;
+    const query = repo.snapshots({ tags: [`backup:${done.backupId}`] }).finally(() => (answered = true));
+    try {
+      expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(answered, 'the query did not wait for the listing under way').toBe(false);
+      expect((await resticChildren()).filter((p) => p.argv.includes('snapshots')).length, 'one listing, shared').toBe(1);
+    } finally {
+      listing.resume();
+    }
+    const snaps = await query;
+    expect(snaps.map((s) => s.tags.find((tag) => tag.startsWith('artifact:'))).sort()).toEqual(['artifact:manifest', 'artifact:pvc:listed-by-query']);
+    expect((await catalog.list(repo, 'home')).find((x) => x.backupId === done.backupId)?.status).toBe('COMPLETE');
+  }, 60_000);
+
+  it("awaits the end's listing when a snapshot's full id is not in restic's cache: a query after the backup sees it, and queries meanwhile answer from the cache", async () => {
+    await repo.snapshots(); // a cached listing from before the backup (and no earlier listing still running)
+    const uncached = Object.create(repo) as ResticRepository;
+    uncached.cachedSnapshotId = async () => undefined;
+    const held = pauseResticOnce(['snapshots'], 'rchar', 0);
+    const running = backup('website', [commandSource('pvc', 'listed-after', ['seq', '1', '1000'])], { repo: uncached });
     const listing = await held; // the end's listing, its restic stopped as it started
     let finished = false;
     void running.then(() => (finished = true), () => undefined);
     try {
-      // A query does not wait on the stopped restic (issue 8: p99 < 100 ms while backups run): it
-      // answers at once from the listing cached before the backup, which has none of it yet.
       const meanwhile = await Promise.race([
         repo.snapshots({ tags: ['artifact:pvc:listed-after'] }),
         new Promise<'waited'>((r) => setTimeout(() => r('waited'), 5_000)),

@@ -98,14 +98,20 @@ export class BackupCatalog {
   }
 
   /**
-   * After a backup's manifest, as its operation ends: lists the snapshots again (queries keep the
-   * listing cached from before the backup until this one lands) and keeps the manifest under its
-   * full snapshot id. Until then the manifest is known by restic's short id. Settles when the
-   * listing has (never rejects): nothing written depends on it, and when it fails the next query
-   * lists again.
+   * After a backup's manifest, as its operation ends: lists the snapshots again and keeps the
+   * manifest under its full snapshot id (until then it is known by restic's short id). Queries
+   * keep the listing cached from before the backup meanwhile.
+   *
+   * Settles once a query would see the backup: at once when `written`, the backup's snapshots with
+   * their full ids (the manifest's among them), joined the cached listing, or when no listing is
+   * cached (a query then joins this listing, begun after the backup was written); otherwise when
+   * the listing has landed. The listing goes on either way. This never rejects: nothing written
+   * depends on the listing, and when it fails the next query lists again.
    */
-  relistAfter(repo: ResticRepository, backupId: string, shortId: string, manifest: BackupManifest, timeoutMs: number): Promise<void> {
+  relistAfter(repo: ResticRepository, backupId: string, shortId: string, manifest: BackupManifest, timeoutMs: number, written?: readonly Snapshot[]): Promise<void> {
     this.expected.set(backupId, { shortId, manifest });
+    // Before the listing starts: a listing started earlier than the change is never stored.
+    const seen = !repo.hasCachedListing() || (written !== undefined && written.some((s) => isManifestOf(s, backupId, shortId)) && repo.addToListing(written));
     const listing = repo.refresh({ timeoutMs, signal: this.closing.signal }).then(async (listed) => {
       const snap = listed.find((s) => isManifestOf(s, backupId, shortId));
       if (snap) await this.remember(snap.id, manifest);
@@ -115,7 +121,7 @@ export class BackupCatalog {
     });
     this.relists.add(listing);
     void listing.finally(() => this.relists.delete(listing));
-    return listing;
+    return seen ? Promise.resolve() : listing;
   }
 
   /** Stops the listings still under way after backups and waits for them (the server is stopping). */

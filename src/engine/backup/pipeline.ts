@@ -4,7 +4,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ResticInvalidDataError, type ResticRepository } from '../restic/index.js';
+import { ResticInvalidDataError, type ResticRepository, type Snapshot } from '../restic/index.js';
 import type { TaskContext } from '../operations/index.js';
 import { WildError } from '../../errors.js';
 import { scrub } from '../../util/log.js';
@@ -105,10 +105,12 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
   const endSignal = AbortSignal.any([ctx.signal, ending.signal]);
   let endTimer: NodeJS.Timeout | undefined;
   let manifestWrite: ReturnType<ResticRepository['backupStdin']> | undefined;
-  const writeManifest = (stdin: Readable) => repo.backupStdin({
-    stdin, filename: manifestFile, host: instance, signal: endSignal, resolveId: false, keepCache: true,
-    tags: tagsFor({ instance, app, backupId, artifact: manifestArtifact }),
-  });
+  const manifestTags = tagsFor({ instance, app, backupId, artifact: manifestArtifact });
+  let manifestStartedAt = '';
+  const writeManifest = (stdin: Readable) => {
+    manifestStartedAt = new Date().toISOString();
+    return repo.backupStdin({ stdin, filename: manifestFile, host: instance, signal: endSignal, resolveId: false, keepCache: true, tags: manifestTags });
+  };
   const startManifest = (): void => {
     manifestWrite ??= writeManifest(manifestInput);
     manifestWrite.catch(() => undefined); // awaited below, or in the catch
@@ -134,7 +136,8 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
   try {
     ctx.progress({ bytesDone: 0 });
     await firstPick;
-    const records = await streamArtifacts(run, scope, backupId, estimates, startManifest).finally(() => estimating.abort());
+    const written: WrittenSnapshot[] = [];
+    const records = await streamArtifacts(run, scope, backupId, estimates, startManifest, written).finally(() => estimating.abort());
     endTimer = setTimeout(() => ending.abort(new ArtifactFailedError('manifest', new StalledError(`the repository did not answer within ${Math.round(startMs / 1000)} s`))), startMs);
 
     ctx.progress({ phase: 'writing manifest', currentItem: manifestFile });
@@ -160,14 +163,17 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
         manifestWrite = writeManifest(Readable.from([manifestBytes]));
       }
     }
-    // Complete: every artifact's restic and then the manifest's reported its snapshot saved. The
-    // listing that gives the full snapshot ids (restic 0.14 prints short ones) is awaited before
-    // the operation ends, so that a query after it sees this backup; queries meanwhile answer from
-    // the listing before it, without waiting on restic (issue 8). The manifest is known to the
-    // catalog by its short id, so no listing ever `restic dump`s it. A failed listing fails
-    // nothing: the backup is written, and the next query lists again.
+    // Complete: every artifact's restic and then the manifest's reported its snapshot saved. A
+    // query after the operation must see this backup, and queries never wait on restic (issue 8):
+    // the backup's snapshots join the cached listing, their full ids (restic 0.14 prints short
+    // ones) read from restic's cache, and a listing confirms them after the operation (when no
+    // listing is cached, the next query joins that one). When an id is not found there, the
+    // operation awaits that listing instead (~0.5 s: a restic start-up).
+    // The manifest is known to the catalog by its short id, so no listing ever `restic dump`s it.
+    // A failed listing fails nothing: the backup is written, and the next query lists again.
     ctx.progress({ phase: 'listing' });
-    await run.catalog.relistAfter(repo, backupId, manifestSummary.snapshotId, manifest, startMs);
+    written.push({ shortId: manifestSummary.snapshotId, filename: manifestFile, tags: manifestTags, startedAt: manifestStartedAt });
+    await run.catalog.relistAfter(repo, backupId, manifestSummary.snapshotId, manifest, startMs, await fullSnapshots(repo, instance, written));
     const total = records.reduce((n, r) => n + r.sizeBytes, 0);
     ctx.progress({ phase: 'complete', bytesTotal: total, bytesDone: total });
     return { backupId, manifest };
@@ -193,7 +199,7 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
  * stops the others and is what the backup fails with. Records come back in the sources' order.
  * `estimates` fill in while this runs (undefined: not known yet).
  */
-async function streamArtifacts(run: BackupRun, scope: string, backupId: string, estimates: ReadonlyArray<number | null | undefined>, onLastStarted: () => void): Promise<ArtifactRecord[]> {
+async function streamArtifacts(run: BackupRun, scope: string, backupId: string, estimates: ReadonlyArray<number | null | undefined>, onLastStarted: () => void, written: WrittenSnapshot[]): Promise<ArtifactRecord[]> {
   const { repo, ctx, instance, app } = run;
   const records: Array<ArtifactRecord | undefined> = new Array(run.sources.length);
   const counted = new Array<number>(run.sources.length).fill(0);
@@ -255,8 +261,10 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
         ctx.progress({ bytesDone: counted.reduce((a, b) => a + b, 0) });
       });
       ended.then(() => { sourceAnswered = true; moved(); }, () => undefined); // an empty source answered too
+      const tags = tagsFor({ instance, app, backupId, artifact: src.artifact });
+      const resticStartedAt = new Date().toISOString();
       writing = repo.backupStdin({
-        stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags: tagsFor({ instance, app, backupId, artifact: src.artifact }),
+        stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags,
         onProgress: () => { if (!resticReady) { resticReady = true; moved(); } },
       });
       writing.catch(() => undefined); // awaited below; a source that cannot open interrupts it first
@@ -273,6 +281,7 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
       const feeding = pipeline(opened.stream, counter).catch((err: unknown) => { counter.destroy(err as Error); throw err; });
       const [summary, meta] = await Promise.all([writing, opened.finished, feeding]);
       records[i] = { kind: src.artifact.kind, name: src.artifact.name, filename, snapshotId: summary.snapshotId, sizeBytes: counted[i]!, addedBytes: summary.dataAdded, meta };
+      written.push({ shortId: summary.snapshotId, filename, tags, startedAt: resticStartedAt });
       ctx.log(`${label(src)}: ${counted[i]} bytes, repository grew by ${summary.dataAdded} bytes (snapshot ${summary.snapshotId.slice(0, 8)})`);
       return 'done';
     } catch (err) {
@@ -336,6 +345,30 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
   ctx.signal.throwIfAborted();
   if (failure) throw failure.err;
   return records.map((r) => r!);
+}
+
+/** A snapshot one of the backup's restics wrote, as restic 0.14 reports it (a short id), and how it was started. */
+interface WrittenSnapshot {
+  shortId: string;
+  filename: string;
+  tags: string[];
+  /** When its restic started: restic's own time for the snapshot is a few milliseconds later. */
+  startedAt: string;
+}
+
+/**
+ * The snapshots as a listing would show them, each full id read from restic's cache (see
+ * ResticRepository.cachedSnapshotId); undefined when one is not found there. The time is when the
+ * snapshot's restic started; the next listing brings restic's own, a few milliseconds later.
+ */
+async function fullSnapshots(repo: ResticRepository, host: string, written: readonly WrittenSnapshot[]): Promise<Snapshot[] | undefined> {
+  const out: Snapshot[] = [];
+  for (const w of written) {
+    const id = await repo.cachedSnapshotId(w.shortId);
+    if (!id) return undefined;
+    out.push({ id, shortId: id.slice(0, 8), time: w.startedAt, hostname: host, tags: w.tags, paths: [`/${w.filename}`] });
+  }
+  return out;
 }
 
 /**

@@ -74,6 +74,19 @@ export const repositoryCache = {
     for (const [kind, s] of e.slots) if (kind !== 'snapshots') s.value = undefined;
   },
 
+  /**
+   * Our own write changed what is cached in a way we know: the cached value is replaced by
+   * `update(value)` at once, and loads started before now are not stored (as in supersede). False,
+   * and nothing changed, when nothing is cached: the next query loads.
+   */
+  update<T>(key: string, kind: CachedKind, update: (value: T) => T): boolean {
+    const value = repositoryCache.get<T>(key, kind);
+    if (value === undefined) return false;
+    repositoryCache.supersede(key);
+    slot(entry(key), kind).value = update(value);
+    return true;
+  },
+
   /** Forgets everything cached for the repository (its snapshots or data changed). */
   invalidate(key: string): void {
     repositoryCache.supersede(key);

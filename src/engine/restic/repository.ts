@@ -3,7 +3,7 @@
 // files live only while restic runs), passes the password through the environment, and redacts.
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { logger, processSecrets, scrub, type Logger } from '../../util/log.js';
@@ -194,6 +194,34 @@ export class ResticRepository {
     }
   }
 
+  /** Whether a snapshot listing is cached (queries answer from it without restic). */
+  hasCachedListing(): boolean {
+    return repositoryCache.get(this.cacheKey, 'snapshots') !== undefined;
+  }
+
+  /**
+   * Snapshots our own restics just wrote (full ids, see cachedSnapshotId) join the cached listing
+   * at once, so queries see them without a listing; the caller lists again (refresh) to confirm
+   * them. False when no listing is cached: the next query lists.
+   */
+  addToListing(written: readonly Snapshot[]): boolean {
+    return repositoryCache.update<readonly Snapshot[]>(this.cacheKey, 'snapshots', (all) => {
+      const known = new Set(all.map((s) => s.id));
+      return [...all, ...written.filter((s) => !known.has(s.id))];
+    });
+  }
+
+  /**
+   * The full id of a snapshot one of our restics wrote, from the short id restic 0.14 reports: the
+   * name of the copy restic keeps in its cache (every restic we run has one), so no restic runs.
+   * Undefined unless exactly one cached snapshot has that prefix.
+   */
+  async cachedSnapshotId(shortId: string): Promise<string | undefined> {
+    if (!SNAPSHOT_ID.test(shortId)) return undefined;
+    const ids = new Set((await this.cachedCopies('snapshot', shortId)).map((p) => basename(p)).filter((n) => n.length === 64 && SNAPSHOT_ID.test(n)));
+    return ids.size === 1 ? [...ids][0] : undefined;
+  }
+
   /** Streams `stdin` into a new snapshot; resolves with restic's summary and the full snapshot id. */
   async backupStdin(opts: BackupStdinOptions): Promise<BackupSummary> {
     // The input is ours from here, even when its arguments are refused: its error reaches restic
@@ -239,6 +267,8 @@ export class ResticRepository {
 
   /** restic 0.14 reports the short id in the summary; the rest of Wild Backup keys on the full one. */
   private async resolveSnapshotId(shortId: string, opts: CallOptions): Promise<string> {
+    const cached = await this.cachedSnapshotId(shortId);
+    if (cached) return cached;
     const lines = await this.run('snapshots', [shortId], { signal: opts.signal, noLock: true });
     const found = parseSnapshots(jsonLines(lines)[0] ?? []).find((s) => s.id.startsWith(shortId));
     if (!found) throw new ResticError(`snapshot ${shortId} was written but cannot be listed`, { command: 'snapshots' });
@@ -469,19 +499,25 @@ export class ResticRepository {
     return join(this.options.dataDir, 'cache', 'restic');
   }
 
-  /** Removes the cached copies of a file restic named by its short id (in any repository's cache folder: ids are hashes). */
-  private async dropCachedFile(file: { type: string; id: string }): Promise<void> {
-    const folder = CACHE_FOLDER[file.type];
-    if (!folder) return;
+  /** The paths of restic's cached copies of a file (index, snapshot, pack) whose id starts with `prefix`, in every repository's cache folder (ids are hashes). */
+  private async cachedCopies(type: string, prefix: string): Promise<string[]> {
+    const folder = CACHE_FOLDER[type];
+    if (!folder || prefix.length < 2) return [];
     const cacheDir = this.cacheDir();
+    const found: string[] = [];
+    for (const repoId of await readdir(cacheDir).catch(() => [] as string[])) {
+      const dir = join(cacheDir, repoId, folder, prefix.slice(0, 2));
+      for (const name of await readdir(dir).catch(() => [] as string[])) if (name.startsWith(prefix)) found.push(join(dir, name));
+    }
+    return found;
+  }
+
+  /** Removes the cached copies of a file restic named by its short id. */
+  private async dropCachedFile(file: { type: string; id: string }): Promise<void> {
     try {
-      for (const repoId of await readdir(cacheDir).catch(() => [] as string[])) {
-        const dir = join(cacheDir, repoId, folder, file.id.slice(0, 2));
-        for (const name of await readdir(dir).catch(() => [] as string[])) {
-          if (!name.startsWith(file.id)) continue;
-          await rm(join(dir, name), { force: true });
-          this.log.info('removed a damaged file from the restic cache', { repository: this.displayUri, file: `${file.type}/${name}` });
-        }
+      for (const copy of await this.cachedCopies(file.type, file.id)) {
+        await rm(copy, { force: true });
+        this.log.info('removed a damaged file from the restic cache', { repository: this.displayUri, file: `${file.type}/${basename(copy)}` });
       }
     } catch (err) {
       this.log.warn('could not remove a damaged file from the restic cache', { repository: this.displayUri, file: `${file.type}/${file.id}`, error: err instanceof Error ? err.message : String(err) });
