@@ -168,9 +168,9 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
     // the backup's snapshots join the cached listing, their full ids (restic 0.14 prints short
     // ones) read from restic's cache, and a listing confirms them after the operation (when no
     // listing is cached, the next query joins that one). When an id is not found there, the
-    // operation awaits that listing instead (~0.5 s: a restic start-up).
-    // The manifest is known to the catalog by its short id, so no listing ever `restic dump`s it.
-    // A failed listing fails nothing: the backup is written, and the next query lists again.
+    // operation awaits that listing instead (~0.5 s: a restic start-up). The manifest is known
+    // to the catalog by its short id, so no listing ever `restic dump`s it. A failed listing
+    // fails nothing: the backup is written, and the next query lists again.
     ctx.progress({ phase: 'listing' });
     written.push({ shortId: manifestSummary.snapshotId, filename: manifestFile, tags: manifestTags, startedAt: manifestStartedAt });
     await run.catalog.relistAfter(repo, backupId, manifestSummary.snapshotId, manifest, startMs, await fullSnapshots(repo, instance, written));
