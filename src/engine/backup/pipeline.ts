@@ -4,7 +4,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ResticInvalidDataError, type ResticRepository, type Snapshot } from '../restic/index.js';
+import { ResticInvalidDataError, type BackupSummary, type ResticRepository, type Snapshot } from '../restic/index.js';
 import type { TaskContext } from '../operations/index.js';
 import { WildError } from '../../errors.js';
 import { scrub } from '../../util/log.js';
@@ -106,11 +106,9 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
   let endTimer: NodeJS.Timeout | undefined;
   let manifestWrite: ReturnType<ResticRepository['backupStdin']> | undefined;
   const manifestTags = tagsFor({ instance, app, backupId, artifact: manifestArtifact });
-  let manifestStartedAt = '';
-  const writeManifest = (stdin: Readable) => {
-    manifestStartedAt = new Date().toISOString();
-    return repo.backupStdin({ stdin, filename: manifestFile, host: instance, signal: endSignal, resolveId: false, keepCache: true, tags: manifestTags });
-  };
+  const writeManifest = (stdin: Readable) => repo.backupStdin({
+    stdin, filename: manifestFile, host: instance, signal: endSignal, resolveId: false, keepCache: true, tags: manifestTags,
+  });
   const startManifest = (): void => {
     manifestWrite ??= writeManifest(manifestInput);
     manifestWrite.catch(() => undefined); // awaited below, or in the catch
@@ -172,7 +170,7 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
     // to the catalog by its short id, so no listing ever `restic dump`s it. A failed listing
     // fails nothing: the backup is written, and the next query lists again.
     ctx.progress({ phase: 'listing' });
-    written.push({ shortId: manifestSummary.snapshotId, filename: manifestFile, tags: manifestTags, startedAt: manifestStartedAt });
+    written.push({ summary: manifestSummary, filename: manifestFile, tags: manifestTags });
     await run.catalog.relistAfter(repo, backupId, manifestSummary.snapshotId, manifest, startMs, await fullSnapshots(repo, instance, written));
     const total = records.reduce((n, r) => n + r.sizeBytes, 0);
     ctx.progress({ phase: 'complete', bytesTotal: total, bytesDone: total });
@@ -262,7 +260,6 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
       });
       ended.then(() => { sourceAnswered = true; moved(); }, () => undefined); // an empty source answered too
       const tags = tagsFor({ instance, app, backupId, artifact: src.artifact });
-      const resticStartedAt = new Date().toISOString();
       writing = repo.backupStdin({
         stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags,
         onProgress: () => { if (!resticReady) { resticReady = true; moved(); } },
@@ -281,7 +278,7 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
       const feeding = pipeline(opened.stream, counter).catch((err: unknown) => { counter.destroy(err as Error); throw err; });
       const [summary, meta] = await Promise.all([writing, opened.finished, feeding]);
       records[i] = { kind: src.artifact.kind, name: src.artifact.name, filename, snapshotId: summary.snapshotId, sizeBytes: counted[i]!, addedBytes: summary.dataAdded, meta };
-      written.push({ shortId: summary.snapshotId, filename, tags, startedAt: resticStartedAt });
+      written.push({ summary, filename, tags });
       ctx.log(`${label(src)}: ${counted[i]} bytes, repository grew by ${summary.dataAdded} bytes (snapshot ${summary.snapshotId.slice(0, 8)})`);
       return 'done';
     } catch (err) {
@@ -347,13 +344,11 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
   return records.map((r) => r!);
 }
 
-/** A snapshot one of the backup's restics wrote, as restic 0.14 reports it (a short id), and how it was started. */
+/** A snapshot one of the backup's restics wrote: restic's summary (a short id on restic 0.14) and what it was given. */
 interface WrittenSnapshot {
-  shortId: string;
+  summary: Pick<BackupSummary, 'snapshotId' | 'startedAt'>;
   filename: string;
   tags: string[];
-  /** When its restic started: restic's own time for the snapshot is a few milliseconds later. */
-  startedAt: string;
 }
 
 /**
@@ -364,9 +359,9 @@ interface WrittenSnapshot {
 async function fullSnapshots(repo: ResticRepository, host: string, written: readonly WrittenSnapshot[]): Promise<Snapshot[] | undefined> {
   const out: Snapshot[] = [];
   for (const w of written) {
-    const id = await repo.cachedSnapshotId(w.shortId);
+    const id = await repo.cachedSnapshotId(w.summary.snapshotId);
     if (!id) return undefined;
-    out.push({ id, shortId: id.slice(0, 8), time: w.startedAt, hostname: host, tags: w.tags, paths: [`/${w.filename}`] });
+    out.push({ id, shortId: id.slice(0, 8), time: w.summary.startedAt, hostname: host, tags: w.tags, paths: [`/${w.filename}`] });
   }
   return out;
 }

@@ -105,11 +105,13 @@ export interface BackupSummary {
   dataBlobs: number;
   treeBlobs: number;
   durationSeconds: number;
+  /** When its restic was started (ISO): restic's own time for the snapshot is a few milliseconds later. */
+  startedAt: string;
 }
 
 export type BackupMessage =
   | { type: 'status'; status: z.infer<typeof backupStatusSchema> }
-  | { type: 'summary'; summary: Omit<BackupSummary, 'snapshotId'> & { snapshotId?: string } }
+  | { type: 'summary'; summary: Omit<BackupSummary, 'snapshotId' | 'startedAt'> & { snapshotId?: string } }
   | { type: 'error'; message: string }
   | { type: 'other' };
 

@@ -230,14 +230,18 @@ export class ResticRepository {
     opts.stdin.on('error', () => undefined);
     const { filename, args } = backupArgs(opts);
     let proc: ResticProcess | undefined;
-    let summary: (Omit<BackupSummary, 'snapshotId'> & { snapshotId?: string }) | undefined;
+    let summary: (Omit<BackupSummary, 'snapshotId' | 'startedAt'> & { snapshotId?: string }) | undefined;
+    let startedAt = '';
     const errors: string[] = [];
     try {
       await this.run('backup', args, {
         ...opts,
         stdin: opts.stdin,
         extraEnv: { RESTIC_PROGRESS_FPS: '2' },
-        onStart: (p) => (proc = p),
+        onStart: (p) => {
+          proc = p;
+          startedAt = new Date().toISOString();
+        },
         onLine: (line) => {
           const [json] = jsonLines([line]);
           if (json === undefined) return;
@@ -262,7 +266,7 @@ export class ResticRepository {
     }
     const snapshotId = summary.snapshotId.length === 64 || opts.resolveId === false ? summary.snapshotId : await this.resolveSnapshotId(summary.snapshotId, opts);
     this.log.info('backup stored', { repository: this.displayUri, snapshotId, filename, dataAdded: summary.dataAdded, bytes: summary.totalBytesProcessed });
-    return { ...summary, snapshotId };
+    return { ...summary, snapshotId, startedAt };
   }
 
   /** restic 0.14 reports the short id in the summary; the rest of Wild Backup keys on the full one. */
