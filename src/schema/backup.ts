@@ -67,6 +67,10 @@ BackupRef.implement({
     reason: t.string({ nullable: true, description: 'manual, schedule or safety (taken before a restore)', resolve: (b) => b.manifest?.reason ?? null }),
     operationId: t.string({ nullable: true, resolve: (b) => b.manifest?.operationId ?? null }),
     artifacts: t.field({ type: [BackupArtifactRef], resolve: (b) => b.artifacts.map((a) => ({ ...a, instance: b.instance })) }),
+    problem: t.exposeString('problem', {
+      nullable: true,
+      description: 'why the status may be wrong: the manifest is there but could not be read this time (the backup may be complete; nothing removes it meanwhile)',
+    }),
     skipped: t.stringList({ description: 'what was deliberately left out, with why', resolve: (b) => (b.manifest?.skipped ?? []).map((s) => `${s.kind}:${s.name}: ${s.reason}`) }),
   }),
 });

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { builder } from '../builder.js';
 import { ForbiddenError, NotFoundError, RepositoryError, ValidationError, ConflictError } from '../errors.js';
 import type { BackupConfigInput, BackupConfigView, RepositoryStatusView, RepositoryStatsView } from '../engine/repository/service.js';
+import type { UnreadableSnapshot } from '../engine/restic/index.js';
 import type { OperationRecord } from '../engine/operations/index.js';
 import { storagePlugins } from '../plugins/storage/registry.js';
 import type { InstanceInfo } from '../wild/store.js';
@@ -44,6 +45,14 @@ const BackupConfigRef = builder.objectRef<BackupConfigView>('BackupConfig').impl
   }),
 });
 
+const UnreadableSnapshotRef = builder.objectRef<UnreadableSnapshot>('UnreadableSnapshot').implement({
+  description: 'a snapshot restic could not read',
+  fields: (t) => ({
+    id: t.exposeString('id', { description: 'its id as restic prints it (restic 0.14: the first 8 hex digits)' }),
+    reason: t.exposeString('reason', { description: "restic's words" }),
+  }),
+});
+
 const RepositoryStatusRef = builder.objectRef<RepositoryStatusView>('RepositoryStatus').implement({
   fields: (t) => ({
     initialized: t.exposeBoolean('initialized'),
@@ -52,6 +61,11 @@ const RepositoryStatusRef = builder.objectRef<RepositoryStatusView>('RepositoryS
     errorCode: t.exposeString('errorCode', { nullable: true }),
     lastBackupAt: t.field({ type: 'DateTime', nullable: true, resolve: (s) => s.lastBackupAt }),
     snapshotCount: t.exposeInt('snapshotCount'),
+    unreadableSnapshots: t.field({
+      type: [UnreadableSnapshotRef],
+      description: 'snapshots restic could not read (damaged where they are stored), left out of every listing; nothing is removed by retention while there are any (checkRepository tells more)',
+      resolve: (s) => s.unreadableSnapshots ?? [],
+    }),
   }),
 });
 

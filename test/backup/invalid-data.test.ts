@@ -6,17 +6,17 @@
 // again, its source opened anew.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readdir, rm, stat, truncate } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BackupCatalog, readAll } from '../../src/engine/backup/catalog.js';
 import { runBackup } from '../../src/engine/backup/pipeline.js';
 import type { ArtifactSource } from '../../src/engine/backup/source.js';
 import type { TaskContext } from '../../src/engine/operations/index.js';
-import { ResticInvalidDataError, ResticRepository, type ResticSpawnInfo } from '../../src/engine/restic/index.js';
+import { ResticRepository, type ResticSpawnInfo } from '../../src/engine/restic/index.js';
 import type { Logger } from '../../src/util/log.js';
 import { startRcloneRestServer, type RcloneRestFixture } from '../fixtures/servers/rclone.js';
 import { registerSecret } from '../helpers/leaks.js';
@@ -142,11 +142,12 @@ describe('a torn index on rest: (rclone serve restic)', () => {
   }, 120_000);
 });
 
-/** A new local repository whose info log lines are kept (message, then the fields as JSON). */
+/** A new local repository whose info and warn log lines are kept (message, then the fields as JSON). */
 async function localRepository(prefix: string): Promise<{ dataDir: string; logs: string[]; repo: ResticRepository }> {
   const dataDir = await tempDir(prefix);
   const logs: string[] = [];
-  const log: Logger = { info: (m, f) => logs.push(`${m} ${JSON.stringify(f ?? {})}`), warn: () => undefined, error: () => undefined, debug: () => undefined };
+  const keep = (m: string, f?: object): void => { logs.push(`${m} ${JSON.stringify(f ?? {})}`); };
+  const log: Logger = { info: keep, warn: keep, error: () => undefined, debug: () => undefined };
   const repo = new ResticRepository({ settings: { repository: join(dataDir, 'repo'), password, credentials: {} }, dataDir, log });
   await repo.init();
   return { dataDir, logs, repo };
@@ -198,7 +199,7 @@ describe('a damaged file in the restic cache (local repository)', () => {
 });
 
 describe('a snapshot restic cannot read (local repository)', () => {
-  it('is never left out of a listing: a torn cached copy is removed and the listing runs again; a damaged file fails the listing', async () => {
+  it('is never left out of a listing unsaid: a torn cached copy is removed and the listing runs again; a damaged file is named as unreadable', async () => {
     const { dataDir, logs, repo } = await localRepository('wb-torn-snap-');
     const a = await repo.backupStdin({ stdin: Readable.from([randomBytes(1000)]), filename: 'a/one.bin', host: 'home', tags: ['artifact:manifest'] });
     const b = await repo.backupStdin({ stdin: Readable.from([randomBytes(1000)]), filename: 'a/two.bin', host: 'home' });
@@ -219,12 +220,28 @@ describe('a snapshot restic cannot read (local repository)', () => {
     expect(logs.some((l) => l.startsWith('a file of the repository read back damaged, trying again') && l.includes('"command":"snapshots"'))).toBe(true);
     expect((await stat(cached)).size).toBe(size);
 
-    // Damaged in the repository (read with the cached copy gone): the listing fails, naming the
-    // file, rather than leave it out.
+    // Damaged in the repository (read with the cached copy gone), so it stays damaged after the
+    // runs again: the listing answers without it, and says so, naming it.
+    const whole = await readFile(stored);
     await truncate(stored, size - 16);
     await rm(cached);
-    const err = await repo.snapshots({ refresh: true }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ResticInvalidDataError);
-    expect((err as ResticInvalidDataError).file).toEqual({ type: 'snapshot', id: a.snapshotId.slice(0, 10) });
+    const partial = await repo.allSnapshots({ refresh: true });
+    expect(partial.map((s) => s.id)).toEqual([b.snapshotId]);
+    expect(partial.unreadable).toEqual([{ id: a.snapshotId.slice(0, 8), reason: `load <snapshot/${a.snapshotId.slice(0, 10)}>: invalid data returned` }]);
+    expect(logs.filter((l) => l.startsWith('snapshots restic cannot read are left out of the listing'))).toHaveLength(1);
+    // It answers from the cache, and lists again behind itself once it is 30 s old: the file,
+    // repaired meanwhile, is listed again.
+    await writeFile(stored, whole);
+    await rm(cached, { force: true });
+    expect(await repo.allSnapshots()).toBe(partial);
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + 31_000);
+      expect(await repo.allSnapshots()).toBe(partial);
+    } finally {
+      vi.useRealTimers();
+    }
+    await vi.waitFor(async () => expect((await repo.allSnapshots()).map((s) => s.id).sort()).toEqual(both), { timeout: 20_000, interval: 100 });
+    expect((await repo.allSnapshots()).unreadable).toBeUndefined();
   }, 60_000);
 });

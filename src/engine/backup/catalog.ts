@@ -4,7 +4,7 @@
 // for a manifest they have seen before.
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { ResticRepository, Snapshot } from '../restic/index.js';
+import type { ResticRepository, Snapshot, SnapshotListing } from '../restic/index.js';
 import { writeFileAtomic } from '../../wild/writer.js';
 import { logger, scrub } from '../../util/log.js';
 import { backupManifestSchema, MAX_MANIFEST_BYTES, type ArtifactRecord, type BackupManifest } from './manifest.js';
@@ -32,6 +32,12 @@ export interface BackupView {
   manifest: BackupManifest | null;
   /** Every snapshot of the backup, the manifest's included. */
   snapshots: Snapshot[];
+  /**
+   * Why the status may be wrong: the manifest snapshot is there but could not be read this time
+   * (restic failed, the repository was away). Such a backup is listed INCOMPLETE, and may well be
+   * complete: nothing may remove it on that ground (BackupService.listToRemoveFrom).
+   */
+  problem: string | null;
 }
 
 export async function readAll(stream: NodeJS.ReadableStream, limit: number): Promise<Buffer> {
@@ -68,8 +74,11 @@ export class BackupCatalog {
     return path.join(this.manifestDir, `${snapshotId.replace(/[^0-9a-f]/g, '')}.json`);
   }
 
-  /** The manifest stored in a manifest snapshot (memory, then disk, then restic). */
-  async manifest(repo: ResticRepository, snap: Snapshot, signal?: AbortSignal): Promise<BackupManifest | null> {
+  /**
+   * The manifest stored in a manifest snapshot (memory, then disk, then restic). Throws when it
+   * cannot be read: a manifest that is there but unread is not a backup without one.
+   */
+  async manifest(repo: ResticRepository, snap: Snapshot, signal?: AbortSignal): Promise<BackupManifest> {
     const hit = this.memory.get(snap.id);
     if (hit) return hit;
     const just = this.expected.get(parseTags(snap.tags)?.backupId ?? '');
@@ -77,20 +86,21 @@ export class BackupCatalog {
       if (!this.closing.signal.aborted) await this.remember(snap.id, just.manifest);
       return just.manifest;
     }
-    let manifest: BackupManifest | null = null;
+    let manifest: BackupManifest;
     try {
       manifest = backupManifestSchema.parse(JSON.parse(await readFile(this.file(snap.id), 'utf8')));
     } catch {
-      const filePath = snap.paths[0];
-      if (!filePath) return null;
       try {
+        const filePath = snap.paths[0];
+        if (!filePath) throw new Error('the snapshot holds no file');
         const text = await readAll(repo.dump(snap.id, filePath, { signal }), MAX_MANIFEST_BYTES);
         manifest = backupManifestSchema.parse(JSON.parse(text.toString('utf8')));
         await mkdir(this.manifestDir, { recursive: true });
         await writeFileAtomic(this.file(snap.id), JSON.stringify(manifest), 0o600);
       } catch (err) {
-        log.warn('unreadable backup manifest', { snapshot: snap.shortId, error: (err as Error).message });
-        return null;
+        const message = scrub(err instanceof Error ? err.message : String(err));
+        log.warn('unreadable backup manifest', { snapshot: snap.shortId, error: message });
+        throw new Error(message, { cause: err });
       }
     }
     this.memory.set(snap.id, manifest);
@@ -141,9 +151,10 @@ export class BackupCatalog {
   /**
    * Every backup of an instance, newest first. Built once per snapshot listing (the listing is the
    * same array until it is refreshed) and shared by every query until then: the list is frozen.
+   * `listing`: the snapshot listing to build from, when the caller holds it already.
    */
-  async list(repo: ResticRepository, instance: string, signal?: AbortSignal): Promise<readonly BackupView[]> {
-    const all = await repo.allSnapshots({ signal });
+  async list(repo: ResticRepository, instance: string, signal?: AbortSignal, listing?: SnapshotListing): Promise<readonly BackupView[]> {
+    const all = listing ?? await repo.allSnapshots({ signal });
     const kept = this.views.get(all)?.get(instance);
     if (kept) return kept;
     const { views, settled } = await this.build(repo, instance, all, signal);
@@ -181,7 +192,15 @@ export class BackupCatalog {
     members: Array<{ snap: Snapshot; tags: ParsedTags }>, signal?: AbortSignal,
   ): Promise<BackupView> {
     const manifestSnap = members.find((m) => m.tags.artifact.kind === MANIFEST_ARTIFACT)?.snap;
-    const manifest = manifestSnap ? await this.manifest(repo, manifestSnap, signal) : null;
+    let manifest: BackupManifest | null = null;
+    let problem: string | null = null;
+    if (manifestSnap) {
+      try {
+        manifest = await this.manifest(repo, manifestSnap, signal);
+      } catch (err) {
+        problem = `its manifest (snapshot ${manifestSnap.shortId}) could not be read: ${(err as Error).message}; the backup may be complete (the manifest is read again on the next query)`;
+      }
+    }
     const first = members[0]!.tags;
     // A manifest names each artifact's snapshot as restic reported it (short on restic 0.14): the
     // snapshot of this backup whose id starts with it, of the same artifact.
@@ -218,6 +237,7 @@ export class BackupCatalog {
       /** With every artifact's full snapshot id. */
       manifest: resolved,
       snapshots: members.map((m) => m.snap),
+      problem,
     };
   }
 }

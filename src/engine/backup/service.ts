@@ -1,6 +1,6 @@
 // Backups of apps and instances: listing (from the snapshot cache and the manifest store),
 // starting BACKUP_APP / BACKUP_CLUSTER / DELETE_BACKUP operations.
-import { NotFoundError, ValidationError } from '../../errors.js';
+import { NotFoundError, RepositoryError, ValidationError } from '../../errors.js';
 import type { OperationEngine, OperationRecord } from '../operations/index.js';
 import type { RepositoryService } from '../repository/service.js';
 import type { AppInfo, InstanceInfo, WildStore } from '../../wild/store.js';
@@ -70,6 +70,31 @@ export class BackupService {
     const all = await this.catalog.list(repo, inst.name);
     return all.filter((b) =>
       (!filter.app || b.appName === filter.app) && (!filter.kind || b.kind === filter.kind) && (!filter.status || b.status === filter.status));
+  }
+
+  /**
+   * The backups of an instance, for a decision that removes some (retention, the clean-up after a
+   * crash). Refused while any of them could not be read: a backup whose manifest could not be read
+   * is listed INCOMPLETE, incomplete backups are removed, and it may well be complete; a snapshot
+   * left out of a partial listing could be any backup's manifest.
+   */
+  async listToRemoveFrom(inst: InstanceInfo): Promise<readonly BackupView[]> {
+    const st = await this.repositories.status(inst);
+    if (!st.initialized || !st.reachable) return [];
+    const repo = await this.repositories.open(inst);
+    const listing = await repo.allSnapshots();
+    const all = await this.catalog.list(repo, inst.name, undefined, listing);
+    const problems = [
+      ...(listing.unreadable ?? []).map((u) => `snapshot ${u.id}: ${u.reason}`),
+      ...all.filter((b) => b.problem !== null).map((b) => `backup ${b.backupId}: ${b.problem}`),
+    ];
+    if (problems.length > 0) {
+      throw new RepositoryError(
+        `nothing is removed while the backups of instance "${inst.name}" cannot all be read (${problems.slice(0, 3).join('; ')}${problems.length > 3 ? `; and ${problems.length - 3} more` : ''}); try again once the repository answers (checkRepository tells what is damaged, deleteBackup removes a backup that is not needed)`,
+        'BACKUPS_UNREADABLE',
+      );
+    }
+    return all;
   }
 
   async get(inst: InstanceInfo, backupId: string): Promise<BackupView | null> {
@@ -158,7 +183,7 @@ export class BackupService {
     await repo.unlock({ timeoutMs: 30_000 }).catch((err: unknown) => log(`unlock: ${(err as Error).message}`));
     repo.invalidate();
     this.repositories.invalidate(inst.name);
-    const b = await this.get(inst, backupId);
+    const b = (await this.listToRemoveFrom(inst)).find((v) => v.backupId === backupId);
     if (b && b.status === 'COMPLETE') return;
     if (!(await removeBackupSnapshots(repo, backupId, log))) await this.leftovers.add(inst.name, backupId);
   }

@@ -29,7 +29,7 @@ export class MaintenanceService {
   /** The plan for an instance (or one app), from the backups as they are now. */
   async plan(inst: InstanceInfo, app?: string | null, now = new Date()): Promise<RetentionPlan<Candidate>> {
     const { retention } = await resolveSettings(this.store, inst);
-    const all = await this.backups.list(inst);
+    const all = await this.backups.listToRemoveFrom(inst);
     const scoped = app ? all.filter((b) => b.kind === 'APP' && b.appName === app) : all;
     const candidates: Candidate[] = scoped.map((b) => ({
       ...b, id: b.backupId, time: b.createdAt, complete: b.status === 'COMPLETE', app: b.kind === 'CLUSTER' ? null : b.appName,

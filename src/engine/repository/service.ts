@@ -1,7 +1,7 @@
 // Repository configuration, status and statistics of each instance, and the INIT_REPOSITORY task.
 // Resolvers ask this service; it alone turns config files into a restic repository.
 import { readFile } from 'node:fs/promises';
-import { ResticError, ResticRepository, type ResticStats } from '../restic/index.js';
+import { ResticError, ResticRepository, type ResticStats, type SnapshotListing, type UnreadableSnapshot } from '../restic/index.js';
 import { StorageValidationError, displayRepositoryUri, findPluginForUri, validateRepositorySettings } from '../../plugins/storage/registry.js';
 import { splitRestUserinfo } from '../../plugins/storage/rest.js';
 import type { RepositorySettings, StorageCredentials } from '../../plugins/storage/settings.js';
@@ -35,6 +35,14 @@ export interface RepositoryStatusView {
   errorCode: string | null;
   lastBackupAt: string | null;
   snapshotCount: number;
+  /** Snapshots restic could not read, left out of the listing (a damaged file; see SnapshotListing). */
+  unreadableSnapshots?: readonly UnreadableSnapshot[];
+}
+
+/** What a status says of the snapshot listing. */
+function snapshotFigures(snaps: SnapshotListing): Pick<RepositoryStatusView, 'lastBackupAt' | 'snapshotCount' | 'unreadableSnapshots'> {
+  const lastBackupAt = snaps.reduce<string | null>((m, s) => (m === null || s.time > m ? s.time : m), null);
+  return { lastBackupAt, snapshotCount: snaps.length, unreadableSnapshots: snaps.unreadable ?? [] };
 }
 
 export interface RepositoryStatsView extends ResticStats {
@@ -167,9 +175,8 @@ export class RepositoryService {
     if (prior && prior.initialized && prior.reachable && !prior.error) {
       // We wrote to it a moment ago: only the snapshot figures can have changed.
       try {
-        const snaps = await (await this.open(inst)).snapshots({ timeoutMs: this.opts.statusTimeoutMs ?? 20_000 });
-        const latest = snaps.reduce<string | null>((m, s) => (m === null || s.time > m ? s.time : m), null);
-        return { ...prior, lastBackupAt: latest, snapshotCount: snaps.length };
+        const snaps = await (await this.open(inst)).allSnapshots({ timeoutMs: this.opts.statusTimeoutMs ?? 20_000 });
+        return { ...prior, ...snapshotFigures(snaps) };
       } catch {
         // Fall through to the full check, which says what is wrong.
       }
@@ -191,9 +198,8 @@ export class RepositoryService {
     if (!st.reachable || !st.initialized || st.error) {
       return { initialized: st.initialized, reachable: st.reachable, error: st.error ?? null, errorCode: st.errorCode ?? null, lastBackupAt: null, snapshotCount: 0 };
     }
-    const snaps = await repo.snapshots({ timeoutMs: this.opts.statusTimeoutMs ?? 20_000 });
-    const latest = snaps.reduce<string | null>((m, s) => (m === null || s.time > m ? s.time : m), null);
-    return { initialized: true, reachable: true, error: null, errorCode: null, lastBackupAt: latest, snapshotCount: snaps.length };
+    const snaps = await repo.allSnapshots({ timeoutMs: this.opts.statusTimeoutMs ?? 20_000 });
+    return { initialized: true, reachable: true, error: null, errorCode: null, ...snapshotFigures(snaps) };
   }
 
   /** Repository statistics (raw-data and restore-size), cached for a minute and dropped on our writes. */

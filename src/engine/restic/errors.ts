@@ -134,6 +134,22 @@ function invalidDataFailure(text: string, details: ResticErrorDetails, where: st
 
 const UNREADABLE_SNAPSHOT = /^could not load snapshot ([0-9a-f]+): (.*)$/gm;
 
+/** A snapshot that restic's `snapshots` could not read, with restic's words for why. */
+export interface UnreadableSnapshot {
+  id: string;
+  reason: string;
+}
+
+// A snapshot removed between restic's listing of the folder and its read (a forget meanwhile) is
+// gone, not damaged: its read fails as a missing file does.
+const unreadableLines = (stderr: string): RegExpMatchArray[] =>
+  [...stderr.matchAll(UNREADABLE_SNAPSHOT)].filter((line) => !NOT_FOUND_REPO.test(line[2]!));
+
+/** Every snapshot a `snapshots` run could not read, from its stderr. */
+export function unreadableSnapshots(stderr: string): UnreadableSnapshot[] {
+  return unreadableLines(stderr).map((m) => ({ id: m[1]!, reason: m[2]! }));
+}
+
 /**
  * restic 0.14's `snapshots` leaves out a snapshot it cannot read, with a warning on stderr, and
  * exits 0. A listing without it would show a complete backup as incomplete (its manifest left
@@ -143,9 +159,7 @@ const UNREADABLE_SNAPSHOT = /^could not load snapshot ([0-9a-f]+): (.*)$/gm;
  * that was removed meanwhile is no failure.
  */
 export function unreadableSnapshotFailure(stderr: string, displayUri: string): ResticError | undefined {
-  // A snapshot removed between restic's listing of the folder and its read (a forget meanwhile)
-  // is gone, not damaged: its read fails as a missing file does.
-  const m = [...stderr.matchAll(UNREADABLE_SNAPSHOT)].find((line) => !NOT_FOUND_REPO.test(line[2]!));
+  const m = unreadableLines(stderr)[0];
   if (!m) return undefined;
   const details: ResticErrorDetails = { exitCode: 0, command: 'snapshots', stderrTail: stderr };
   const where = displayUri ? ` at ${displayUri}` : '';

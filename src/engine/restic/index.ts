@@ -1,6 +1,7 @@
 // The restic client: Wild Backup's storage engine (ARCHITECTURE §3-4). The public face of
 // src/engine/restic; everything else in this folder is internal.
-export { ResticRepository } from './repository.js';
+export { ResticRepository, type SnapshotListing } from './repository.js';
+export type { UnreadableSnapshot } from './errors.js';
 export type {
   ResticRepositoryOptions,
   CallOptions,

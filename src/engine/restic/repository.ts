@@ -11,7 +11,7 @@ import { pluginForUri } from '../../plugins/storage/registry.js';
 import type { RepositorySettings } from '../../plugins/storage/settings.js';
 import { StorageValidationError, type PreparedBackend, type StorageBackendName, type StoragePlugin } from '../../plugins/storage/types.js';
 import { SNAPSHOT_ID, backupArgs, checkArgs, checkTag, forgetArgs, invalid } from './args.js';
-import { ResticAbortError, ResticError, ResticInvalidDataError, ResticLockedError, ResticNotInitializedError, ResticUnreachableError, unreadableSnapshotFailure } from './errors.js';
+import { ResticAbortError, ResticError, ResticInvalidDataError, ResticLockedError, ResticNotInitializedError, ResticUnreachableError, unreadableSnapshotFailure, unreadableSnapshots, type UnreadableSnapshot } from './errors.js';
 import {
   parseBackupLine,
   parseForget,
@@ -57,6 +57,23 @@ interface RunOptions extends CallOptions {
   onLine?: (line: string) => void;
   onStart?: (proc: ResticProcess) => void;
   extraEnv?: Record<string, string>;
+  /** `snapshots` that failed because some snapshots could not be read: what it listed anyway. */
+  onPartialListing?: (partial: { error: unknown; lines: string[]; unreadable: UnreadableSnapshot[] }) => void;
+}
+
+/**
+ * A listing of every snapshot, as cached. `unreadable`: the snapshots restic could not read, left
+ * out of it (a damaged file that stays damaged); such a listing is partial, and is listed again
+ * after PARTIAL_RELIST_MS while it keeps answering.
+ */
+export type SnapshotListing = readonly Snapshot[] & { readonly unreadable?: readonly UnreadableSnapshot[]; readonly listedAt?: number };
+
+/** How long a partial listing answers before the next query lists again behind it. */
+const PARTIAL_RELIST_MS = 30_000;
+
+/** `to` with the partial-listing facts of `from`. */
+function sameFacts(from: SnapshotListing, to: Snapshot[]): SnapshotListing {
+  return from.unreadable ? Object.assign(to, { unreadable: from.unreadable, listedAt: from.listedAt }) : to;
 }
 
 export class ResticRepository {
@@ -156,19 +173,45 @@ export class ResticRepository {
    * Every snapshot, as cached: the same array (never to be changed) until the listing is refreshed,
    * so what is derived from it can be kept as long as it is the same.
    */
-  async allSnapshots(query: Pick<SnapshotQuery, 'refresh' | 'signal' | 'timeoutMs'> = {}): Promise<readonly Snapshot[]> {
-    const cached = query.refresh ? undefined : repositoryCache.get<Snapshot[]>(this.cacheKey, 'snapshots');
-    if (cached) return cached;
+  async allSnapshots(query: Pick<SnapshotQuery, 'refresh' | 'signal' | 'timeoutMs'> = {}): Promise<SnapshotListing> {
+    const cached = query.refresh ? undefined : repositoryCache.get<SnapshotListing>(this.cacheKey, 'snapshots');
+    if (cached) {
+      // A partial listing answers while the next one runs behind it: a backend that failed a read
+      // may answer it now, and a file repaired by hand is seen.
+      if (cached.unreadable && Date.now() - (cached.listedAt ?? 0) > PARTIAL_RELIST_MS) {
+        this.sharedListing({ timeoutMs: query.timeoutMs }).catch(() => undefined);
+      }
+      return cached;
+    }
     // One listing serves every waiting caller: restic gets the first caller's timeout, and each
     // caller's own signal and timeout bound its own wait.
     return this.waitShared(this.sharedListing({ timeoutMs: query.timeoutMs }), query);
   }
 
   /** The listing under way for the cache, or a new one (`stop`: what stops its restic). */
-  private sharedListing(opts: { timeoutMs?: number; stop?: AbortSignal }): Promise<Snapshot[]> {
-    return repositoryCache.load(this.cacheKey, 'snapshots', async () =>
-      parseSnapshots(jsonLines(await this.run('snapshots', [], { timeoutMs: opts.timeoutMs, signal: opts.stop, noLock: true }))[0] ?? []),
-    );
+  private sharedListing(opts: { timeoutMs?: number; stop?: AbortSignal }): Promise<SnapshotListing> {
+    return repositoryCache.load(this.cacheKey, 'snapshots', () => this.listSnapshots(opts));
+  }
+
+  /**
+   * restic's listing of every snapshot. restic 0.14 leaves out a snapshot it cannot read, with a
+   * warning, and exits 0: that fails the run (see unreadableSnapshotFailure), and a torn copy is
+   * dropped from the cache and listed again. When that does not mend it, the snapshot is damaged
+   * where it is stored, and the listing answers without it, naming it in `unreadable`: the other
+   * backups stay listed and restorable, while whatever removes backups (retention, the clean-up
+   * after a crash) refuses to decide from a partial listing (BackupService.listToRemoveFrom).
+   */
+  private async listSnapshots(opts: { timeoutMs?: number; stop?: AbortSignal }): Promise<SnapshotListing> {
+    let partial: { error: unknown; lines: string[]; unreadable: UnreadableSnapshot[] } | undefined;
+    try {
+      const lines = await this.run('snapshots', [], { timeoutMs: opts.timeoutMs, signal: opts.stop, noLock: true, onPartialListing: (p) => { partial = p; } });
+      return parseSnapshots(jsonLines(lines)[0] ?? []);
+    } catch (err) {
+      if (!partial || partial.error !== err) throw err;
+      const { lines, unreadable } = partial;
+      this.log.warn('snapshots restic cannot read are left out of the listing', { repository: this.displayUri, snapshots: unreadable.map((u) => u.id) });
+      return Object.assign(parseSnapshots(jsonLines(lines)[0] ?? []), { unreadable, listedAt: Date.now() });
+    }
   }
 
   /** Forgets what is cached about the repository (our own writes do this themselves). */
@@ -205,9 +248,9 @@ export class ResticRepository {
    * them. False when no listing is cached: the next query lists.
    */
   addToListing(written: readonly Snapshot[]): boolean {
-    return repositoryCache.update<readonly Snapshot[]>(this.cacheKey, 'snapshots', (all) => {
+    return repositoryCache.update<SnapshotListing>(this.cacheKey, 'snapshots', (all) => {
       const known = new Set(all.map((s) => s.id));
-      return [...all, ...written.filter((s) => !known.has(s.id))];
+      return sameFacts(all, [...all, ...written.filter((s) => !known.has(s.id))]);
     });
   }
 
@@ -565,7 +608,10 @@ export class ResticRepository {
       readLines(proc.child.stdout, (line) => (opts.onLine ? opts.onLine(line) : lines.push(line)));
       await proc.wait();
       const unreadable = command === 'snapshots' ? unreadableSnapshotFailure(proc.stderr(), this.displayUri) : undefined;
-      if (unreadable) throw unreadable;
+      if (unreadable) {
+        opts.onPartialListing?.({ error: unreadable, lines, unreadable: unreadableSnapshots(proc.stderr()) });
+        throw unreadable;
+      }
       return lines;
     } catch (err) {
       // Before the input is destroyed: its consumers' errors would arrive before restic's.
