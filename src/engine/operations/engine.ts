@@ -214,10 +214,10 @@ export class OperationEngine {
     const lines: string[] = [];
     const note = (l: string) => lines.push(`${new Date().toISOString()} ${scrub(l)}`);
     note('trying the unfinished recovery again');
+    let finished = false;
     try {
       await hook(rec, note);
-      rec.recovery = null;
-      this.pending.delete(rec.id);
+      finished = true;
       note('recovery finished: the app is as it was before this operation');
       log.info('pending recovery finished', { operation: rec.id });
     } catch (err) {
@@ -227,6 +227,11 @@ export class OperationEngine {
     const mem = this.logs.get(rec.id);
     if (mem) mem.push(...lines);
     await this.store.appendLog(rec, lines).catch((e: unknown) => log.warn('could not write operation log', { error: (e as Error).message }));
+    // Finished only once its log says so: a client that sees recoveryPending turn false reads why.
+    if (finished) {
+      rec.recovery = null;
+      this.pending.delete(rec.id);
+    }
     await this.store.save(rec).catch((e: unknown) => log.error('could not persist operation record', { operation: rec.id, error: (e as Error).message }));
     if (rec.recovery) return false;
     this.pump(); // operations of the app queued meanwhile may start
