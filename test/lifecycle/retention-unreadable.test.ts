@@ -9,17 +9,17 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildApp } from '../../src/server.js';
 import { setPath, updateYamlFile } from '../../src/wild/writer.js';
 import { ADMIN_TOKEN, READONLY_TOKEN } from '../helpers/app.js';
-import { backupLatest, initRepository, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, backupLatest, initRepository, startSimApp, type SimApp } from '../helpers/sim-app.js';
 
 let s: SimApp;
 
 const RETENTION = `mutation($input: ApplyRetentionInput!) { applyRetention(input: $input) { __typename ... on RetentionPreviewPayload { keep { backupId } remove { backupId } operation { operationId } } ... on Error { code message } } }`;
 type Retention = { applyRetention: { __typename: string; code?: string; message?: string; keep?: Array<{ backupId: string }>; remove?: Array<{ backupId: string }>; operation?: { operationId: string } | null } };
-type Listed = { backupId: string; status: string; problem: string | null };
+type Listed = { id: string; backupId: string; status: string; problem: string | null };
 type Status = { initialized: boolean; reachable: boolean; error: string | null; unreadableSnapshots: Array<{ id: string; reason: string }> };
 
 async function listed(): Promise<Listed[]> {
-  const res = await s.gql<{ instance: { backups: { edges: Array<{ node: Listed }> } } }>(`{ instance(name: "test") { backups { edges { node { backupId status problem } } } } }`);
+  const res = await s.gql<{ instance: { backups: { edges: Array<{ node: Listed }> } } }>(`{ instance(name: "test") { backups { edges { node { id backupId status problem } } } } }`);
   expect(res.errors).toBeUndefined();
   return res.data!.instance.backups.edges.map((e) => e.node).sort((a, b) => a.backupId.localeCompare(b.backupId));
 }
@@ -47,7 +47,7 @@ afterAll(async () => {
 });
 
 describe('a backup whose manifest cannot be read', () => {
-  it('is listed with the problem, and neither retention nor the clean-up after a crash removes anything until it reads again', async () => {
+  it('is listed with the problem; retention and the clean-up after a crash remove nothing, and restores and drills refuse it, until it reads again', async () => {
     const ids = [(await backupLatest(s, 'website')).backupId, (await backupLatest(s, 'website')).backupId].sort();
     // A policy that keeps both: what retention may remove is only what it reads as incomplete.
     await updateYamlFile(path.join(s.sim.instanceDir, 'config.yaml'), (doc) => setPath(doc, ['cloud', 'backup', 'retention'], { keepLast: 5 }), 0o644);
@@ -88,6 +88,17 @@ describe('a backup whose manifest cannot be read', () => {
       }
       expect(s.app.services.engine.list({ instance: 'test' }).filter((o) => o.kind === 'APPLY_RETENTION')).toEqual([]);
 
+      // Nor is it restored or drilled as if it had no manifest: it cannot be used now, and says why.
+      for (const m of [
+        `mutation($id: ID!) { restoreBackup(input: { backupId: $id }) { ${OP_FIELDS} } }`,
+        `mutation($id: ID!) { verifyBackup(id: $id) { ${OP_FIELDS} } }`,
+      ]) {
+        const res = await s.gql<Record<string, { __typename: string; code?: string; message?: string }>>(m, { id: unread[0]!.id });
+        const payload = Object.values(res.data ?? {})[0];
+        expect(payload, JSON.stringify(res)).toMatchObject({ __typename: 'RepositoryError', code: 'BACKUPS_UNREADABLE' });
+        expect(payload!.message).toMatch(new RegExp(`^backup ${ids[0]} cannot be used now: its manifest \\(snapshot [0-9a-f]{8}\\) could not be read`));
+      }
+
       // The clean-up after a crash (a backup's operation found unfinished at start-up) keeps it too.
       const inst = await s.app.services.store.requireInstance('test');
       const err = await s.app.services.backups.removeIncomplete(inst, ids[0]!, () => undefined).catch((e: unknown) => e);
@@ -100,7 +111,7 @@ describe('a backup whose manifest cannot be read', () => {
 
     // The data is back: both read COMPLETE, and retention runs and keeps both.
     const whole = await listed();
-    expect(whole).toEqual(ids.map((backupId) => ({ backupId, status: 'COMPLETE', problem: null })));
+    expect(whole.map(({ backupId, status, problem }) => ({ backupId, status, problem }))).toEqual(ids.map((backupId) => ({ backupId, status: 'COMPLETE', problem: null })));
     const r = await s.gql<Retention>(RETENTION, { input: { instance: 'test' } });
     expect(r.data!.applyRetention.__typename, JSON.stringify(r)).toBe('RetentionPreviewPayload');
     expect(r.data!.applyRetention.remove).toEqual([]);

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ConflictError, NotFoundError, ValidationError, WildError } from '../../errors.js';
+import { ConflictError, NotFoundError, RepositoryError, ValidationError, WildError } from '../../errors.js';
 import type { OperationEngine, OperationRecord, TaskContext } from '../operations/index.js';
 import type { RepositoryService } from '../repository/service.js';
 import type { BackupService } from '../backup/service.js';
@@ -289,6 +289,7 @@ export class RestoreService {
 
   async restore(input: RestoreInput): Promise<OperationRecord> {
     const b = input.backup;
+    if (b.problem) throw unreadableBackup(b.backupId, b.problem);
     if (b.kind !== 'APP' || !b.appName || !b.manifest) throw new ValidationError('only COMPLETE app backups can be restored', [{ path: 'input.backupId', message: 'is not a complete app backup' }]);
     if (b.status !== 'COMPLETE') throw new ValidationError(`backup ${b.backupId} is INCOMPLETE and cannot be restored`, [{ path: 'input.backupId', message: 'is incomplete' }]);
     const inst = await this.store.requireInstance(b.instance);
@@ -521,6 +522,7 @@ export class RestoreService {
   }
 
   async verify(b: BackupView): Promise<OperationRecord> {
+    if (b.problem) throw unreadableBackup(b.backupId, b.problem);
     if (b.status !== 'COMPLETE' || !b.manifest) throw new ConflictError(`backup ${b.backupId} is incomplete: there is nothing to verify`);
     const inst = await this.store.requireInstance(b.instance);
     if (b.kind !== 'APP' || !b.appName) throw new NotFoundError('only app backups can be verified by a restore drill');
@@ -574,4 +576,9 @@ export class RestoreService {
       },
     });
   }
+}
+
+/** A backup whose manifest could not be read this time: it may be complete, so it is not called incomplete. */
+function unreadableBackup(backupId: string, problem: string): RepositoryError {
+  return new RepositoryError(`backup ${backupId} cannot be used now: ${problem}`, 'BACKUPS_UNREADABLE');
 }
