@@ -136,7 +136,7 @@ async function instanceFacts(services: Services, inst: InstanceInfo, deadline: n
   facts.status = status.value;
   if (!status.value.reachable || !status.value.initialized || status.value.error) return facts;
   const [backups, stats] = await Promise.all([
-    until(services.backups.list(inst, { status: 'COMPLETE' }), deadline, now),
+    until(services.backups.list(inst), deadline, now),
     until(services.repositories.stats(inst), deadline, now),
   ]);
   if (backups.ok) facts.backups = backups.value;
@@ -163,6 +163,8 @@ export async function renderMetrics(services: Services, opts: RenderMetricsOptio
   const dedup = x.family('repository_deduplication_ratio', 'gauge', 'Logical size over stored bytes before compression.');
   const compression = x.family('repository_compression_ratio', 'gauge', 'Stored bytes before compression over after; only where restic reports compression (0.15+).');
   const snapshots = x.family('repository_snapshots', 'gauge', 'Snapshots in the repository.');
+  const unreadableSnapshots = x.family('repository_unreadable_snapshots', 'gauge', 'Snapshots restic could not read (damaged where they are stored), left out of every listing. Retention removes nothing while this is above 0.');
+  const unreadableBackups = x.family('backups_unreadable', 'gauge', 'Backups whose manifest could not be read at the last listing (listed INCOMPLETE, maybe complete). Retention removes nothing while this is above 0.');
   const partial = x.family('scrape_partial', 'gauge', '1 when this scrape left out figures of the instance that did not arrive in time (they are being computed for the next scrape).');
 
   const instances = await services.store.instances();
@@ -172,7 +174,10 @@ export async function renderMetrics(services: Services, opts: RenderMetricsOptio
     const instance = f.inst.name;
     up({ instance }, f.status && f.status.reachable && f.status.initialized && !f.status.error ? 1 : 0);
     partial({ instance }, f.partial ? 1 : 0);
-    if (f.status && f.status.reachable && f.status.initialized && !f.status.error) snapshots({ instance }, f.status.snapshotCount);
+    if (f.status && f.status.reachable && f.status.initialized && !f.status.error) {
+      snapshots({ instance }, f.status.snapshotCount);
+      unreadableSnapshots({ instance }, f.status.unreadableSnapshots?.length ?? 0);
+    }
     if (f.stats) {
       size({ instance }, f.stats.totalSize);
       logical({ instance }, f.stats.logicalSize);
@@ -182,6 +187,7 @@ export async function renderMetrics(services: Services, opts: RenderMetricsOptio
       if (c !== null) compression({ instance }, c);
     }
     if (!f.backups) continue;
+    unreadableBackups({ instance }, f.backups.filter((b) => b.problem !== null).length);
     // Newest first: the first COMPLETE backup seen per app is its latest.
     const latest = new Map<string, BackupView>();
     for (const b of f.backups) {

@@ -6,6 +6,7 @@
 import { cp, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { renderMetrics } from '../../src/engine/metrics.js';
 import { buildApp } from '../../src/server.js';
 import { setPath, updateYamlFile } from '../../src/wild/writer.js';
 import { ADMIN_TOKEN, READONLY_TOKEN } from '../helpers/app.js';
@@ -79,6 +80,9 @@ describe('a backup whose manifest cannot be read', () => {
         expect(b.problem).toMatch(/^its manifest \(snapshot [0-9a-f]{8}\) could not be read: .+; the backup may be complete/);
       }
 
+      // Metrics say so, for an alert.
+      expect(await renderMetrics(s.app.services)).toContain('wild_backup_backups_unreadable{instance="test"} 2\n');
+
       // Retention, as a preview and for real: refused, naming why; no operation, nothing removed.
       for (const dryRun of [true, false]) {
         const r = await s.gql<Retention>(RETENTION, { input: { instance: 'test', dryRun } });
@@ -142,6 +146,7 @@ describe('a backup whose manifest cannot be read', () => {
       const st = await status();
       expect(st).toMatchObject({ initialized: true, reachable: true, error: null });
       expect(st.unreadableSnapshots).toEqual([{ id: manifest!.shortId, reason: `load <snapshot/${manifest!.id.slice(0, 10)}>: invalid data returned` }]);
+      expect(await renderMetrics(s.app.services)).toContain('wild_backup_repository_unreadable_snapshots{instance="test"} 1\n');
       const r = await s.gql<Retention>(RETENTION, { input: { instance: 'test', dryRun: true } });
       expect(r.data!.applyRetention.__typename, JSON.stringify(r)).toBe('RepositoryError');
       expect(r.data!.applyRetention.code).toBe('BACKUPS_UNREADABLE');
@@ -152,5 +157,8 @@ describe('a backup whose manifest cannot be read', () => {
     await forgetCached();
     expect((await listed()).find((b) => b.backupId === third)?.status).toBe('COMPLETE');
     expect((await status()).unreadableSnapshots).toEqual([]);
+    const metrics = await renderMetrics(s.app.services);
+    expect(metrics).toContain('wild_backup_repository_unreadable_snapshots{instance="test"} 0\n');
+    expect(metrics).toContain('wild_backup_backups_unreadable{instance="test"} 0\n');
   }, 240_000);
 });
