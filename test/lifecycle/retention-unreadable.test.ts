@@ -7,6 +7,7 @@ import { cp, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'no
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { renderMetrics } from '../../src/engine/metrics.js';
+import { observeLogLines } from '../../src/util/log.js';
 import { buildApp } from '../../src/server.js';
 import { setPath, updateYamlFile } from '../../src/wild/writer.js';
 import { ADMIN_TOKEN, READONLY_TOKEN } from '../helpers/app.js';
@@ -72,6 +73,8 @@ describe('a backup whose manifest cannot be read', () => {
     // Three days on: both backups are past retention's 24 h grace for incomplete ones.
     vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
     vi.setSystemTime(Date.now() + 3 * 24 * 3600_000);
+    const failedReads: string[] = [];
+    const stopObserving = observeLogLines((line) => { if (line.includes('"unreadable backup manifest"')) failedReads.push(line); });
     try {
       const unread = await listed();
       expect(unread.map((b) => b.backupId)).toEqual(ids);
@@ -79,6 +82,11 @@ describe('a backup whose manifest cannot be read', () => {
         expect(b.status).toBe('INCOMPLETE');
         expect(b.problem).toMatch(/^its manifest \(snapshot [0-9a-f]{8}\) could not be read: .+; the backup may be complete/);
       }
+      // Each manifest was read once: the queries that follow answer from the failure, for a while,
+      // instead of running restic again each.
+      expect(failedReads).toHaveLength(2);
+      for (let i = 0; i < 3; i++) expect(await listed()).toEqual(unread);
+      expect(failedReads).toHaveLength(2);
 
       // Metrics say so, for an alert.
       expect(await renderMetrics(s.app.services)).toContain('wild_backup_backups_unreadable{instance="test"} 2\n');
@@ -103,17 +111,24 @@ describe('a backup whose manifest cannot be read', () => {
         expect(payload!.message).toMatch(new RegExp(`^backup ${ids[0]} cannot be used now: its manifest \\(snapshot [0-9a-f]{8}\\) could not be read`));
       }
 
+      expect(failedReads).toHaveLength(2);
+
       // The clean-up after a crash (a backup's operation found unfinished at start-up) keeps it too.
       const inst = await s.app.services.store.requireInstance('test');
       const err = await s.app.services.backups.removeIncomplete(inst, ids[0]!, () => undefined).catch((e: unknown) => e);
       expect((err as { code?: string }).code).toBe('BACKUPS_UNREADABLE');
+      // That clean-up lists the snapshots anew, first: a new listing reads the manifests again.
+      expect(failedReads).toHaveLength(4);
     } finally {
+      stopObserving();
       vi.useRealTimers();
       await rm(data, { recursive: true, force: true });
       await rename(`${data}-whole`, data);
     }
 
-    // The data is back: both read COMPLETE, and retention runs and keeps both.
+    // The data is back, and the next listing reads the manifests again: both COMPLETE, and
+    // retention runs and keeps both.
+    await forgetCached();
     const whole = await listed();
     expect(whole.map(({ backupId, status, problem }) => ({ backupId, status, problem }))).toEqual(ids.map((backupId) => ({ backupId, status: 'COMPLETE', problem: null })));
     const r = await s.gql<Retention>(RETENTION, { input: { instance: 'test' } });

@@ -40,6 +40,22 @@ export interface BackupView {
   problem: string | null;
 }
 
+/** How long a manifest whose read failed is not read again (unless the snapshot listing changes). */
+const UNREAD_RETRY_MS = 30_000;
+/** The longest a read of one manifest through restic may take. */
+const MANIFEST_READ_TIMEOUT_MS = 60_000;
+
+/** `work`, or its caller's abort, whichever comes first (the work itself goes on). */
+function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  if (signal.aborted) return Promise.reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
 export async function readAll(stream: NodeJS.ReadableStream, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
@@ -67,6 +83,14 @@ export class BackupCatalog {
   private readonly closing = new AbortController();
   /** The backups built from one snapshot listing, per instance (gone with the listing). */
   private readonly views = new WeakMap<readonly Snapshot[], Map<string, readonly BackupView[]>>();
+  /** Manifests being read through restic, by snapshot id: the listings that need one share its read. */
+  private readonly reading = new Map<string, Promise<BackupManifest>>();
+  /**
+   * Manifests whose read failed, by snapshot id, with when (monotonic ms) and in which snapshot
+   * listing: every query would otherwise run restic for each of them again. Tried again after
+   * UNREAD_RETRY_MS, or at once from a new listing (the repository may answer now).
+   */
+  private readonly failed = new Map<string, { at: number; error: Error; listing: readonly Snapshot[] | undefined }>();
 
   constructor(private readonly manifestDir: string) {}
 
@@ -78,7 +102,7 @@ export class BackupCatalog {
    * The manifest stored in a manifest snapshot (memory, then disk, then restic). Throws when it
    * cannot be read: a manifest that is there but unread is not a backup without one.
    */
-  async manifest(repo: ResticRepository, snap: Snapshot, signal?: AbortSignal): Promise<BackupManifest> {
+  async manifest(repo: ResticRepository, snap: Snapshot, signal?: AbortSignal, listing?: readonly Snapshot[]): Promise<BackupManifest> {
     const hit = this.memory.get(snap.id);
     if (hit) return hit;
     const just = this.expected.get(parseTags(snap.tags)?.backupId ?? '');
@@ -90,21 +114,46 @@ export class BackupCatalog {
     try {
       manifest = backupManifestSchema.parse(JSON.parse(await readFile(this.file(snap.id), 'utf8')));
     } catch {
-      try {
-        const filePath = snap.paths[0];
-        if (!filePath) throw new Error('the snapshot holds no file');
-        const text = await readAll(repo.dump(snap.id, filePath, { signal }), MAX_MANIFEST_BYTES);
-        manifest = backupManifestSchema.parse(JSON.parse(text.toString('utf8')));
-        await mkdir(this.manifestDir, { recursive: true });
-        await writeFileAtomic(this.file(snap.id), JSON.stringify(manifest), 0o600);
-      } catch (err) {
-        const message = scrub(err instanceof Error ? err.message : String(err));
-        log.warn('unreadable backup manifest', { snapshot: snap.shortId, error: message });
-        throw new Error(message, { cause: err });
+      const failed = this.failed.get(snap.id);
+      if (failed && failed.listing === listing && performance.now() - failed.at < UNREAD_RETRY_MS) throw failed.error;
+      let reading = this.reading.get(snap.id);
+      if (!reading) {
+        reading = this.readThroughRestic(repo, snap, listing);
+        this.reading.set(snap.id, reading);
+        const done = reading;
+        void done.catch(() => undefined).finally(() => { if (this.reading.get(snap.id) === done) this.reading.delete(snap.id); });
       }
+      manifest = await abortable(reading, signal);
     }
     this.memory.set(snap.id, manifest);
     return manifest;
+  }
+
+  /** One `restic dump` of a manifest, kept on disk once read; a failure is remembered for a while. */
+  private async readThroughRestic(repo: ResticRepository, snap: Snapshot, listing: readonly Snapshot[] | undefined): Promise<BackupManifest> {
+    try {
+      const filePath = snap.paths[0];
+      if (!filePath) throw new Error('the snapshot holds no file');
+      // Stopped by close() or its own time limit: a caller that gives up stops waiting, not the
+      // read others share, and a repository that hangs holds no later read.
+      const signal = AbortSignal.any([this.closing.signal, AbortSignal.timeout(MANIFEST_READ_TIMEOUT_MS)]);
+      const text = await readAll(repo.dump(snap.id, filePath, { signal }), MAX_MANIFEST_BYTES);
+      const manifest = backupManifestSchema.parse(JSON.parse(text.toString('utf8')));
+      await mkdir(this.manifestDir, { recursive: true });
+      await writeFileAtomic(this.file(snap.id), JSON.stringify(manifest), 0o600);
+      this.failed.delete(snap.id);
+      return manifest;
+    } catch (err) {
+      const message = scrub(err instanceof Error ? err.message : String(err));
+      log.warn('unreadable backup manifest', { snapshot: snap.shortId, error: message });
+      const error = new Error(message, { cause: err });
+      if (!this.closing.signal.aborted) {
+        const now = performance.now();
+        for (const [id, f] of this.failed) if (now - f.at >= UNREAD_RETRY_MS) this.failed.delete(id);
+        this.failed.set(snap.id, { at: now, error, listing });
+      }
+      throw error;
+    }
   }
 
   /**
@@ -178,7 +227,7 @@ export class BackupCatalog {
       g.push({ snap, tags });
       groups.set(tags.backupId, g);
     }
-    const views = await Promise.all([...groups].map(([id, members]) => this.view(repo, instance, id, members, signal)));
+    const views = await Promise.all([...groups].map(([id, members]) => this.view(repo, instance, id, members, signal, all)));
     const settled = [...groups.values()].every((members) => {
       const m = members.find((x) => x.tags.artifact.kind === MANIFEST_ARTIFACT);
       return !m || this.memory.has(m.snap.id);
@@ -189,16 +238,16 @@ export class BackupCatalog {
 
   private async view(
     repo: ResticRepository, instance: string, backupId: string,
-    members: Array<{ snap: Snapshot; tags: ParsedTags }>, signal?: AbortSignal,
+    members: Array<{ snap: Snapshot; tags: ParsedTags }>, signal?: AbortSignal, listing?: readonly Snapshot[],
   ): Promise<BackupView> {
     const manifestSnap = members.find((m) => m.tags.artifact.kind === MANIFEST_ARTIFACT)?.snap;
     let manifest: BackupManifest | null = null;
     let problem: string | null = null;
     if (manifestSnap) {
       try {
-        manifest = await this.manifest(repo, manifestSnap, signal);
+        manifest = await this.manifest(repo, manifestSnap, signal, listing);
       } catch (err) {
-        problem = `its manifest (snapshot ${manifestSnap.shortId}) could not be read: ${(err as Error).message}; the backup may be complete (the manifest is read again on the next query)`;
+        problem = `its manifest (snapshot ${manifestSnap.shortId}) could not be read: ${(err as Error).message}; the backup may be complete (its manifest is read again within 30 s, or with the next snapshot listing)`;
       }
     }
     const first = members[0]!.tags;
