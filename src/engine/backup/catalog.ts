@@ -45,17 +45,6 @@ const UNREAD_RETRY_MS = 30_000;
 /** The longest a read of one manifest through restic may take. */
 const MANIFEST_READ_TIMEOUT_MS = 60_000;
 
-/** `work`, or its caller's abort, whichever comes first (the work itself goes on). */
-function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return work;
-  if (signal.aborted) return Promise.reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
-
 export async function readAll(stream: NodeJS.ReadableStream, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
@@ -102,7 +91,7 @@ export class BackupCatalog {
    * The manifest stored in a manifest snapshot (memory, then disk, then restic). Throws when it
    * cannot be read: a manifest that is there but unread is not a backup without one.
    */
-  async manifest(repo: ResticRepository, snap: Snapshot, signal?: AbortSignal, listing?: readonly Snapshot[]): Promise<BackupManifest> {
+  async manifest(repo: ResticRepository, snap: Snapshot, listing?: readonly Snapshot[]): Promise<BackupManifest> {
     const hit = this.memory.get(snap.id);
     if (hit) return hit;
     const just = this.expected.get(parseTags(snap.tags)?.backupId ?? '');
@@ -123,7 +112,7 @@ export class BackupCatalog {
         const done = reading;
         void done.catch(() => undefined).finally(() => { if (this.reading.get(snap.id) === done) this.reading.delete(snap.id); });
       }
-      manifest = await abortable(reading, signal);
+      manifest = await reading;
     }
     this.memory.set(snap.id, manifest);
     return manifest;
@@ -134,8 +123,7 @@ export class BackupCatalog {
     try {
       const filePath = snap.paths[0];
       if (!filePath) throw new Error('the snapshot holds no file');
-      // Stopped by close() or its own time limit: a caller that gives up stops waiting, not the
-      // read others share, and a repository that hangs holds no later read.
+      // Stopped by close() or its own time limit: a repository that hangs holds no later read.
       const signal = AbortSignal.any([this.closing.signal, AbortSignal.timeout(MANIFEST_READ_TIMEOUT_MS)]);
       const text = await readAll(repo.dump(snap.id, filePath, { signal }), MAX_MANIFEST_BYTES);
       const manifest = backupManifestSchema.parse(JSON.parse(text.toString('utf8')));
@@ -202,11 +190,11 @@ export class BackupCatalog {
    * same array until it is refreshed) and shared by every query until then: the list is frozen.
    * `listing`: the snapshot listing to build from, when the caller holds it already.
    */
-  async list(repo: ResticRepository, instance: string, signal?: AbortSignal, listing?: SnapshotListing): Promise<readonly BackupView[]> {
-    const all = listing ?? await repo.allSnapshots({ signal });
+  async list(repo: ResticRepository, instance: string, listing?: SnapshotListing): Promise<readonly BackupView[]> {
+    const all = listing ?? await repo.allSnapshots();
     const kept = this.views.get(all)?.get(instance);
     if (kept) return kept;
-    const { views, settled } = await this.build(repo, instance, all, signal);
+    const { views, settled } = await this.build(repo, instance, all);
     const list = Object.freeze(views);
     // A manifest that could not be read this time (restic busy, repository away) is tried again.
     if (settled) {
@@ -217,7 +205,7 @@ export class BackupCatalog {
     return list;
   }
 
-  private async build(repo: ResticRepository, instance: string, all: readonly Snapshot[], signal?: AbortSignal): Promise<{ views: BackupView[]; settled: boolean }> {
+  private async build(repo: ResticRepository, instance: string, all: readonly Snapshot[]): Promise<{ views: BackupView[]; settled: boolean }> {
     const groups = new Map<string, Array<{ snap: Snapshot; tags: ParsedTags }>>();
     for (const snap of all) {
       if (!snap.tags.includes('wild-backup')) continue;
@@ -227,7 +215,7 @@ export class BackupCatalog {
       g.push({ snap, tags });
       groups.set(tags.backupId, g);
     }
-    const views = await Promise.all([...groups].map(([id, members]) => this.view(repo, instance, id, members, signal, all)));
+    const views = await Promise.all([...groups].map(([id, members]) => this.view(repo, instance, id, members, all)));
     const settled = [...groups.values()].every((members) => {
       const m = members.find((x) => x.tags.artifact.kind === MANIFEST_ARTIFACT);
       return !m || this.memory.has(m.snap.id);
@@ -238,14 +226,14 @@ export class BackupCatalog {
 
   private async view(
     repo: ResticRepository, instance: string, backupId: string,
-    members: Array<{ snap: Snapshot; tags: ParsedTags }>, signal?: AbortSignal, listing?: readonly Snapshot[],
+    members: Array<{ snap: Snapshot; tags: ParsedTags }>, listing: readonly Snapshot[],
   ): Promise<BackupView> {
     const manifestSnap = members.find((m) => m.tags.artifact.kind === MANIFEST_ARTIFACT)?.snap;
     let manifest: BackupManifest | null = null;
     let problem: string | null = null;
     if (manifestSnap) {
       try {
-        manifest = await this.manifest(repo, manifestSnap, signal, listing);
+        manifest = await this.manifest(repo, manifestSnap, listing);
       } catch (err) {
         problem = `its manifest (snapshot ${manifestSnap.shortId}) could not be read: ${(err as Error).message}; the backup may be complete (its manifest is read again within 30 s, or with the next snapshot listing)`;
       }

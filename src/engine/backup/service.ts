@@ -3,6 +3,7 @@
 import { NotFoundError, RepositoryError, ValidationError } from '../../errors.js';
 import type { OperationEngine, OperationRecord } from '../operations/index.js';
 import type { RepositoryService } from '../repository/service.js';
+import type { SnapshotListing } from '../restic/index.js';
 import type { AppInfo, InstanceInfo, WildStore } from '../../wild/store.js';
 import { appConfigSource } from '../../plugins/config/app-config.js';
 import { clusterConfigSource, etcdSnapshotSource, etcdUnavailableReason } from '../../plugins/config/cluster-config.js';
@@ -64,12 +65,18 @@ export class BackupService {
 
   /** Backups of an instance, newest first. An uninitialised repository has none. */
   async list(inst: InstanceInfo, filter: BackupFilter = {}): Promise<BackupView[]> {
-    const st = await this.repositories.status(inst);
-    if (!st.initialized || !st.reachable) return [];
-    const repo = await this.repositories.open(inst);
-    const all = await this.catalog.list(repo, inst.name);
+    const all = (await this.read(inst))?.views ?? [];
     return all.filter((b) =>
       (!filter.app || b.appName === filter.app) && (!filter.kind || b.kind === filter.kind) && (!filter.status || b.status === filter.status));
+  }
+
+  /** The snapshot listing and the backups built from it; null while the repository cannot be read or is not initialised. */
+  private async read(inst: InstanceInfo): Promise<{ listing: SnapshotListing; views: readonly BackupView[] } | null> {
+    const st = await this.repositories.status(inst);
+    if (!st.initialized || !st.reachable) return null;
+    const repo = await this.repositories.open(inst);
+    const listing = await repo.allSnapshots();
+    return { listing, views: await this.catalog.list(repo, inst.name, listing) };
   }
 
   /**
@@ -79,11 +86,9 @@ export class BackupService {
    * left out of a partial listing could be any backup's manifest.
    */
   async listToRemoveFrom(inst: InstanceInfo): Promise<readonly BackupView[]> {
-    const st = await this.repositories.status(inst);
-    if (!st.initialized || !st.reachable) return [];
-    const repo = await this.repositories.open(inst);
-    const listing = await repo.allSnapshots();
-    const all = await this.catalog.list(repo, inst.name, undefined, listing);
+    const read = await this.read(inst);
+    if (!read) return [];
+    const { listing, views: all } = read;
     const problems = [
       ...(listing.unreadable ?? []).map((u) => `snapshot ${u.id}: ${u.reason}`),
       ...all.filter((b) => b.problem !== null).map((b) => `backup ${b.backupId}: ${b.problem}`),
