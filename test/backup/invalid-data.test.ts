@@ -9,7 +9,7 @@ import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BackupCatalog, readAll } from '../../src/engine/backup/catalog.js';
@@ -195,6 +195,49 @@ describe('a damaged file in the restic cache (local repository)', () => {
     expect(checked.ok).toBe(false);
     expect(checked.messages.join('\n')).toContain(`load <index/${indexName!.slice(0, 10)}>: invalid data returned`);
     expect(logs.filter((l) => l.startsWith('a file of the repository read back damaged, trying again'))).toEqual([]);
+  }, 60_000);
+});
+
+describe('a damaged pack in the restic cache (local repository)', () => {
+  it('goes with the other cached packs and the command runs again: a restore is not failed by a copy the storage no longer holds', async () => {
+    const { dataDir, logs, repo } = await localRepository('wb-damaged-pack-');
+    const data = randomBytes(300_000);
+    const { snapshotId } = await repo.backupStdin({ stdin: Readable.from([data]), filename: 'a/data.bin', host: 'home' });
+    // restic caches the pack holding the snapshot's trees as a dump reads it.
+    expect(sha(await readAll(repo.dump(snapshotId, '/a/data.bin'), 1e8))).toBe(sha(data));
+    const cacheRoot = join(dataDir, 'cache', 'restic');
+    const cachedPacks = async () => (await readdir(cacheRoot, { recursive: true })).filter((f) => /\/data\/[0-9a-f]{2}\/[0-9a-f]{64}$/.test(f));
+    const [pack] = await cachedPacks();
+    expect(pack).toBeDefined();
+    const stored = join(dataDir, 'repo', 'data', basename(pack!).slice(0, 2), basename(pack!));
+    const whole = await readFile(stored);
+    // The cached copy damaged, as a read of a pack the storage returned damaged leaves it (the
+    // storage's own file is whole again): every blob's ciphertext fails its authentication.
+    const damageCachedPack = () => writeFile(join(cacheRoot, pack!), Buffer.alloc(whole.length, 0x55));
+    const removed = () => logs.filter((l) => l.startsWith('removed the cached packs from the restic cache')).length;
+    const ranAgain = (command: string) => logs.filter((l) => l.startsWith('a file of the repository read back damaged, trying again') && l.includes(`"command":"${command}"`) && l.includes('blob/')).length;
+
+    // A dump (a restore's stream): run again before its first byte; the reader gets every byte.
+    await damageCachedPack();
+    expect(sha(await readAll(repo.dump(snapshotId, '/a/data.bin'), 1e8))).toBe(sha(data));
+    expect([removed(), ranAgain('dump')]).toEqual([1, 1]);
+    // restic cached the pack again, whole.
+    expect(sha(await readFile(join(cacheRoot, pack!)))).toBe(sha(whole));
+
+    // A command with output only (stats walks every tree).
+    await damageCachedPack();
+    const stats = await repo.stats('restore-size');
+    expect(stats.totalSize).toBe(data.length);
+    expect([removed(), ranAgain('stats')]).toEqual([2, 1]);
+
+    // Damaged in the repository itself (and not cached): the runs again fail too, and the error
+    // names the blob; check, which reads without our cache, reports it.
+    await writeFile(stored, Buffer.alloc(whole.length, 0x55));
+    await rm(join(cacheRoot, pack!));
+    await expect(readAll(repo.dump(snapshotId, '/a/data.bin'), 1e8)).rejects.toMatchObject({ code: 'RESTIC_INVALID_DATA', file: { type: 'blob' } });
+    expect(ranAgain('dump')).toBe(3);
+    const checked = await repo.check();
+    expect(checked.ok).toBe(false);
   }, 60_000);
 });
 

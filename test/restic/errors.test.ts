@@ -63,6 +63,17 @@ describe('classifyResticFailure', () => {
     expect((classify('Load(<snapshot/5febcb4e17>, 0, 0) returned error, retrying after 552ms: invalid data returned') as ResticInvalidDataError).file).toEqual({ type: 'snapshot', id: '5febcb4e17' });
     expect(classify('Fatal: load <index/0afbc1f06a>: unexpected EOF')).not.toBeInstanceOf(ResticInvalidDataError);
   });
+
+  it('names a blob that failed its authentication (restic 0.14 serves trees from its cache unchecked), for the cached packs to go', () => {
+    const blob = 'd9b8a913ca6d76e5d11debb9388502cb2cc281d8d259808ca0030ac25121a68b';
+    const line = `decrypting blob ${blob} failed: ciphertext verification failed`;
+    const err = classify(`cannot dump file: cannot load subtree for "/a": ${line}`, 2, 'dump');
+    expect(err).toBeInstanceOf(ResticInvalidDataError);
+    expect((err as ResticInvalidDataError).file).toEqual({ type: 'blob', id: blob });
+    expect(err.message).toBe(`a blob of the repository at s3:https://h/b read back damaged, from restic's cache or from the storage (${line}); if this stays, checkRepository tells what is damaged`);
+    expect((classify(`error walking snapshot: blob ${blob} returned invalid hash`) as ResticInvalidDataError).file).toEqual({ type: 'blob', id: blob });
+    expect(classify('decrypting blob d9b8a913 failed: ciphertext verification failed')).not.toBeInstanceOf(ResticInvalidDataError);
+  });
 });
 
 describe('unreadableSnapshotFailure (restic 0.14 snapshots: a warning, exit 0)', () => {

@@ -87,6 +87,12 @@ export class ResticNoSpaceError extends ResticError {
  * under its final name while it is uploaded, so a restic that loads the index while another
  * writes one reads it torn. restic 0.14 keeps what it read in its cache, where the torn copy would
  * fail every later run; ResticRepository removes it and runs again (see `file`).
+ *
+ * Also a blob that fails its authentication ("decrypting blob <id> failed: ciphertext verification
+ * failed"): `file` is then `{ type: 'blob', id }`. restic 0.14 caches the packs that hold trees as
+ * it downloads them, without checking them, and reads its copy from then on: a pack read damaged
+ * once (the storage returned it so, then was mended) fails every later `dump`, `ls` and `stats` of
+ * the snapshots whose trees it holds, while `check`, which reads without the cache, finds nothing.
  */
 export class ResticInvalidDataError extends ResticError {
   override name = 'ResticInvalidDataError';
@@ -119,15 +125,25 @@ const NOT_FOUND_REPO =
 const OPEN_CONFIG = /unable to open config file|Is there a repository at the following location/i;
 // restic's handle ("<index/0afbc1f06a>") and, on the same line, the hash check's failure.
 const INVALID_DATA = /<(index|snapshot|data|key)\/([0-9a-f]{6,64})>.*invalid data returned/;
+// A blob whose authentication failed, or whose content is not what its id says.
+const DAMAGED_BLOB = /decrypting blob ([0-9a-f]{64}) failed: ciphertext verification failed|blob ([0-9a-f]{64}) returned invalid hash/;
 const NO_SNAPSHOT = /no matching ID found|invalid id|cannot dump file: path .* not found|path .* not found in snapshot|pathComponents|no snapshot found/i;
 
 /** The ResticInvalidDataError that `text` reports, if it reports one. */
 function invalidDataFailure(text: string, details: ResticErrorDetails, where: string): ResticInvalidDataError | undefined {
   const m = INVALID_DATA.exec(text);
-  if (!m) return undefined;
-  const file = { type: m[1]!, id: m[2]! };
+  if (m) {
+    const file = { type: m[1]!, id: m[2]! };
+    return new ResticInvalidDataError(
+      `the file ${file.type}/${file.id} of the repository${where} read back damaged or incomplete: another restic may have been writing it; if this stays, checkRepository tells what is damaged`,
+      details, file,
+    );
+  }
+  const blob = DAMAGED_BLOB.exec(text);
+  if (!blob) return undefined;
+  const file = { type: 'blob', id: (blob[1] ?? blob[2])! };
   return new ResticInvalidDataError(
-    `the file ${file.type}/${file.id} of the repository${where} read back damaged or incomplete: another restic may have been writing it; if this stays, checkRepository tells what is damaged`,
+    `a blob of the repository${where} read back damaged, from restic's cache or from the storage (${blob[0]}); if this stays, checkRepository tells what is damaged`,
     details, file,
   );
 }

@@ -534,7 +534,8 @@ export class ResticRepository {
    * After a failed run: sweeps stale locks if this restic took a lock and may have left it, and
    * removes from restic's cache a file it read back damaged. restic 0.14 caches index and snapshot
    * files as it downloads them and never checks its cache again: a torn copy left there would fail
-   * every later run of this repository, even once the file in the repository is whole.
+   * every later run of this repository, even once the file in the repository is whole. The same
+   * for the packs holding trees it caches: a blob read back damaged drops them (dropCachedFile).
    */
   private async afterFailure(command: string, opts: RunOptions, proc: ResticProcess, err: unknown): Promise<void> {
     if (err instanceof ResticInvalidDataError) await this.dropCachedFile(err.file);
@@ -559,8 +560,14 @@ export class ResticRepository {
     return found;
   }
 
-  /** Removes the cached copies of a file restic named by its short id. */
+  /**
+   * Removes the cached copies of a file restic named by its short id. A damaged blob names no
+   * file: which pack holds it is in the (encrypted) index, and which cache folder is this
+   * repository's is its id, which would take a restic run to learn. So every cached pack goes:
+   * restic caches only the packs that hold trees, and downloads them again as it needs them.
+   */
   private async dropCachedFile(file: { type: string; id: string }): Promise<void> {
+    if (file.type === 'blob') return this.dropCachedPacks(file.id);
     try {
       for (const copy of await this.cachedCopies(file.type, file.id)) {
         await rm(copy, { force: true });
@@ -568,6 +575,31 @@ export class ResticRepository {
       }
     } catch (err) {
       this.log.warn('could not remove a damaged file from the restic cache', { repository: this.displayUri, file: `${file.type}/${file.id}`, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  /**
+   * Removes every pack in restic's cache (see dropCachedFile): the files only, not their folders,
+   * where a restic running meanwhile may be saving a pack (a temporary file, then renamed); had its
+   * folder gone, its save would fail, and restic 0.14 retries such a load for ~40 s.
+   */
+  private async dropCachedPacks(blobId: string): Promise<void> {
+    const cacheDir = this.cacheDir();
+    try {
+      let removed = 0;
+      for (const repoId of await readdir(cacheDir).catch(() => [] as string[])) {
+        const packs = join(cacheDir, repoId, CACHE_FOLDER.data!);
+        for (const sub of await readdir(packs).catch(() => [] as string[])) {
+          for (const name of await readdir(join(packs, sub)).catch(() => [] as string[])) {
+            if (!SNAPSHOT_ID.test(name) || name.length !== 64) continue;
+            await rm(join(packs, sub, name), { force: true });
+            removed++;
+          }
+        }
+      }
+      if (removed > 0) this.log.info('removed the cached packs from the restic cache, after a blob read back damaged', { repository: this.displayUri, blob: blobId.slice(0, 10), packs: removed });
+    } catch (err) {
+      this.log.warn('could not remove the cached packs from the restic cache', { repository: this.displayUri, error: err instanceof Error ? err.message : String(err) });
     }
   }
 
