@@ -46,6 +46,8 @@ const INVALID_DATA_RUNS = 3;
 const INVALID_DATA_WAIT_MS = 1_000;
 /** restic's cache folders by the type its errors name. */
 const CACHE_FOLDER: Record<string, string> = { index: 'index', snapshot: 'snapshots', data: 'data' };
+/** A file restic caches is named by its id: a SHA-256, in hex (its temporary files are not). */
+const PACK_NAME = /^[0-9a-f]{64}$/;
 // The child sees these of our environment, the plugin's variables and the password; nothing else
 // (no stray AWS_* or RESTIC_* of the server's own environment).
 const PASS_THROUGH_ENV = ['PATH', 'HOME', 'TMPDIR', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
@@ -591,7 +593,7 @@ export class ResticRepository {
         const packs = join(cacheDir, repoId, CACHE_FOLDER.data!);
         for (const sub of await readdir(packs).catch(() => [] as string[])) {
           for (const name of await readdir(join(packs, sub)).catch(() => [] as string[])) {
-            if (!SNAPSHOT_ID.test(name) || name.length !== 64) continue;
+            if (!PACK_NAME.test(name)) continue;
             await rm(join(packs, sub, name), { force: true });
             removed++;
           }
