@@ -3,7 +3,7 @@
 // check and locks.
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -219,6 +219,31 @@ describe('restic client (local repository)', () => {
     await repo.forget({ snapshotIds: [left[0]!.id] });
     expect(await repo.snapshots({ tags: ['retention'] })).toEqual([]);
   }, 120_000);
+
+  it('prune removes the cache folders of repositories unused for 30 days, and nothing else', async () => {
+    const cache = join(dir, 'data', 'cache', 'restic');
+    const [own] = (await readdir(cache)).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    expect(own).toBeDefined();
+    // A repository this server used 40 days ago (moved to another backend since), one used 20 days ago.
+    const folder = async (days: number) => {
+      const d = join(cache, randomBytes(32).toString('hex'));
+      await mkdir(join(d, 'data', 'ab'), { recursive: true });
+      await writeFile(join(d, 'version'), '1\n');
+      await writeFile(join(d, 'data', 'ab', randomBytes(32).toString('hex')), randomBytes(1000));
+      const t = new Date(Date.now() - days * 86_400_000);
+      await utimes(d, t, t);
+      return d;
+    };
+    const stale = await folder(40);
+    const recent = await folder(20);
+    // Our own repository's folder, untouched for as long: restic marks it used as it opens it.
+    const t = new Date(Date.now() - 40 * 86_400_000);
+    await utimes(join(cache, own!), t, t);
+    await repo.prune();
+    expect(existsSync(stale)).toBe(false);
+    expect(existsSync(recent)).toBe(true);
+    expect(existsSync(join(cache, own!, 'version'))).toBe(true);
+  }, 60_000);
 
   it('left no temp files, and no secret in logs, errors or argv', async () => {
     expect(await readdir(join(dir, 'data', 'tmp')).catch(() => [])).toEqual([]);

@@ -451,10 +451,16 @@ export class ResticRepository {
   }
 
   /** Removes stale locks (all locks with removeAll: only when no other restic can be running). */
-  /** `restic prune`: frees the data no snapshot references any more (needs an exclusive lock). */
+  /**
+   * `restic prune`: frees the data no snapshot references any more (needs an exclusive lock).
+   * It also removes the cache folders of repositories no restic of this server used for 30 days
+   * (`--cleanup-cache`; restic touches a repository's folder each time it opens it): a repository
+   * moved to another backend, or made anew, leaves its index and tree packs on Wild Central's
+   * disk otherwise, and restic never removes them by itself.
+   */
   async prune(opts: CallOptions = {}): Promise<string[]> {
     try {
-      return await this.run('prune', [], { ...opts, json: false });
+      return await this.run('prune', ['--cleanup-cache'], { ...opts, json: false });
     } finally {
       this.invalidate();
     }
