@@ -235,7 +235,7 @@ export class BackupCatalog {
       try {
         manifest = await this.manifest(repo, manifestSnap, listing);
       } catch (err) {
-        problem = `its manifest (snapshot ${manifestSnap.shortId}) could not be read: ${(err as Error).message}; the backup may be complete (its manifest is read again within 30 s, or with the next snapshot listing)`;
+        problem = `its manifest (snapshot ${manifestSnap.shortId}) could not be read: ${(err as Error).message}; the backup may be complete (its manifest is read again within ${UNREAD_RETRY_MS / 1000} s, or with the next snapshot listing)`;
       }
     }
     const first = members[0]!.tags;

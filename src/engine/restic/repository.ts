@@ -47,7 +47,7 @@ const INVALID_DATA_WAIT_MS = 1_000;
 /** restic's cache folders by the type its errors name. */
 const CACHE_FOLDER: Record<string, string> = { index: 'index', snapshot: 'snapshots', data: 'data' };
 /** A file restic caches is named by its id: a SHA-256, in hex (its temporary files are not). */
-const PACK_NAME = /^[0-9a-f]{64}$/;
+const CACHED_NAME = /^[0-9a-f]{64}$/;
 // The child sees these of our environment, the plugin's variables and the password; nothing else
 // (no stray AWS_* or RESTIC_* of the server's own environment).
 const PASS_THROUGH_ENV = ['PATH', 'HOME', 'TMPDIR', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy', 'SSL_CERT_FILE', 'SSL_CERT_DIR'];
@@ -263,7 +263,7 @@ export class ResticRepository {
    */
   async cachedSnapshotId(shortId: string): Promise<string | undefined> {
     if (!SNAPSHOT_ID.test(shortId)) return undefined;
-    const ids = new Set((await this.cachedCopies('snapshot', shortId)).map((p) => basename(p)).filter((n) => n.length === 64 && SNAPSHOT_ID.test(n)));
+    const ids = new Set((await this.cachedCopies('snapshot', shortId)).map((p) => basename(p)).filter((n) => CACHED_NAME.test(n)));
     return ids.size === 1 ? [...ids][0] : undefined;
   }
 
@@ -555,15 +555,24 @@ export class ResticRepository {
     return join(this.options.dataDir, 'cache', 'restic');
   }
 
-  /** The paths of restic's cached copies of a file (index, snapshot, pack) whose id starts with `prefix`, in every repository's cache folder (ids are hashes). */
-  private async cachedCopies(type: string, prefix: string): Promise<string[]> {
+  /**
+   * The paths of restic's cached copies of files (index, snapshot, pack) whose id starts with
+   * `prefix`, or of every file of that type without one, in every repository's cache folder (ids
+   * are hashes).
+   */
+  private async cachedCopies(type: string, prefix?: string): Promise<string[]> {
     const folder = CACHE_FOLDER[type];
-    if (!folder || prefix.length < 2) return [];
+    if (!folder || (prefix !== undefined && prefix.length < 2)) return [];
     const cacheDir = this.cacheDir();
     const found: string[] = [];
     for (const repoId of await readdir(cacheDir).catch(() => [] as string[])) {
-      const dir = join(cacheDir, repoId, folder, prefix.slice(0, 2));
-      for (const name of await readdir(dir).catch(() => [] as string[])) if (name.startsWith(prefix)) found.push(join(dir, name));
+      const typeDir = join(cacheDir, repoId, folder);
+      const subs = prefix === undefined ? await readdir(typeDir).catch(() => [] as string[]) : [prefix.slice(0, 2)];
+      for (const sub of subs) {
+        for (const name of await readdir(join(typeDir, sub)).catch(() => [] as string[])) {
+          if (prefix === undefined ? CACHED_NAME.test(name) : name.startsWith(prefix)) found.push(join(typeDir, sub, name));
+        }
+      }
     }
     return found;
   }
@@ -592,20 +601,10 @@ export class ResticRepository {
    * folder gone, its save would fail, and restic 0.14 retries such a load for ~40 s.
    */
   private async dropCachedPacks(blobId: string): Promise<void> {
-    const cacheDir = this.cacheDir();
     try {
-      let removed = 0;
-      for (const repoId of await readdir(cacheDir).catch(() => [] as string[])) {
-        const packs = join(cacheDir, repoId, CACHE_FOLDER.data!);
-        for (const sub of await readdir(packs).catch(() => [] as string[])) {
-          for (const name of await readdir(join(packs, sub)).catch(() => [] as string[])) {
-            if (!PACK_NAME.test(name)) continue;
-            await rm(join(packs, sub, name), { force: true });
-            removed++;
-          }
-        }
-      }
-      if (removed > 0) this.log.info('removed the cached packs from the restic cache, after a blob read back damaged', { repository: this.displayUri, blob: blobId.slice(0, 10), packs: removed });
+      const packs = await this.cachedCopies('data');
+      for (const pack of packs) await rm(pack, { force: true });
+      if (packs.length > 0) this.log.info('removed the cached packs from the restic cache, after a blob read back damaged', { repository: this.displayUri, blob: blobId.slice(0, 10), packs: packs.length });
     } catch (err) {
       this.log.warn('could not remove the cached packs from the restic cache', { repository: this.displayUri, error: err instanceof Error ? err.message : String(err) });
     }
