@@ -175,8 +175,13 @@ describe('OperationEngine', () => {
   it('cancels a running task through its AbortSignal and records CANCELLED', async () => {
     const engine = newEngine();
     let sawAbort = false;
-    const rec = await engine.submit(tickTask({ steps: 1000, stepMs: 20, onStart: (ctx) => ctx.signal.addEventListener('abort', () => { sawAbort = true; }) }));
-    await new Promise((r) => setTimeout(r, 100));
+    let started!: () => void;
+    const running = new Promise<void>((r) => { started = r; });
+    const rec = await engine.submit(tickTask({ steps: 1000, stepMs: 20, onStart: (ctx) => { ctx.signal.addEventListener('abort', () => { sawAbort = true; }); started(); } }));
+    // The task itself has started (RUNNING alone is not enough: the record is written first, and on
+    // a busy machine a cancel in that time rightly keeps the task from starting at all).
+    await running;
+    await new Promise((r) => setTimeout(r, 50));
     expect(engine.get(rec.id)?.status).toBe('RUNNING');
     await engine.cancel(rec.id);
     const done = await engine.waitFor(rec.id);
@@ -185,6 +190,18 @@ describe('OperationEngine', () => {
     expect((await readRecord(rec)).status).toBe('CANCELLED');
     await expect(engine.cancel(rec.id)).rejects.toBeInstanceOf(ConflictError);
     await expect(engine.cancel('op-nope-00')).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('a cancel that comes while the running record is written keeps the task from starting at all', async () => {
+    const engine = newEngine();
+    let ran = false;
+    const rec = await engine.submit(tickTask({ steps: 5, onStart: () => { ran = true; } }));
+    expect(engine.get(rec.id)?.status).toBe('RUNNING'); // started, its record not yet written
+    await engine.cancel(rec.id);
+    const done = await engine.waitFor(rec.id);
+    expect(done.status).toBe('CANCELLED');
+    expect(ran).toBe(false);
+    expect((await readRecord(rec)).status).toBe('CANCELLED');
   });
 
   it('records a failure with the error code and a message', async () => {
