@@ -40,7 +40,10 @@ export interface BackupView {
   problem: string | null;
 }
 
-/** How long a manifest whose read failed is not read again (unless the snapshot listing changes). */
+/**
+ * How long a manifest whose read failed is not read again (unless the snapshot listing changes),
+ * counted from the end of the listing's last read.
+ */
 const UNREAD_RETRY_MS = 30_000;
 /** The longest a read of one manifest through restic may take. */
 const MANIFEST_READ_TIMEOUT_MS = 60_000;
@@ -77,11 +80,14 @@ export class BackupCatalog {
   /**
    * Manifests whose read failed, by snapshot id, with when (monotonic ms) and in which snapshot
    * listing: every query would otherwise run restic for each of them again. Tried again after
-   * UNREAD_RETRY_MS, or at once from a new listing (the repository may answer now).
+   * `unreadRetryMs`, or at once from a new listing (the repository may answer now).
    */
   private readonly failed = new Map<string, { at: number; error: Error; listing: readonly Snapshot[] | undefined }>();
+  private readonly unreadRetryMs: number;
 
-  constructor(private readonly manifestDir: string) {}
+  constructor(private readonly manifestDir: string, opts: { unreadRetryMs?: number } = {}) {
+    this.unreadRetryMs = opts.unreadRetryMs ?? UNREAD_RETRY_MS;
+  }
 
   private file(snapshotId: string): string {
     return path.join(this.manifestDir, `${snapshotId.replace(/[^0-9a-f]/g, '')}.json`);
@@ -104,7 +110,7 @@ export class BackupCatalog {
       manifest = backupManifestSchema.parse(JSON.parse(await readFile(this.file(snap.id), 'utf8')));
     } catch {
       const failed = this.failed.get(snap.id);
-      if (failed && failed.listing === listing && performance.now() - failed.at < UNREAD_RETRY_MS) throw failed.error;
+      if (failed && failed.listing === listing && performance.now() - failed.at < this.unreadRetryMs) throw failed.error;
       let reading = this.reading.get(snap.id);
       if (!reading) {
         reading = this.readThroughRestic(repo, snap, listing);
@@ -137,7 +143,8 @@ export class BackupCatalog {
       const error = new Error(message, { cause: err });
       if (!this.closing.signal.aborted) {
         const now = performance.now();
-        for (const [id, f] of this.failed) if (now - f.at >= UNREAD_RETRY_MS) this.failed.delete(id);
+        // Those whose wait has run out go, but not this listing's: its wait starts when its reads end.
+        for (const [id, f] of this.failed) if (f.listing !== listing && now - f.at >= this.unreadRetryMs) this.failed.delete(id);
         this.failed.set(snap.id, { at: now, error, listing });
       }
       throw error;
@@ -215,7 +222,13 @@ export class BackupCatalog {
       g.push({ snap, tags });
       groups.set(tags.backupId, g);
     }
+    const started = performance.now();
     const views = await Promise.all([...groups].map(([id, members]) => this.view(repo, instance, id, members, all)));
+    // The reads that failed in this build wait from now, when its last read has ended: counted from
+    // each failure, reads that take long (a busy machine, a repository that answers slowly) outlast
+    // one another's wait, and every query would run restic again for some of them.
+    const now = performance.now();
+    for (const f of this.failed.values()) if (f.listing === all && f.at >= started) f.at = now;
     const settled = [...groups.values()].every((members) => {
       const m = members.find((x) => x.tags.artifact.kind === MANIFEST_ARTIFACT);
       return !m || this.memory.has(m.snap.id);
@@ -235,7 +248,7 @@ export class BackupCatalog {
       try {
         manifest = await this.manifest(repo, manifestSnap, listing);
       } catch (err) {
-        problem = `its manifest (snapshot ${manifestSnap.shortId}) could not be read: ${(err as Error).message}; the backup may be complete (its manifest is read again within ${UNREAD_RETRY_MS / 1000} s, or with the next snapshot listing)`;
+        problem = `its manifest (snapshot ${manifestSnap.shortId}) could not be read: ${(err as Error).message}; the backup may be complete (its manifest is read again within ${this.unreadRetryMs / 1000} s, or with the next snapshot listing)`;
       }
     }
     const first = members[0]!.tags;
