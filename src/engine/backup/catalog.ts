@@ -141,12 +141,7 @@ export class BackupCatalog {
       const message = scrub(err instanceof Error ? err.message : String(err));
       log.warn('unreadable backup manifest', { snapshot: snap.shortId, error: message });
       const error = new Error(message, { cause: err });
-      if (!this.closing.signal.aborted) {
-        const now = performance.now();
-        // Those whose wait has run out go, but not this listing's: its wait starts when its reads end.
-        for (const [id, f] of this.failed) if (f.listing !== listing && now - f.at >= this.unreadRetryMs) this.failed.delete(id);
-        this.failed.set(snap.id, { at: now, error, listing });
-      }
+      if (!this.closing.signal.aborted) this.failed.set(snap.id, { at: performance.now(), error, listing });
       throw error;
     }
   }
@@ -226,9 +221,13 @@ export class BackupCatalog {
     const views = await Promise.all([...groups].map(([id, members]) => this.view(repo, instance, id, members, all)));
     // The reads that failed in this build wait from now, when its last read has ended: counted from
     // each failure, reads that take long (a busy machine, a repository that answers slowly) outlast
-    // one another's wait, and every query would run restic again for some of them.
+    // one another's wait, and every query would run restic again for some of them. Failures whose
+    // wait has run out are forgotten.
     const now = performance.now();
-    for (const f of this.failed.values()) if (f.listing === all && f.at >= started) f.at = now;
+    for (const [id, f] of this.failed) {
+      if (f.listing === all && f.at >= started) f.at = now;
+      else if (now - f.at >= this.unreadRetryMs) this.failed.delete(id);
+    }
     const settled = [...groups.values()].every((members) => {
       const m = members.find((x) => x.tags.artifact.kind === MANIFEST_ARTIFACT);
       return !m || this.memory.has(m.snap.id);
