@@ -139,3 +139,41 @@ it('a drill of a schema whose trigger was made under another collation never alt
   expect(ran).not.toMatch(/ALTER DATABASE `ghost` /);
   expect((await db.query(`select concat(default_character_set_name, ' ', default_collation_name) from information_schema.schemata where schema_name = '${schema}'`)).trim()).toBe(`${charset} ${collation}`);
 }, 240_000);
+
+// MariaDB cannot move a table with triggers to another schema (RENAME TABLE fails), so the swap
+// cannot take a schema with triggers in or out. The restore says so before it stops the app,
+// from what the backup recorded and what the live schema has; a swap asked anyway moves nothing.
+it('a restore of a schema with triggers is refused before the app stops, with the reason; the swap moves nothing', async () => {
+  // The trigger the drill test above made is still in the live ghost schema, and its backup
+  // recorded it. A backup taken now does too.
+  expect((await db.query(`select trigger_name from information_schema.triggers where event_object_schema = 'ghost'`)).trim()).toBe('wb_trigger');
+  const b = await backupLatest(s, 'ghost');
+  const svc = s.app.services;
+  const inst = await svc.store.requireInstance('test');
+  const artifact = (await svc.backups.get(inst, b.backupId))!.manifest!.artifacts.find((a) => a.kind === 'mysql')!;
+  expect(artifact.meta.triggers).toBe(1);
+
+  const before = (await db.query('select count(*) from ghost.wb_counted')).trim();
+  const rec = await s.runOperation(`mutation($id: ID!) { restoreBackup(input: { backupId: $id, safetyBackup: false }) { ${OP_FIELDS} } }`, { id: b.id });
+  expect(rec.status).toBe('FAILED');
+  expect(rec.error?.message).toMatch(/schema ghost has a trigger \(wb_trigger\).*cannot move a table with triggers to another schema/);
+  const op = await s.gql<{ operation: { log: string[] } }>(`query($id: ID!) { operation(id: $id) { log(last: 50) } }`, { id: rec.id });
+  expect(op.data!.operation.log.join('\n')).not.toMatch(/quiesced/);
+  expect((await db.query('select count(*) from ghost.wb_counted')).trim()).toBe(before);
+  expect(await schemas('ghost_wb%')).toEqual([]);
+
+  // The backup's own record is enough: with the live trigger gone, the restore is still refused.
+  await db.query('drop trigger wb_trigger', 'ghost');
+  await expect(mysqlRestorer.preflight!(target, artifact, new AbortController().signal)).rejects.toThrow(/the backup's schema ghost has 1 trigger.*cannot move/);
+
+  // A swap asked anyway (a backup from before triggers were recorded) moves nothing and says why.
+  const { side, d } = await prepare('h');
+  await db.query('create trigger h_upper before insert on posts for each row set new.title = upper(new.title)', d.side);
+  await expect(side.swapIn()).rejects.toThrow(new RegExp(`schema ${d.side} has a trigger \\(h_upper\\)`));
+  expect(await titles(d.live)).toBe('live,live too');
+  expect(await titles(d.side)).toBe('restored');
+  await side.swapBack();
+  await side.discard();
+  expect(await titles(d.live)).toBe('live,live too');
+  expect(await schemas('app_h%')).toEqual(['app_h']);
+}, 240_000);

@@ -1,6 +1,8 @@
 // MariaDB restore: the dump is loaded into a side schema, checked, then swapped in with one atomic
 // RENAME TABLE of all tables (the live tables move to an "old" schema, kept until the whole
-// restore succeeded). Triggers and views do not move across schemas; see docs/DESIGN.md.
+// restore succeeded). Triggers and views do not move across schemas; see docs/DESIGN.md: a schema
+// with triggers is refused before the app stops (from the backup's record and the live schema),
+// and the swap itself checks again before it moves anything.
 import { PassThrough, Transform, type Readable } from 'node:stream';
 import type { KubeClient } from '../../kube/index.js';
 import type { ArtifactRecord } from '../../engine/backup/manifest.js';
@@ -25,6 +27,18 @@ interface MyDescription extends SideDescription {
 
 async function tables(client: KubeClient, target: PodTarget, pw: string, schema: string, signal?: AbortSignal): Promise<string[]> {
   return (await mysqlQuery(client, target, pw, `select table_name from information_schema.tables where table_schema = '${schema}' and table_type = 'BASE TABLE' order by 1`, undefined, signal)).map((r) => r[0]!);
+}
+
+/** The triggers on the tables of `schema`. */
+async function triggers(client: KubeClient, target: PodTarget, pw: string, schema: string, signal?: AbortSignal): Promise<string[]> {
+  return (await mysqlQuery(client, target, pw, `select trigger_name from information_schema.triggers where event_object_schema = '${schema}' order by 1`, undefined, signal)).map((r) => r[0]!);
+}
+
+/** MariaDB's RENAME TABLE cannot move a table with triggers to another schema (ERROR 1435). */
+function triggersRefused(whose: string, names: string[] | number): Error {
+  const n = typeof names === 'number' ? names : names.length;
+  const what = typeof names === 'number' ? `${n} trigger${n === 1 ? '' : 's'}` : `${n === 1 ? 'a trigger' : `${n} triggers`} (${names.join(', ')})`;
+  return new Error(`${whose} has ${what}, and MariaDB cannot move a table with triggers to another schema, so this restore cannot swap the restored tables in; the live tables stay as they are. Restore it by hand into an emptied schema (\`restic dump\` of the backup's mysql artifact into mysql)`);
 }
 
 /**
@@ -58,6 +72,7 @@ function handle(client: KubeClient, locate: (signal?: AbortSignal) => Promise<Po
   const on = (signal?: AbortSignal) => ({
     run: async (sql: string) => mysqlQuery(client, await locate(signal), pw, sql, undefined, signal),
     tablesOf: async (schema: string) => tables(client, await locate(signal), pw, schema, signal),
+    triggersOf: async (schema: string) => triggers(client, await locate(signal), pw, schema, signal),
   });
   return {
     description: d,
@@ -65,7 +80,11 @@ function handle(client: KubeClient, locate: (signal?: AbortSignal) => Promise<Po
       return compareRowCounts(`schema ${d.live}`, await mysqlRowCounts(client, await locate(signal), pw, d.side, signal), artifact?.meta);
     },
     async swapIn(signal) {
-      const { run, tablesOf } = on(signal);
+      const { run, tablesOf, triggersOf } = on(signal);
+      for (const schema of [d.live, d.side]) {
+        const names = await triggersOf(schema);
+        if (names.length > 0) throw triggersRefused(`schema ${schema}`, names);
+      }
       const [liveTables, sideTables] = [await tablesOf(d.live), (await tablesOf(d.side)).filter((t) => t !== SWAPPED)];
       await run(`create database if not exists ${q(d.live)}; create database if not exists ${q(d.old)}; create table if not exists ${q(d.side)}.${q(SWAPPED)} (swapped int)`);
       // One atomic rename: the live tables out to old, the restored ones in, and the marker to old
@@ -110,19 +129,30 @@ async function roomForSide(client: KubeClient, target: PodTarget, pw: string, ar
   await ensureRoomFor(client, target, dataDir, sideCopyBytes(artifact), `${what} on the MariaDB server's volume (every app using that server needs it)`, signal);
 }
 
+/** The schema the artifact is restored into: its own, or the target app's in a clone. */
+function liveSchema(t: RestoreTarget, artifact: ArtifactRecord): string {
+  return checkDatabaseName(t.app.name === t.sourceApp ? artifact.name : appDatabaseName({ instance: t.inst.name, app: t.app.name, manifest: t.app.manifest!, appConfig: t.app.config }));
+}
+
 export const mysqlRestorer: ArtifactRestorer = {
   async preflight(t, artifact, signal) {
     if (artifact.name === 'all') return;
     const server = engineServer(t.inst, 'mysql');
     const target = await serverPod(t.client, server, 'mysql', signal);
-    await roomForSide(t.client, target, await adminPassword(t.client, server, signal), artifact, `a side copy of schema ${artifact.name}`, signal);
+    const pw = await adminPassword(t.client, server, signal);
+    const live = liveSchema(t, artifact);
+    const names = await triggers(t.client, target, pw, live, signal);
+    if (names.length > 0) throw triggersRefused(`schema ${live}`, names);
+    const recorded = Number(artifact.meta.triggers);
+    if (recorded > 0) throw triggersRefused(`the backup's schema ${artifact.name}`, recorded);
+    await roomForSide(t.client, target, pw, artifact, `a side copy of schema ${artifact.name}`, signal);
   },
   async restoreSide(t: RestoreTarget, artifact, stream: Readable, suffix, signal) {
     if (artifact.name === 'all') throw new Error('a whole-server dump is for rebuilding a server; restore each app from its own backup');
     const server = engineServer(t.inst, 'mysql');
     const target = await serverPod(t.client, server, 'mysql', signal);
     const pw = await adminPassword(t.client, server, signal);
-    const live = checkDatabaseName(t.app.name === t.sourceApp ? artifact.name : appDatabaseName({ instance: t.inst.name, app: t.app.name, manifest: t.app.manifest!, appConfig: t.app.config }));
+    const live = liveSchema(t, artifact);
     const base = live.slice(0, 64 - 6 - suffix.length);
     const d: MyDescription = { kind: 'mysql', live, side: `${base}_wbr_${suffix}`, old: `${base}_wbo_${suffix}` };
     await roomForSide(t.client, target, pw, artifact, `the side schema ${d.side}`, signal);

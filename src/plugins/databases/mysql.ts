@@ -68,8 +68,11 @@ export const mysqlPlugin: DatabasePlugin = {
       },
       meta: async (s) => {
         const after = await mysqlRowCounts(ctx.client, target, password, db, s);
+        // triggers: a restore refuses a schema with triggers before it stops the app (MariaDB
+        // cannot move such tables between schemas; mysql-restore.ts).
+        const [[triggers] = ['0']] = await mysqlQuery(ctx.client, target, password, `select count(*) from information_schema.triggers where event_object_schema = '${db}'`, undefined, s);
         // databaseBytes: the room a restore's side copy needs on the server's volume.
-        return { serverVersion: version, database: db, rowCounts: after, rowCountsExact: JSON.stringify(after) === JSON.stringify(before), ...(databaseBytes ? { databaseBytes } : {}) };
+        return { serverVersion: version, database: db, rowCounts: after, rowCountsExact: JSON.stringify(after) === JSON.stringify(before), triggers: Number(triggers), ...(databaseBytes ? { databaseBytes } : {}) };
       },
     })];
   },
