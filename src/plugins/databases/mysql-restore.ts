@@ -9,7 +9,7 @@ import type { ArtifactRecord } from '../../engine/backup/manifest.js';
 import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { streamIntoPod, type PodTarget } from '../exec-source.js';
 import { appDatabaseName } from './detect.js';
-import { mysqlCommand, mysqlQuery, mysqlRowCounts } from './mysql.js';
+import { mysqlCommand, mysqlQuery, mysqlRowCounts, mysqlTriggers } from './mysql.js';
 import { adminPassword, checkDatabaseName, engineServer, serverPod } from './server.js';
 import { compareRowCounts } from './verify.js';
 import { ensureRoomFor, sideCopyBytes } from '../free-space.js';
@@ -29,17 +29,12 @@ async function tables(client: KubeClient, target: PodTarget, pw: string, schema:
   return (await mysqlQuery(client, target, pw, `select table_name from information_schema.tables where table_schema = '${schema}' and table_type = 'BASE TABLE' order by 1`, undefined, signal)).map((r) => r[0]!);
 }
 
-/** The triggers on the tables of `schema`. */
-async function triggers(client: KubeClient, target: PodTarget, pw: string, schema: string, signal?: AbortSignal): Promise<string[]> {
-  return (await mysqlQuery(client, target, pw, `select trigger_name from information_schema.triggers where event_object_schema = '${schema}' order by 1`, undefined, signal)).map((r) => r[0]!);
-}
-
 /** MariaDB's RENAME TABLE cannot move a table with triggers to another schema (ERROR 1435). */
-function triggersRefused(whose: string, names: string[] | number): Error {
-  const n = typeof names === 'number' ? names : names.length;
-  const what = typeof names === 'number' ? `${n} trigger${n === 1 ? '' : 's'}` : `${n === 1 ? 'a trigger' : `${n} triggers`} (${names.join(', ')})`;
+function triggersRefused(whose: string, what: string): Error {
   return new Error(`${whose} has ${what}, and MariaDB cannot move a table with triggers to another schema, so this restore cannot swap the restored tables in; the live tables stay as they are. Restore it by hand into an emptied schema (\`restic dump\` of the backup's mysql artifact into mysql)`);
 }
+
+const named = (names: string[]) => `${names.length === 1 ? 'a trigger' : `${names.length} triggers`} (${names.join(', ')})`;
 
 /**
  * mysqldump brackets each trigger and routine made under another collation than its database has
@@ -72,7 +67,7 @@ function handle(client: KubeClient, locate: (signal?: AbortSignal) => Promise<Po
   const on = (signal?: AbortSignal) => ({
     run: async (sql: string) => mysqlQuery(client, await locate(signal), pw, sql, undefined, signal),
     tablesOf: async (schema: string) => tables(client, await locate(signal), pw, schema, signal),
-    triggersOf: async (schema: string) => triggers(client, await locate(signal), pw, schema, signal),
+    triggersOf: async (schema: string) => mysqlTriggers(client, await locate(signal), pw, schema, signal),
   });
   return {
     description: d,
@@ -83,7 +78,7 @@ function handle(client: KubeClient, locate: (signal?: AbortSignal) => Promise<Po
       const { run, tablesOf, triggersOf } = on(signal);
       for (const schema of [d.live, d.side]) {
         const names = await triggersOf(schema);
-        if (names.length > 0) throw triggersRefused(`schema ${schema}`, names);
+        if (names.length > 0) throw triggersRefused(`schema ${schema}`, named(names));
       }
       const [liveTables, sideTables] = [await tablesOf(d.live), (await tablesOf(d.side)).filter((t) => t !== SWAPPED)];
       await run(`create database if not exists ${q(d.live)}; create database if not exists ${q(d.old)}; create table if not exists ${q(d.side)}.${q(SWAPPED)} (swapped int)`);
@@ -141,10 +136,10 @@ export const mysqlRestorer: ArtifactRestorer = {
     const target = await serverPod(t.client, server, 'mysql', signal);
     const pw = await adminPassword(t.client, server, signal);
     const live = liveSchema(t, artifact);
-    const names = await triggers(t.client, target, pw, live, signal);
-    if (names.length > 0) throw triggersRefused(`schema ${live}`, names);
+    const names = await mysqlTriggers(t.client, target, pw, live, signal);
+    if (names.length > 0) throw triggersRefused(`schema ${live}`, named(names));
     const recorded = Number(artifact.meta.triggers);
-    if (recorded > 0) throw triggersRefused(`the backup's schema ${artifact.name}`, recorded);
+    if (recorded > 0) throw triggersRefused(`the backup's schema ${artifact.name}`, `${recorded} trigger${recorded === 1 ? '' : 's'}`);
     await roomForSide(t.client, target, pw, artifact, `a side copy of schema ${artifact.name}`, signal);
   },
   async restoreSide(t: RestoreTarget, artifact, stream: Readable, suffix, signal) {

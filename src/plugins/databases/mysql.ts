@@ -31,6 +31,11 @@ export async function mysqlRowCounts(client: KubeClient, target: PodTarget, pass
   return Object.fromEntries(rows.map(([t, n]) => [t!, Number(n)]));
 }
 
+/** The triggers on the tables of `db`: a restore cannot swap such a schema (mysql-restore.ts). */
+export async function mysqlTriggers(client: KubeClient, target: PodTarget, password: string, db: string, signal?: AbortSignal): Promise<string[]> {
+  return (await mysqlQuery(client, target, password, `select trigger_name from information_schema.triggers where event_object_schema = '${db}' order by 1`, undefined, signal)).map((r) => r[0]!);
+}
+
 const DUMP_FLAGS = ['--single-transaction', '--routines', '--triggers', '--events', '--hex-blob', '--default-character-set=utf8mb4'];
 
 export const mysqlPlugin: DatabasePlugin = {
@@ -67,12 +72,10 @@ export const mysqlPlugin: DatabasePlugin = {
         return databaseBytes;
       },
       meta: async (s) => {
-        const after = await mysqlRowCounts(ctx.client, target, password, db, s);
-        // triggers: a restore refuses a schema with triggers before it stops the app (MariaDB
-        // cannot move such tables between schemas; mysql-restore.ts).
-        const [[triggers] = ['0']] = await mysqlQuery(ctx.client, target, password, `select count(*) from information_schema.triggers where event_object_schema = '${db}'`, undefined, s);
-        // databaseBytes: the room a restore's side copy needs on the server's volume.
-        return { serverVersion: version, database: db, rowCounts: after, rowCountsExact: JSON.stringify(after) === JSON.stringify(before), triggers: Number(triggers), ...(databaseBytes ? { databaseBytes } : {}) };
+        const [after, triggers] = await Promise.all([mysqlRowCounts(ctx.client, target, password, db, s), mysqlTriggers(ctx.client, target, password, db, s)]);
+        // triggers: a restore refuses a schema with triggers before it stops the app. databaseBytes:
+        // the room a restore's side copy needs on the server's volume.
+        return { serverVersion: version, database: db, rowCounts: after, rowCountsExact: JSON.stringify(after) === JSON.stringify(before), triggers: triggers.length, ...(databaseBytes ? { databaseBytes } : {}) };
       },
     })];
   },
