@@ -78,6 +78,13 @@ describe('backupApp', () => {
   it('gitea: postgres + PVC, restorable byte for byte and row for row', async () => {
     const b = await backupApp('gitea');
     expect(b.artifacts.map((a) => `${a.kind}:${a.name}`).sort()).toEqual(['config:gitea', 'manifest:backup.json', 'postgres-roles:gitea', 'postgres:gitea', 'pvc:gitea-data']);
+    // Each artifact's size is what its snapshot holds, backup.json's own included.
+    for (const a of b.artifacts) {
+      let n = 0;
+      for await (const chunk of dumpOf(a)) n += (chunk as Buffer).length;
+      expect(a.sizeBytes, `${a.kind}:${a.name}`).toBe(n);
+      expect(n, `${a.kind}:${a.name}`).toBeGreaterThan(0);
+    }
     await expectPostgresEqual(b, 'gitea');
     await expectVolumeEqual(b, 'gitea', 'gitea-data');
   });

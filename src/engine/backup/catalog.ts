@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { ResticRepository, Snapshot, SnapshotListing } from '../restic/index.js';
 import { writeFileAtomic } from '../../wild/writer.js';
 import { logger, scrub } from '../../util/log.js';
-import { backupManifestSchema, MAX_MANIFEST_BYTES, type ArtifactRecord, type BackupManifest } from './manifest.js';
+import { backupManifestSchema, manifestBytes, MAX_MANIFEST_BYTES, type ArtifactRecord, type BackupManifest } from './manifest.js';
 import { MANIFEST_ARTIFACT, parseTags, type ParsedTags } from './tags.js';
 
 const log = logger('catalog');
@@ -268,7 +268,7 @@ export class BackupCatalog {
         artifacts.push({ kind: a.kind, name: a.name, snapshot: snap, sizeBytes: a.sizeBytes });
       }
       resolved = { ...manifest, artifacts: records };
-      if (manifestSnap) artifacts.push({ kind: MANIFEST_ARTIFACT, name: 'backup.json', snapshot: manifestSnap, sizeBytes: 0 });
+      if (manifestSnap) artifacts.push({ kind: MANIFEST_ARTIFACT, name: 'backup.json', snapshot: manifestSnap, sizeBytes: manifestBytes(manifest).length });
     } else {
       for (const m of members) artifacts.push({ kind: m.tags.artifact.kind, name: m.tags.artifact.name, snapshot: m.snap, sizeBytes: 0 });
     }

@@ -34,5 +34,10 @@ export const backupManifestSchema = z.object({
 });
 export type BackupManifest = z.infer<typeof backupManifestSchema>;
 
+/** backup.json's bytes as the backup writes them (and so its size, for the manifest's own artifact). */
+export function manifestBytes(manifest: BackupManifest): Buffer {
+  return Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+}
+
 /** Manifests stay small; a larger file is not ours. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;

@@ -10,7 +10,7 @@ import { WildError } from '../../errors.js';
 import { scrub } from '../../util/log.js';
 import type { BackupCatalog } from './catalog.js';
 import type { Leftovers } from './leftovers.js';
-import type { ArtifactRecord, BackupManifest } from './manifest.js';
+import { manifestBytes, type ArtifactRecord, type BackupManifest } from './manifest.js';
 import { gatedCounter, type ArtifactSource } from './source.js';
 import { artifactFilename, MANIFEST_ARTIFACT, newBackupId, tagsFor } from './tags.js';
 
@@ -144,9 +144,9 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
       finishedAt: new Date().toISOString(), operationId: ctx.operationId, reason: run.reason ?? 'manual',
       artifacts: records, skipped: run.skipped,
     };
-    const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+    const bytes = manifestBytes(manifest);
     startManifest();
-    manifestInput.end(manifestBytes);
+    manifestInput.end(bytes);
     // A restic that read a file back damaged failed before it read its input (see attempt in
     // streamArtifacts); the manifest is known, so another restic writes it.
     let manifestSummary: Awaited<typeof manifestWrite> | undefined;
@@ -158,7 +158,7 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
         ctx.log(`manifest: restic read a file of the repository back damaged before it read a byte (another restic was probably still writing it); writing it again`);
         await sleep(RUN_AGAIN_WAIT_MS, undefined, { signal: endSignal }).catch(() => undefined);
         endSignal.throwIfAborted();
-        manifestWrite = writeManifest(Readable.from([manifestBytes]));
+        manifestWrite = writeManifest(Readable.from([bytes]));
       }
     }
     // Complete: every artifact's restic and then the manifest's reported its snapshot saved. A
