@@ -13,7 +13,7 @@ let s: SimApp;
 const NESTED = (rel: string) => rel === 'gitea/conf/app.ini';
 
 beforeAll(async () => {
-  s = await startSimApp({ apps: ['gitea', 'ghost'] });
+  s = await startSimApp({ apps: ['gitea', 'ghost', 'whoami'] });
   const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
   expect(init.status).toBe('SUCCEEDED');
 }, 180_000);
@@ -130,17 +130,41 @@ describe('restoreBackup', () => {
 
   it('refuses bad requests with typed errors and changes nothing', async () => {
     const b = await backup('ghost');
-    const cases: Array<[Record<string, unknown>, string]> = [
+    const empty = await backup('whoami');
+    const operationsBefore = (await s.app.services.engine.list({})).length;
+    const cases: Array<[Record<string, unknown>, string, RegExp?]> = [
       [{ backupId: 'nope' }, 'NotFoundError'],
       [{ backupId: b.id, targetApp: '../../etc' }, 'ValidationError'],
       [{ backupId: b.id, targetApp: 'no-such-app' }, 'NotFoundError'],
       [{ backupId: b.id, targetApp: 'gitea', components: ['CONFIG'] }, 'ValidationError'],
+      [{ backupId: b.id, components: [] }, 'ValidationError', /at least one component/],
+      // ghost's MariaDB schema has nowhere to go in gitea, which uses PostgreSQL.
+      [{ backupId: b.id, targetApp: 'gitea' }, 'ValidationError', /"gitea" uses no mysql database/],
+      [{ backupId: b.id, targetApp: 'gitea', components: ['DATABASES'] }, 'ValidationError', /uses no mysql database/],
+      // An app with no data: its backup holds only its config.
+      [{ backupId: empty.id, components: ['DATABASES', 'VOLUMES'] }, 'ValidationError', /holds nothing of DATABASES, VOLUMES/],
     ];
-    for (const [input, type] of cases) {
-      const res = await s.gql<{ restoreBackup: { __typename: string } }>(RESTORE, { input });
+    for (const [input, type, message] of cases) {
+      const res = await s.gql<{ restoreBackup: { __typename: string; message?: string } }>(RESTORE, { input });
       expect(res.data?.restoreBackup.__typename, JSON.stringify(input)).toBe(type);
+      if (message) expect(res.data?.restoreBackup.message).toMatch(message);
     }
+    expect((await s.app.services.engine.list({})).length, 'no operation was started').toBe(operationsBefore);
   });
+
+  it('fails a restore into an app without the volume before its safety backup, with the app running', async () => {
+    // gitea's volume into ghost: no database comes along, and ghost has no PVC gitea-data.
+    const b = await backup('gitea');
+    const ghostFiles = await treeDigest(s.sim.pvcDir('ghost', 'ghost-content'));
+    const replicasBefore = await replicas('ghost');
+    const rec = await s.runOperation(RESTORE, { input: { backupId: b.id, targetApp: 'ghost', components: ['VOLUMES'] } });
+    expect(rec.status).toBe('FAILED');
+    expect(rec.error?.message).toMatch(/pvc:gitea-data: ghost has no volume gitea-data to restore into \(namespace ghost has only ghost-content\)/);
+    expect((await s.app.services.engine.logTail(rec.id, 50)).join('\n')).not.toMatch(/safety backup|quiesced/);
+    expect(rec.backupId ?? null, 'no safety backup was made').toBeNull();
+    expect(await replicas('ghost')).toEqual(replicasBefore);
+    expect(await treeDigest(s.sim.pvcDir('ghost', 'ghost-content'))).toEqual(ghostFiles);
+  }, 120_000);
 });
 
 describe('verifyBackup', () => {

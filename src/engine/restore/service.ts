@@ -300,8 +300,15 @@ export class RestoreService {
     if (clone && input.components?.includes('CONFIG')) {
       throw new ValidationError('CONFIG cannot be restored into another app: it would overwrite the clone\'s own settings', [{ path: 'input.components', message: 'CONFIG only restores into the same app' }]);
     }
+    if (input.components?.length === 0) {
+      throw new ValidationError('choose at least one component to restore, or leave components out for all of them', [{ path: 'input.components', message: 'is empty' }]);
+    }
     const components = new Set<RestoreComponent>(input.components ?? (clone ? ['DATABASES', 'VOLUMES'] : ['DATABASES', 'VOLUMES', 'CONFIG']));
     const artifacts = this.artifactsFor(b, components);
+    // Restoring nothing would still take the safety backup and stop the app.
+    if (!artifacts.some((a) => a.kind !== 'postgres-roles')) {
+      throw new ValidationError(`backup ${b.backupId} holds nothing of ${[...components].join(', ')} to restore`, [{ path: 'input.components', message: 'selects nothing in this backup' }]);
+    }
     // A database server app's backup is a whole-server dump (pg_dumpall, mysqldump --all-databases):
     // restoring it would stop the server for every app using it, then fail. Refused before anything
     // happens; its other components (VOLUMES, CONFIG) can still be chosen.
@@ -314,6 +321,8 @@ export class RestoreService {
     for (const a of artifacts.filter((x) => x.kind === 'postgres' || x.kind === 'mysql')) {
       const now = uses.get(a.kind);
       if (clone) {
+        // Another kind of app (ghost on MariaDB for a backup of immich on PostgreSQL) has nothing to restore it into.
+        if (now === undefined) throw new ValidationError(`"${targetName}" uses no ${a.kind} database to restore ${b.appName}'s "${a.name}" into: a clone must be an app of the same kind`, [{ path: 'input.targetApp', message: `uses no ${a.kind} database` }]);
         if (now === a.name) throw new ValidationError(`the clone "${targetName}" uses the same ${a.kind} database "${a.name}" as the source`, [{ path: 'input.targetApp', message: 'shares a database with the source app' }]);
       } else if (now !== a.name) {
         // In place, a database goes back under its name in the backup. That must be the database

@@ -4,7 +4,7 @@
 // only when the whole restore succeeded. Files absent from the backup are gone afterwards; modes
 // and mtimes are the backed-up ones (tar -p as root).
 import type { Readable } from 'node:stream';
-import { createHelperPod, deleteHelperPod, findPvcMount, waitForHelperPod, type KubeClient } from '../../kube/index.js';
+import { createHelperPod, deleteHelperPod, findPvcMount, listPvcs, waitForHelperPod, type KubeClient } from '../../kube/index.js';
 import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { podText, streamIntoPod, type PodTarget } from '../exec-source.js';
 import { TarScanner, type TarListing } from './tar-scan.js';
@@ -110,6 +110,12 @@ function handle(client: KubeClient, first: Helper | undefined, d: PvcDescription
 
 export const pvcRestorer: ArtifactRestorer = {
   async preflight(t, artifact, signal) {
+    // A volume the target app does not have (a clone of another kind of app, a PVC renamed since
+    // the backup) would leave the helper pod pending until its start bound, with the app stopped.
+    const pvcs = await listPvcs(t.client, t.app.name, { signal, timeoutMs: 15_000 });
+    if (!pvcs.some((p) => p.name === artifact.name)) {
+      throw new Error(`${t.app.name} has no volume ${artifact.name} to restore into (namespace ${t.app.name} has ${pvcs.length > 0 ? `only ${pvcs.map((p) => p.name).join(', ')}` : 'no PersistentVolumeClaim'})`);
+    }
     // Through a running pod that mounts the whole volume, if there is one (the app, still up);
     // else restoreSide checks through its helper pod, once the app is stopped.
     const mount = await findPvcMount(t.client, t.app.name, artifact.name, { signal, timeoutMs: 15_000 });
