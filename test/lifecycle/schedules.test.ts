@@ -58,6 +58,12 @@ describe('schedules', () => {
     expect(res.data!.setSchedules.__typename).toBe('ValidationError');
     const paths = res.data!.setSchedules.issues.map((i) => i.path);
     expect(paths).toEqual(expect.arrayContaining(['input.schedules.0.cron', expect.stringMatching(/^input\.schedules\.1\.apps/), expect.stringMatching(/^input\.schedules\.2\.readDataPercent/)]));
+    // A misspelt app: a schedule that would never back anything up.
+    const typo = await s.gql<{ setSchedules: { __typename: string; issues: Array<{ path: string; message: string }> } }>(SET, { input: { instance: 'test', schedules: [
+      { cron: '@daily', action: 'BACKUP', apps: ['website', 'webiste'] },
+    ] } });
+    expect(typo.data!.setSchedules.__typename).toBe('ValidationError');
+    expect(typo.data!.setSchedules.issues).toEqual([{ path: 'input.schedules.0.apps.1', message: expect.stringMatching(/has no app named "webiste" \(its apps: .*website/) }]);
     expect(await readFile(path.join(s.sim.instanceDir, 'config.yaml'), 'utf8')).toBe(config);
   });
 
@@ -177,4 +183,23 @@ describe('schedules', () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, 240_000);
+
+  it('a scheduled backup of an app removed since says why it did not start', async () => {
+    const set = await s.gql<{ setSchedules: { __typename: string } }>(SET, { input: { instance: 'test', schedules: [
+      { name: 'site', cron: '0 16 * * *', action: 'BACKUP', apps: ['website'] },
+    ] } });
+    expect(set.data!.setSchedules.__typename).toBe('SetSchedulesPayload');
+    const appDir = path.join(s.sim.instanceDir, 'apps', 'website');
+    await rename(appDir, `${appDir}.removed`);
+    try {
+      const before = scheduledBackups().length;
+      time.advanceTo('2026-11-26T16:00:00Z');
+      const site = async () => (await s.gql<{ instance: { schedules: Array<{ name: string; lastSkippedAt: string | null; lastSkipReason: string | null }> } }>(SCHEDULES)).data!.instance.schedules.find((x) => x.name === 'site')!;
+      for (let i = 0; i < 150 && !(await site()).lastSkipReason; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(await site()).toMatchObject({ lastSkippedAt: '2026-11-26T16:00:00.000Z', lastSkipReason: expect.stringMatching(/^backup not started for website: .*no app named "website"/) });
+      expect(scheduledBackups().length).toBe(before);
+    } finally {
+      await rename(`${appDir}.removed`, appDir);
+    }
+  }, 60_000);
 });

@@ -130,12 +130,20 @@ export class ScheduleService {
     if (entry.action === 'backup') {
       const inst = await this.store.requireInstance(instance);
       const apps = entry.apps ?? (await this.store.apps(inst)).filter((a) => a.manifest).map((a) => a.name);
+      const notStarted: string[] = [];
       for (const app of apps) {
         try {
           ops.push(await this.backups.backupApp(instance, app, 'schedule'));
         } catch (err) {
           log.warn('scheduled backup not started', { instance, app, error: (err as Error).message, busy: err instanceof ConflictError });
+          notStarted.push(`${app}: ${(err as Error).message}`);
         }
+      }
+      // An app removed since the schedule was set, or one still busy: shown as the schedule's skip.
+      if (notStarted.length > 0) {
+        const st = await this.state(instance);
+        st.lastSkip[entry.name] = { at: this.now().toISOString(), reason: `backup not started for ${notStarted.join('; ')}` };
+        await this.saveState(instance);
       }
     } else if (entry.action === 'retention') {
       const p = await this.maintenance.applyRetention(instance, { reason: `schedule ${entry.name}` });
@@ -148,9 +156,16 @@ export class ScheduleService {
 
   /** Validates and writes cloud.backup.schedules, then restarts the instance's scheduler. */
   async set(instance: string, raw: unknown[]): Promise<ScheduleView[]> {
-    await this.store.requireInstance(instance);
+    const inst = await this.store.requireInstance(instance);
     const parsed = parseSchedules(raw, 'input.schedules');
     if (!parsed.ok) throw ValidationError.fromIssues(parsed.issues, 'invalid schedules');
+    // A misspelt app would never be backed up, and nobody would be told.
+    const known = (await this.store.apps(inst)).filter((a) => a.manifest).map((a) => a.name);
+    const unknown = parsed.schedules.flatMap((e, i) => (e.apps ?? []).flatMap((app) => (known.includes(app) ? [] : [{
+      path: `input.schedules.${i}.apps.${(raw[i] as { apps?: string[] }).apps?.indexOf(app) ?? 0}`,
+      message: `instance "${instance}" has no app named "${app}" (its apps: ${known.join(', ') || 'none'})`,
+    }])));
+    if (unknown.length > 0) throw ValidationError.fromIssues(unknown, 'invalid schedules');
     const plain = parsed.schedules.map((e) => Object.fromEntries(Object.entries(e).filter(([, v]) => v !== undefined)));
     await updateYamlFile(this.store.paths.configFile(instance), (doc) => setPath(doc, ['cloud', 'backup', 'schedules'], plain), 0o644);
     await this.start(instance);
