@@ -4,7 +4,7 @@
 import { open, readFile, rename, unlink, writeFile, chmod, mkdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { isMap, parseDocument, type Document } from 'yaml';
+import { isCollection, isMap, parseDocument, type Document } from 'yaml';
 import { ConfigFileError } from '../errors.js';
 import { MAX_YAML_BYTES } from './yaml-file.js';
 
@@ -116,11 +116,22 @@ export async function updateYamlFile(file: string, edit: YamlEdit, mode: number)
   });
 }
 
-/** Sets (or, with undefined, deletes) a value at a key path; nested maps are created as needed. */
+/**
+ * Sets (or, with undefined, deletes) a value at a key path; nested maps are created as needed.
+ * An empty flow map on the way (`backup: {}`) becomes a block map once it holds something: yaml
+ * keeps a collection's style, and everything written into it would come out in braces, in a file
+ * people edit by hand. A flow map that held something already keeps the style its author chose.
+ */
 export function setPath(doc: Document, keys: string[], value: unknown): void {
   if (value === undefined) {
     if (doc.hasIn(keys)) doc.deleteIn(keys);
-  } else {
-    doc.setIn(keys, value);
+    return;
   }
+  const emptyFlow = [];
+  for (let n = 1; n < keys.length; n++) {
+    const node = doc.getIn(keys.slice(0, n), true);
+    if (isCollection(node) && node.flow && node.items.length === 0) emptyFlow.push(node);
+  }
+  doc.setIn(keys, value);
+  for (const node of emptyFlow) node.flow = false;
 }

@@ -27,6 +27,29 @@ describe('updateYamlFile', () => {
     expect(parsed.apps.gitea.dbName).toBe('gitea');
   });
 
+  it('writes into an empty flow map (`backup: {}`) as block YAML, and keeps a filled flow map as its author wrote it', async () => {
+    const file = path.join(data.instanceDir(), 'config.yaml');
+    await writeFile(file, 'cloud:\n  backup: {}\n  dns: { ip: 10.0.0.1 }\n');
+    await updateYamlFile(file, (doc) => {
+      setPath(doc, ['cloud', 'backup', 'schedules'], [{ name: 'nightly', cron: '0 3 * * *', action: 'backup', apps: ['gitea'] }]);
+      setPath(doc, ['cloud', 'dns', 'port'], 53);
+    }, 0o644);
+    const text = await readFile(file, 'utf8');
+    expect(text).toBe([
+      'cloud:',
+      '  backup:',
+      '    schedules:',
+      '      - name: nightly',
+      '        cron: 0 3 * * *',
+      '        action: backup',
+      '        apps:',
+      '          - gitea',
+      '  dns: { ip: 10.0.0.1, port: 53 }',
+      '',
+    ].join('\n'));
+    expect(parse(text).cloud.backup.schedules[0].cron).toBe('0 3 * * *');
+  });
+
   it('keeps secrets.yaml at mode 0600, also when it is created', async () => {
     const existing = path.join(data.instanceDir(), 'secrets.yaml');
     await updateYamlFile(existing, (doc) => setPath(doc, ['cloud', 'backup', 'password'], 'pw-1'), 0o600);
