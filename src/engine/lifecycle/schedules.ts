@@ -160,10 +160,13 @@ export class ScheduleService {
     const parsed = parseSchedules(raw, 'input.schedules');
     if (!parsed.ok) throw ValidationError.fromIssues(parsed.issues, 'invalid schedules');
     // A misspelt app would never be backed up, and nobody would be told.
-    const known = (await this.store.apps(inst)).filter((a) => a.manifest).map((a) => a.name);
+    const apps = await this.store.apps(inst);
+    const known = apps.filter((a) => a.manifest).map((a) => a.name);
     const unknown = parsed.schedules.flatMap((e, i) => (e.apps ?? []).flatMap((app) => (known.includes(app) ? [] : [{
       path: `input.schedules.${i}.apps.${(raw[i] as { apps?: string[] }).apps?.indexOf(app) ?? 0}`,
-      message: `instance "${instance}" has no app named "${app}" (its apps: ${known.join(', ') || 'none'})`,
+      message: apps.some((a) => a.name === app)
+        ? `app "${app}" has broken files and cannot be backed up until they are mended`
+        : `instance "${instance}" has no app named "${app}" (its apps: ${known.join(', ') || 'none'})`,
     }])));
     if (unknown.length > 0) throw ValidationError.fromIssues(unknown, 'invalid schedules');
     const plain = parsed.schedules.map((e) => Object.fromEntries(Object.entries(e).filter(([, v]) => v !== undefined)));
