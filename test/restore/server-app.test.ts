@@ -3,6 +3,7 @@
 //   for rebuilding a server, not for restoreBackup;
 // - an app restored in place whose database setting changed since the backup: the backup's
 //   database is not the one the app uses, nor one the safety backup would keep.
+// And the drill of a server app's backup: its whole-server dump is read back and checked, not loaded.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setPath, updateYamlFile } from '../../src/wild/writer.js';
@@ -12,7 +13,7 @@ import { OP_FIELDS, backupLatest, initRepository, startSimApp, type SimApp } fro
 let s: SimApp;
 
 beforeAll(async () => {
-  s = await startSimApp({ apps: ['gitea'] });
+  s = await startSimApp({ apps: ['gitea', 'ghost'] });
   await initRepository(s);
 }, 180_000);
 afterAll(async () => { await s?.close(); });
@@ -80,5 +81,30 @@ describe('restoring in place after the app\'s database setting changed', () => {
     const rec = await s.app.services.engine.waitFor(res.data!.restoreBackup.operation!.operationId);
     expect(rec.status).toBe('SUCCEEDED');
     expect(await pgTableDigests(pg, 'gitea')).toEqual(giteaBefore);
+  }, 240_000);
+});
+
+describe('verifying the database server apps', () => {
+  it('reads each whole-server dump back whole, ending with its tool\'s completion line, and passes', async () => {
+    for (const [app, tool, database] of [['postgres', 'pg_dumpall', 'gitea'], ['mysql', 'mysqldump', 'ghost']] as const) {
+      const b = await backupLatest(s, app);
+      const rec = await s.runOperation(`mutation($id: ID!) { verifyBackup(id: $id) { ${OP_FIELDS} } }`, { id: b.id });
+      expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
+      const v = await s.gql<{ node: { sizeBytes: number; verification: { ok: boolean; details: string } } }>(`query($id: ID!) { node(id: $id) { ... on Backup { sizeBytes verification { ok details } } } }`, { id: b.id });
+      const { ok, details } = v.data!.node.verification;
+      expect(ok, details).toBe(true);
+      const m = new RegExp(`^${app}:all: (\\d+) bytes read back whole, (\\d+) databases, ending with ${tool}'s completion line`).exec(details);
+      expect(m, details).not.toBeNull();
+      // The server's only artifact besides its config: the dump is most of the backup.
+      expect(Number(m![1])).toBeGreaterThan(0.5 * v.data!.node.sizeBytes);
+      expect(Number(m![2])).toBeGreaterThanOrEqual(1);
+      // And the app's database is in it.
+      const repo = await s.app.services.repositories.open(await s.app.services.store.requireInstance('test'));
+      const node = await s.gql<{ node: { artifacts: Array<{ kind: string; name: string; snapshot: { snapshotId: string; paths: string[] } }> } }>(`query($id: ID!) { node(id: $id) { ... on Backup { artifacts { kind name snapshot { snapshotId paths } } } } }`, { id: b.id });
+      const art = node.data!.node.artifacts.find((a) => a.name === 'all')!;
+      let text = '';
+      for await (const chunk of repo.dump(art.snapshot.snapshotId, art.snapshot.paths[0]!)) text += (chunk as Buffer).toString('latin1');
+      expect(text).toMatch(new RegExp(`\\nCREATE DATABASE (/\\*[^*]*\\*/ )?\\W?${database}\\W`));
+    }
   }, 240_000);
 });

@@ -563,8 +563,13 @@ export class RestoreService {
           const dumpDone = new AbortController();
           try {
             const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal: AbortSignal.any([ctx.signal, dumpDone.signal]) }), (n) => ctx.progress({ bytesDone: base + n }), this.stallTimeoutMs);
-            side = await restorers[a.kind]!.restoreSide(target, a, stream, `v${randomBytes(2).toString('hex')}`, ctx.signal);
-            lines.push(await side.check(ctx.signal));
+            const unloaded = restorers[a.kind]!.checkUnloaded?.(a);
+            if (unloaded) {
+              lines.push(await unloaded(stream));
+            } else {
+              side = await restorers[a.kind]!.restoreSide(target, a, stream, `v${randomBytes(2).toString('hex')}`, ctx.signal);
+              lines.push(await side.check(ctx.signal));
+            }
           } catch (err) {
             if (ctx.signal.aborted) throw err;
             ok = false;

@@ -65,6 +65,11 @@ export interface ArtifactRestorer {
    * it), or null. Restore drills do not ask: they check every restorable artifact.
    */
   notRestoredBecause?(target: RestoreTarget, artifact: ArtifactRecord): string | null;
+  /**
+   * For an artifact a restore drill cannot load (a whole-server dump), the check of its bytes as
+   * they are read back, which gives the drill's line; undefined when the drill loads it as usual.
+   */
+  checkUnloaded?(artifact: ArtifactRecord): ((stream: Readable) => Promise<string>) | undefined;
   /** Restores the artifact's bytes beside the live data. */
   restoreSide(target: RestoreTarget, artifact: ArtifactRecord, stream: Readable, suffix: string, signal: AbortSignal): Promise<SideRestore>;
   /** Rebuilds a handle from a saved description (crash recovery). */

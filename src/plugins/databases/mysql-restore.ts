@@ -11,7 +11,7 @@ import { streamIntoPod, type PodTarget } from '../exec-source.js';
 import { appDatabaseName } from './detect.js';
 import { mysqlCommand, mysqlQuery, mysqlRowCounts, mysqlTriggers } from './mysql.js';
 import { adminPassword, checkDatabaseName, engineServer, serverPod } from './server.js';
-import { compareRowCounts } from './verify.js';
+import { checkServerDump, compareRowCounts, type DumpEnding } from './verify.js';
 import { ensureRoomFor, sideCopyBytes } from '../free-space.js';
 
 const q = (s: string) => '`' + s.replace(/`/g, '``') + '`';
@@ -129,7 +129,13 @@ function liveSchema(t: RestoreTarget, artifact: ArtifactRecord): string {
   return checkDatabaseName(t.app.name === t.sourceApp ? artifact.name : appDatabaseName({ instance: t.inst.name, app: t.app.name, manifest: t.app.manifest!, appConfig: t.app.config }));
 }
 
+/** mysqldump's last line (without the date under --skip-dump-date). */
+const MYSQLDUMP_END: DumpEnding = { tool: 'mysqldump', ending: /\n-- Dump completed( on [0-9: -]+)?\n$/ };
+
 export const mysqlRestorer: ArtifactRestorer = {
+  checkUnloaded(artifact) {
+    return artifact.name === 'all' ? (stream) => checkServerDump(`mysql:all`, artifact, stream, MYSQLDUMP_END) : undefined;
+  },
   async preflight(t, artifact, signal) {
     if (artifact.name === 'all') return;
     const server = engineServer(t.inst, 'mysql');

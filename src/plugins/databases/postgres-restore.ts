@@ -10,7 +10,7 @@ import type { KubeClient } from '../../kube/index.js';
 import { appDatabaseName } from './detect.js';
 import { postgresRowCounts } from './postgres.js';
 import { checkDatabaseName, engineServer, serverPod } from './server.js';
-import { compareRowCounts } from './verify.js';
+import { checkServerDump, compareRowCounts, type DumpEnding } from './verify.js';
 import { ensureRoomFor, sideCopyBytes } from '../free-space.js';
 
 const q = (ident: string) => `"${ident.replace(/"/g, '""')}"`;
@@ -104,7 +104,13 @@ async function roomForSide(client: KubeClient, target: PodTarget, artifact: Arti
   await ensureRoomFor(client, target, dataDir, sideCopyBytes(artifact), `${what} on the PostgreSQL server's volume (every app using that server needs it)`, signal);
 }
 
+/** pg_dumpall's last lines. */
+const PG_DUMPALL_END: DumpEnding = { tool: 'pg_dumpall', ending: /\n--\n-- PostgreSQL database cluster dump complete\n--\n*$/ };
+
 export const postgresRestorer: ArtifactRestorer = {
+  checkUnloaded(artifact) {
+    return artifact.name === 'all' ? (stream) => checkServerDump(`postgres:all`, artifact, stream, PG_DUMPALL_END) : undefined;
+  },
   async preflight(t, artifact, signal) {
     if (artifact.name === 'all') return; // refused before this (restore) or not checked (drill)
     const target = await serverPod(t.client, engineServer(t.inst, 'postgres'), 'postgres', signal);

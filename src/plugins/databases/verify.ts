@@ -1,4 +1,6 @@
 // Comparing a restored database with what its backup's manifest recorded.
+import type { Readable } from 'node:stream';
+import type { ArtifactRecord } from '../../engine/backup/manifest.js';
 import { totalKeys, type Keyspace } from './redis.js';
 
 /** Throws when tables or (exact) row counts differ; returns a one-line summary otherwise. */
@@ -37,4 +39,41 @@ export function compareKeyspace(restored: Keyspace, meta: RecordedKeyspace | und
   }
   if (wrong.length) throw new Error(`redis: key counts differ after restart: ${wrong.slice(0, 5).join('; ')}`);
   return `redis: ${totalKeys(restored)} keys (${describeKeyspace(restored)}), as recorded`;
+}
+
+/** The last n bytes of what was `before` followed by `chunk`, copied (the chunk's memory is not held). */
+function lastBytes(before: Buffer, chunk: Buffer, n: number): Buffer {
+  return Buffer.from(chunk.length >= n ? chunk.subarray(chunk.length - n) : Buffer.concat([before, chunk]).subarray(-n));
+}
+
+/** How a whole-server dump tool ends its output once it has dumped everything. */
+export interface DumpEnding { tool: string; ending: RegExp }
+
+const CREATE_DATABASE = Buffer.from('\nCREATE DATABASE ');
+const KEPT_END = 512;
+
+/**
+ * A restore drill's check of a whole-server dump (pg_dumpall, mysqldump --all-databases), which a
+ * drill cannot load: it is for rebuilding a server, and loading it would replace every database of
+ * the server. Its bytes are read back from the repository (restic authenticates each piece), and
+ * they must be as many as the backup recorded and end with the tool's completion line, which it
+ * writes only once it has dumped everything. The CREATE DATABASE statements are counted as they pass.
+ */
+export async function checkServerDump(what: string, artifact: ArtifactRecord, stream: Readable, e: DumpEnding): Promise<string> {
+  let bytes = 0;
+  let databases = 0;
+  // The needle's length less one byte of the previous chunk: a statement split between two chunks.
+  let carry: Buffer = Buffer.alloc(0);
+  let end: Buffer = Buffer.alloc(0);
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    bytes += chunk.length;
+    const seam = Buffer.concat([carry, chunk.subarray(0, CREATE_DATABASE.length - 1)]);
+    if (seam.indexOf(CREATE_DATABASE) !== -1) databases++;
+    for (let i = chunk.indexOf(CREATE_DATABASE); i !== -1; i = chunk.indexOf(CREATE_DATABASE, i + 1)) databases++;
+    carry = lastBytes(carry, chunk, CREATE_DATABASE.length - 1);
+    end = lastBytes(end, chunk, KEPT_END);
+  }
+  if (bytes !== artifact.sizeBytes) throw new Error(`${what}: ${bytes} bytes read back, the backup recorded ${artifact.sizeBytes}`);
+  if (!e.ending.test(end.toString('latin1'))) throw new Error(`${what}: the dump does not end with ${e.tool}'s completion line: it was cut short`);
+  return `${what}: ${bytes} bytes read back whole, ${databases} databases, ending with ${e.tool}'s completion line (a whole-server dump is not loaded by a drill: it is for rebuilding a server)`;
 }
