@@ -6,6 +6,7 @@ import path from 'node:path';
 import parse, { type PrometheusFamily as ParsedFamily } from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { escapeLabelValue, renderMetrics } from '../../src/engine/metrics.js';
+import { setPath, updateYamlFile } from '../../src/wild/writer.js';
 import type { Services } from '../../src/context.js';
 import { ADMIN_TOKEN, READONLY_TOKEN } from '../helpers/app.js';
 import { OP_FIELDS, startSimApp, type SimApp } from '../helpers/sim-app.js';
@@ -93,7 +94,7 @@ describe('after one backup of gitea', () => {
     const init = await s.runOperation(`mutation { initRepository(input: { instance: "test" }) { ${OP_FIELDS} } }`);
     expect(init.status).toBe('SUCCEEDED');
     const h = await health();
-    for (const a of h.apps) expect(a.reason).toBe('no complete backup');
+    for (const a of h.apps) expect(a.reason).toBe('no complete backup; no schedule backs it up (cloud.backup.schedules): it is backed up only when someone asks');
     await backupApp('gitea');
   }, 180_000);
 
@@ -143,14 +144,35 @@ describe('after one backup of gitea', () => {
     expect(spawnCount).toBe(0);
   });
 
-  it('backupHealth: gitea is healthy, the postgres server is not', async () => {
+  it('backupHealth: gitea is healthy, the postgres server is not; an app no schedule backs up says so', async () => {
     const h = await health();
     const apps = byApp(h);
     expect(h.healthy).toBe(false);
-    expect(apps.gitea).toMatchObject({ healthy: true, reason: null });
+    const manual = 'no schedule backs it up (cloud.backup.schedules): it is backed up only when someone asks';
+    expect(apps.gitea).toMatchObject({ healthy: true, reason: manual });
     expect(Date.parse(apps.gitea!.latestCompleteAt!)).toBeGreaterThanOrEqual(startedAt - 1000);
     expect(apps.gitea!.ageHours).toBeLessThan(1);
-    expect(apps.postgres).toMatchObject({ healthy: false, reason: 'no complete backup', latestCompleteAt: null, ageHours: null });
+    expect(apps.postgres).toMatchObject({ healthy: false, reason: `no complete backup; ${manual}`, latestCompleteAt: null, ageHours: null });
+
+    const set = (schedules: unknown[]) => s.gql<{ setSchedules: { __typename: string } }>(
+      `mutation($s: [ScheduleInput!]!) { setSchedules(input: { instance: "test", schedules: $s }) { __typename } }`, { s: schedules });
+    try {
+      // A schedule of gitea alone, and one that is not a backup: the postgres server is still manual.
+      expect((await set([{ cron: '0 3 * * *', action: 'BACKUP', apps: ['gitea'] }, { cron: '0 4 * * *', action: 'CHECK' }])).data!.setSchedules.__typename).toBe('SetSchedulesPayload');
+      let now = byApp(await health());
+      expect(now.gitea).toMatchObject({ healthy: true, reason: null });
+      expect(now.postgres!.reason).toBe(`no complete backup; ${manual}`);
+      // A backup schedule without apps covers every app.
+      expect((await set([{ cron: '0 3 * * *', action: 'BACKUP' }])).data!.setSchedules.__typename).toBe('SetSchedulesPayload');
+      now = byApp(await health());
+      expect(now.postgres!.reason).toBe('no complete backup');
+      // Schedules written by hand that do not parse: none of them runs, and each app says why.
+      await updateYamlFile(path.join(s.sim.instanceDir, 'config.yaml'), (doc) => setPath(doc, ['cloud', 'backup', 'schedules'], [{ cron: 'every night', action: 'backup' }]), 0o644);
+      now = byApp(await health());
+      expect(now.gitea!.reason).toMatch(/^no schedule runs: cloud\.backup\.schedules is invalid \(cloud\.backup\.schedules\.0\.cron: /);
+    } finally {
+      await set([]);
+    }
   });
 
   it('an app whose manifest is broken is listed as unhealthy, with the reason', async () => {
