@@ -150,6 +150,15 @@ describe('backupApp', () => {
     for (const f of ['config.yaml', 'secrets.yaml', 'kubeconfig']) {
       expect(await readFile(path.join(dir, f), 'utf8')).toBe(await readFile(path.join(s.sim.instanceDir, f), 'utf8'));
     }
+    // Its drill reads each artifact back whole and checks it against the manifest.
+    const rec = await s.runOperation(`mutation($id: ID!) { verifyBackup(id: $id) { ${OP_FIELDS} } }`, { id: b.backupId });
+    expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
+    const v = await s.gql<{ instance: { backups: { edges: Array<{ node: { verification: { ok: boolean; details: string } | null } }> } } }>(
+      `{ instance(name: "test") { backups(kind: CLUSTER) { edges { node { verification { ok details } } } } } }`);
+    expect(v.data!.instance.backups.edges[0]!.node.verification).toEqual({
+      ok: true,
+      details: expect.stringMatching(new RegExp(`^cluster-config:test: [34] files \\(config\\.yaml, secrets\\.yaml, kubeconfig(, talos/generated/talosconfig)?\\), ${art.sizeBytes} bytes read back whole, as recorded$`)),
+    });
   });
 
   it('refuses a second backup of a busy app with ConflictError and runs two apps side by side', async () => {

@@ -140,6 +140,11 @@ export class TarScanner extends Transform {
     this.skip = type === '5' || type === '2' || type === '1' ? 0 : padded;
   }
 
+  /** The end-of-archive marker went past: the archive is whole. */
+  get complete(): boolean {
+    return this.ended;
+  }
+
   result(): TarListing {
     return { ...this.listing, listingSha256: this.hash.copy().digest('hex') };
   }
