@@ -37,10 +37,11 @@ function brokenFiles(app: AppInfo): string | null {
 }
 
 /**
- * The health of every installed app against `maxAgeHours`, at `now`. `unscheduled` says why no
- * schedule will back an app up (null when one will): its next backup waits for someone.
+ * The health of every installed app against `maxAgeHours`, at `now`. `nextBackup` says what stops
+ * an app's next backup besides its own files (a config.yaml that cannot be read, no schedule that
+ * covers it), or null.
  */
-export function appHealth(apps: AppInfo[], completeBackups: BackupView[] | null, repositoryProblem: string | null, maxAgeHours: number, now: number, unscheduled: (app: string) => string | null = () => null): AppHealthView[] {
+export function appHealth(apps: AppInfo[], completeBackups: BackupView[] | null, repositoryProblem: string | null, maxAgeHours: number, now: number, nextBackup: (app: string) => string | null = () => null): AppHealthView[] {
   const latest = new Map<string, BackupView>();
   for (const b of completeBackups ?? []) {
     if (b.kind === 'APP' && b.status === 'COMPLETE' && b.appName && !latest.has(b.appName)) latest.set(b.appName, b);
@@ -59,15 +60,18 @@ export function appHealth(apps: AppInfo[], completeBackups: BackupView[] | null,
     // A broken app is named even while its last backup is still recent: the next one will fail.
     const broken = brokenFiles(app);
     if (broken) reasons.push(broken);
-    const manual = unscheduled(app.name);
-    if (manual) reasons.push(manual);
+    const next = nextBackup(app.name);
+    if (next) reasons.push(next);
     return { app, latestCompleteAt: b?.createdAt ?? null, ageHours, healthy, reason: reasons.length > 0 ? reasons.join('; ') : null };
   });
 }
 
 async function backupHealth(services: Services, inst: InstanceInfo, maxAgeHours: number): Promise<BackupHealthView> {
   const [apps, status, { schedules, issues }] = await Promise.all([services.store.apps(inst), services.repositories.status(inst), services.schedules.entries(inst.name)]);
-  const unscheduled = (app: string): string | null => {
+  const config = inst.problems[0];
+  const nextBackup = (app: string): string | null => {
+    // Its schedules are in that file too: the reason below would be a consequence of this one.
+    if (config) return `config.yaml cannot be read (${config.path || config.file}: ${config.message}): no app is backed up until it is mended`;
     if (issues.length > 0) return `no schedule runs: cloud.backup.schedules is invalid (${issues[0]!.path}: ${issues[0]!.message})`;
     if (schedules.some((e) => e.action === 'backup' && (!e.apps || e.apps.includes(app)))) return null;
     return 'no schedule backs it up (cloud.backup.schedules): it is backed up only when someone asks';
@@ -76,7 +80,7 @@ async function backupHealth(services: Services, inst: InstanceInfo, maxAgeHours:
   if (!status.reachable || status.error) problem = `the repository cannot be read${status.error ? `: ${status.error}` : ''}`;
   else if (!status.initialized) problem = 'the repository is not initialized';
   const backups = problem ? null : await services.backups.list(inst, { kind: 'APP', status: 'COMPLETE' });
-  const list = appHealth(apps, backups, problem, maxAgeHours, Date.now(), unscheduled);
+  const list = appHealth(apps, backups, problem, maxAgeHours, Date.now(), nextBackup);
   return { maxAgeHours, healthy: list.every((a) => a.healthy), apps: list };
 }
 

@@ -69,6 +69,20 @@ function problemsOf(err: unknown, file: string): FileProblem[] {
   return [{ file, path: '', message: (err as Error).message }];
 }
 
+/**
+ * An app's backup or restore takes the app's settings (its database name, its slice of the config
+ * artifact) from config.yaml: while the file cannot be read they would come out empty, so a backup
+ * would record no settings (a restore of its config would then erase them) and could dump the
+ * wrong database. Refused until the file is mended.
+ */
+export function requireReadableConfig(inst: InstanceInfo, what: string): void {
+  if (inst.problems.length === 0) return;
+  throw ValidationError.fromIssues(
+    inst.problems.map((p) => ({ path: `${p.file}${p.path ? ` (${p.path})` : ''}`, message: p.message })),
+    `${what} needs the app's settings from config.yaml, which cannot be read now; mend it first`,
+  );
+}
+
 export class WildStore {
   readonly paths: DataPaths;
 

@@ -4,6 +4,7 @@
 // - an app restored in place whose database setting changed since the backup: the backup's
 //   database is not the one the app uses, nor one the safety backup would keep.
 // And the drill of a server app's backup: its whole-server dump is read back and checked, not loaded.
+// And app backups and restores refused while config.yaml cannot be read (the app's settings are in it).
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setPath, updateYamlFile } from '../../src/wild/writer.js';
@@ -107,4 +108,28 @@ describe('verifying the database server apps', () => {
       expect(text).toMatch(new RegExp(`\\nCREATE DATABASE (/\\*[^*]*\\*/ )?\\W?${database}\\W`));
     }
   }, 240_000);
+});
+
+describe('while config.yaml cannot be read', () => {
+  it('app backups and restores are refused up front, and backupHealth says why; once mended they run', async () => {
+    const b = await backupLatest(s, 'gitea');
+    const file = path.join(s.sim.instanceDir, 'config.yaml');
+    const { appendFile, readFile: read, writeFile: write } = await import('node:fs/promises');
+    const good = await read(file, 'utf8');
+    const operationsBefore = s.app.services.engine.list({ instance: 'test' }).length;
+    await appendFile(file, 'cloud:\n  backup: [unclosed\n');
+    try {
+      const backup = await s.gql<{ backupApp: { __typename: string; message?: string } }>(`mutation { backupApp(input: { instance: "test", app: "gitea" }) { ${OP_FIELDS} } }`);
+      expect(backup.data!.backupApp).toMatchObject({ __typename: 'ValidationError', message: expect.stringMatching(/^a backup of "gitea" needs the app's settings from config\.yaml, which cannot be read now; mend it first: instances\/test\/config\.yaml/) });
+      const restore = await s.gql<{ restoreBackup: { __typename: string; message?: string } }>(RESTORE, { input: { backupId: b.id } });
+      expect(restore.data!.restoreBackup).toMatchObject({ __typename: 'ValidationError', message: expect.stringMatching(/^a restore into "gitea" needs the app's settings from config\.yaml/) });
+      expect(s.app.services.engine.list({ instance: 'test' }).length, 'no operation was started').toBe(operationsBefore);
+      const health = await s.gql<{ instance: { backupHealth: { apps: Array<{ app: { name: string }; reason: string | null }> } } }>(`{ instance(name: "test") { backupHealth { apps { app { name } reason } } } }`);
+      for (const a of health.data!.instance.backupHealth.apps) expect(a.reason, a.app.name).toMatch(/config\.yaml cannot be read \(.+\): no app is backed up until it is mended$/);
+    } finally {
+      await write(file, good);
+    }
+    const again = await s.runOperation(`mutation { backupApp(input: { instance: "test", app: "gitea" }) { ${OP_FIELDS} } }`);
+    expect(again.status, JSON.stringify(again.error)).toBe('SUCCEEDED');
+  }, 120_000);
 });

@@ -4,7 +4,7 @@ import { NotFoundError, RepositoryError, ValidationError } from '../../errors.js
 import type { OperationEngine, OperationRecord } from '../operations/index.js';
 import type { RepositoryService } from '../repository/service.js';
 import type { SnapshotListing } from '../restic/index.js';
-import type { AppInfo, InstanceInfo, WildStore } from '../../wild/store.js';
+import { requireReadableConfig, type AppInfo, type InstanceInfo, type WildStore } from '../../wild/store.js';
 import { appConfigSource } from '../../plugins/config/app-config.js';
 import { clusterConfigSource, etcdSnapshotSource, etcdUnavailableReason } from '../../plugins/config/cluster-config.js';
 import { BackupCatalog, type BackupView } from './catalog.js';
@@ -111,6 +111,7 @@ export class BackupService {
     const inst = await this.store.requireInstance(instance);
     const app = await this.store.requireApp(inst, appName);
     if (!app.manifest) throw ValidationError.fromIssues(app.problems.map((p) => ({ path: `${p.file}${p.path ? `#${p.path}` : ''}`, message: p.message })), `app "${appName}" cannot be backed up until its files are fixed`);
+    requireReadableConfig(inst, `a backup of "${appName}"`);
     const repo = await this.repositories.open(inst);
     return this.engine.submit({
       kind: 'BACKUP_APP',

@@ -18,7 +18,7 @@ import { appConfigSource } from '../../plugins/config/app-config.js';
 import { checkClusterArtifact } from '../../plugins/config/cluster-config.js';
 import type { ClusterService } from '../cluster.js';
 import type { ResticRepository } from '../restic/index.js';
-import type { InstanceInfo, WildStore } from '../../wild/store.js';
+import { requireReadableConfig, type InstanceInfo, type WildStore } from '../../wild/store.js';
 import { writeFileAtomic } from '../../wild/writer.js';
 import { componentOf, restorers } from '../../plugins/restorers.js';
 import { dropPostgresRoles, restorePostgresRoles } from '../../plugins/databases/postgres-restore.js';
@@ -295,6 +295,7 @@ export class RestoreService {
     if (b.status !== 'COMPLETE') throw new ValidationError(`backup ${b.backupId} is INCOMPLETE and cannot be restored`, [{ path: 'input.backupId', message: 'is incomplete' }]);
     const inst = await this.store.requireInstance(b.instance);
     const targetName = input.targetApp ?? b.appName;
+    requireReadableConfig(inst, `a restore into "${targetName}"`);
     const app = await this.store.requireApp(inst, targetName);
     if (!app.manifest) throw new ValidationError(`app "${targetName}" has broken files and cannot be restored into`, [{ path: 'input.targetApp', message: 'has problems' }]);
     const clone = targetName !== b.appName;
