@@ -536,101 +536,78 @@ export class RestoreService {
     if (b.problem) throw unreadableBackup(b.backupId, b.problem);
     if (b.status !== 'COMPLETE' || !b.manifest) throw new ConflictError(`backup ${b.backupId} is incomplete: there is nothing to verify`);
     const inst = await this.store.requireInstance(b.instance);
-    if (b.kind === 'CLUSTER') return this.verifyCluster(b, inst);
+    // A cluster backup restores nothing into the running cluster: each artifact is read back
+    // whole and checked against the manifest (plugins/config/cluster-config.ts).
+    if (b.kind === 'CLUSTER') return this.drill(inst, b, null, b.manifest.artifacts, 'read back', async () => (a, stream) => checkClusterArtifact(a, stream));
     if (!b.appName) throw new NotFoundError(`backup ${b.backupId} names no app`);
     const app = await this.store.requireApp(inst, b.appName);
-    const repo = await this.repositories.open(inst);
     const artifacts = this.artifactsFor(b, new Set(['DATABASES', 'VOLUMES'])).filter((a) => a.kind in restorers);
-    return this.engine.submit({
-      kind: 'VERIFY_BACKUP',
-      instance: inst.name,
-      app: b.appName,
-      run: async (ctx) => {
-        ctx.setBackupId(b.backupId);
-        const client = await this.cluster.client(inst);
-        const target: RestoreTarget = { client, inst, app, sourceApp: b.appName!, helperImage: this.opts.helperImage };
-        // A drill's side copies are recorded like a restore's (never swapped, no replicas): a crash
-        // or a silent cluster leaves a record by which the recovery drops them, instead of a full
-        // copy of the database left on the server's shared volume for good.
-        new RecoveryLedger(ctx, app.name).attach(target);
-        const lines: string[] = [];
-        let ok = true;
-        const total = artifacts.reduce((n, a) => n + a.sizeBytes, 0);
-        let base = 0;
-        ctx.progress({ phase: 'verifying', bytesTotal: total, bytesDone: 0 });
-        for (const a of artifacts) {
-          ctx.progress({ phase: `verifying ${a.kind}:${a.name}`, currentItem: a.filename });
-          let side: SideRestore | undefined;
-          // Stops this artifact's restic dump however its check ended: one no longer read (pg_restore
-          // failed mid-stream) would run on, holding a repository lock.
-          const dumpDone = new AbortController();
-          try {
-            const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal: AbortSignal.any([ctx.signal, dumpDone.signal]) }), (n) => ctx.progress({ bytesDone: base + n }), this.stallTimeoutMs);
-            const unloaded = restorers[a.kind]!.checkUnloaded?.(a);
-            if (unloaded) {
-              lines.push(await unloaded(stream));
-            } else {
-              side = await restorers[a.kind]!.restoreSide(target, a, stream, `v${randomBytes(2).toString('hex')}`, ctx.signal);
-              lines.push(await side.check(ctx.signal));
-            }
-          } catch (err) {
-            if (ctx.signal.aborted) throw err;
-            ok = false;
-            lines.push(`${a.kind}:${a.name}: ${(err as Error).message}`);
-          } finally {
-            dumpDone.abort();
-            // Bounded; one that fails stays recorded, and the engine drops it later.
-            if (side) await side.discard(this.cleanupStep()).then(() => target.dropped!(side!), (e: unknown) => ctx.log(`scratch cleanup failed: ${(e as Error).message}; it is tried again in the background`));
-          }
-          ctx.log(lines.at(-1)!);
-          base += a.sizeBytes;
-        }
-        await this.record(inst.name, b.backupId, ok, lines, 'no restorable artifacts');
-        return { backupId: b.backupId, message: `backup ${b.backupId} verified: ${lines.length} artifacts restored and checked` };
-      },
+    return this.drill(inst, b, app.name, artifacts, 'restored', async (ctx) => {
+      const client = await this.cluster.client(inst);
+      const target: RestoreTarget = { client, inst, app, sourceApp: b.appName!, helperImage: this.opts.helperImage };
+      // A drill's side copies are recorded like a restore's (never swapped, no replicas): a crash
+      // or a silent cluster leaves a record by which the recovery drops them, instead of a full
+      // copy of the database left on the server's shared volume for good.
+      new RecoveryLedger(ctx, app.name).attach(target);
+      return async (a, stream, cleanups) => {
+        const unloaded = restorers[a.kind]!.checkUnloaded?.(a);
+        if (unloaded) return unloaded(stream);
+        const side = await restorers[a.kind]!.restoreSide(target, a, stream, `v${randomBytes(2).toString('hex')}`, ctx.signal);
+        // Bounded; one that fails stays recorded, and the engine drops it later.
+        cleanups.push(() => side.discard(this.cleanupStep()).then(() => target.dropped!(side), (e: unknown) => ctx.log(`scratch cleanup failed: ${(e as Error).message}; it is tried again in the background`)));
+        return side.check(ctx.signal);
+      };
     });
   }
 
   /**
-   * A cluster backup's drill: nothing of it is restored into the running cluster, so each artifact
-   * is read back whole and checked against the manifest (plugins/config/cluster-config.ts).
+   * A restore drill (VERIFY_BACKUP): each artifact's bytes from the repository go to the check
+   * `prepare` gives, one artifact at a time; a failed check is the drill's finding, not its end.
+   * The result is kept for `Backup.verification`.
    */
-  private async verifyCluster(b: BackupView, inst: InstanceInfo): Promise<OperationRecord> {
+  private async drill(
+    inst: InstanceInfo, b: BackupView, app: string | null, artifacts: ArtifactRecord[], how: 'restored' | 'read back',
+    prepare: (ctx: TaskContext) => Promise<(a: ArtifactRecord, stream: Readable, cleanups: Array<() => Promise<void>>) => Promise<string>>,
+  ): Promise<OperationRecord> {
     const repo = await this.repositories.open(inst);
-    const artifacts = b.manifest!.artifacts;
     return this.engine.submit({
       kind: 'VERIFY_BACKUP',
       instance: inst.name,
+      ...(app ? { app } : {}),
       run: async (ctx) => {
         ctx.setBackupId(b.backupId);
+        const check = await prepare(ctx);
         const lines: string[] = [];
         let ok = true;
         let base = 0;
         ctx.progress({ phase: 'verifying', bytesTotal: artifacts.reduce((n, a) => n + a.sizeBytes, 0), bytesDone: 0 });
         for (const a of artifacts) {
           ctx.progress({ phase: `verifying ${a.kind}:${a.name}`, currentItem: a.filename });
+          // Stops this artifact's restic dump however its check ended: one no longer read (pg_restore
+          // failed mid-stream) would run on, holding a repository lock. Then the check's clean-ups.
+          const dumpDone = new AbortController();
+          const cleanups: Array<() => Promise<void>> = [];
           try {
-            lines.push(await checkClusterArtifact(a, counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal: ctx.signal }), (n) => ctx.progress({ bytesDone: base + n }), this.stallTimeoutMs)));
+            const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal: AbortSignal.any([ctx.signal, dumpDone.signal]) }), (n) => ctx.progress({ bytesDone: base + n }), this.stallTimeoutMs);
+            lines.push(await check(a, stream, cleanups));
           } catch (err) {
             if (ctx.signal.aborted) throw err;
             ok = false;
             lines.push(`${a.kind}:${a.name}: ${(err as Error).message}`);
+          } finally {
+            dumpDone.abort();
+            for (const c of cleanups) await c();
           }
           ctx.log(lines.at(-1)!);
           base += a.sizeBytes;
         }
-        await this.record(inst.name, b.backupId, ok, lines, 'no artifacts');
-        return { backupId: b.backupId, message: `backup ${b.backupId} verified: ${lines.length} artifacts read back and checked` };
+        const result: Verification = { verifiedAt: new Date().toISOString(), ok, details: lines.join('\n') || 'no restorable artifacts' };
+        await mkdir(path.dirname(this.verificationFile(inst.name, b.backupId)), { recursive: true });
+        await writeFileAtomic(this.verificationFile(inst.name, b.backupId), JSON.stringify(result, null, 2), 0o644);
+        if (!ok) throw Object.assign(new Error(`verification of ${b.backupId} failed: ${lines.filter((l) => !l.includes('as recorded')).join('; ')}`), { code: 'VERIFICATION_FAILED' });
+        return { backupId: b.backupId, message: `backup ${b.backupId} verified: ${lines.length} artifacts ${how} and checked` };
       },
     });
-  }
-
-  /** Keeps a drill's result for `Backup.verification`; a failed drill fails its operation. */
-  private async record(instance: string, backupId: string, ok: boolean, lines: string[], none: string): Promise<void> {
-    const result: Verification = { verifiedAt: new Date().toISOString(), ok, details: lines.join('\n') || none };
-    await mkdir(path.dirname(this.verificationFile(instance, backupId)), { recursive: true });
-    await writeFileAtomic(this.verificationFile(instance, backupId), JSON.stringify(result, null, 2), 0o644);
-    if (!ok) throw Object.assign(new Error(`verification of ${backupId} failed: ${lines.filter((l) => !l.includes('as recorded')).join('; ')}`), { code: 'VERIFICATION_FAILED' });
   }
 }
 

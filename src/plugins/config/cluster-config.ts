@@ -2,10 +2,10 @@
 // kubeconfig, talosconfig) and, where talosctl is installed and configured, an etcd snapshot.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { Writable, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import type { ArtifactRecord } from '../../engine/backup/manifest.js';
 import type { ArtifactSource } from '../../engine/backup/source.js';
+import { readBackWhole } from '../read-back.js';
 import { TarScanner } from '../volumes/tar-scan.js';
 import type { InstanceInfo, WildStore } from '../../wild/store.js';
 import type { TarEntry } from './tar.js';
@@ -74,11 +74,8 @@ export function etcdSnapshotSource(inst: InstanceInfo): ArtifactSource {
  */
 export async function checkClusterArtifact(artifact: ArtifactRecord, stream: Readable): Promise<string> {
   const what = `${artifact.kind}:${artifact.name}`;
-  const tar = artifact.kind === 'cluster-config' ? new TarScanner() : null;
-  let bytes = 0;
-  const sink = new Writable({ write(chunk: Buffer, _enc, cb) { bytes += chunk.length; cb(); } });
-  await (tar ? pipeline(stream, tar, sink) : pipeline(stream, sink));
-  if (bytes !== artifact.sizeBytes) throw new Error(`${what}: ${bytes} bytes read back, the backup recorded ${artifact.sizeBytes}`);
+  const tar = artifact.kind === 'cluster-config' ? new TarScanner() : undefined;
+  const bytes = await readBackWhole(what, artifact, stream, { through: tar });
   if (!tar) return `${what}: ${bytes} bytes read back whole, as recorded`;
   const names = Array.isArray(artifact.meta.files) ? (artifact.meta.files as string[]) : null;
   if (!tar.complete) throw new Error(`${what}: not a whole tar archive (no end-of-archive marker)`);

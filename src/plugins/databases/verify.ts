@@ -1,6 +1,7 @@
 // Comparing a restored database with what its backup's manifest recorded.
 import type { Readable } from 'node:stream';
 import type { ArtifactRecord } from '../../engine/backup/manifest.js';
+import { readBackWhole } from '../read-back.js';
 import { totalKeys, type Keyspace } from './redis.js';
 
 /** Throws when tables or (exact) row counts differ; returns a one-line summary otherwise. */
@@ -60,20 +61,19 @@ const KEPT_END = 512;
  * writes only once it has dumped everything. The CREATE DATABASE statements are counted as they pass.
  */
 export async function checkServerDump(what: string, artifact: ArtifactRecord, stream: Readable, e: DumpEnding): Promise<string> {
-  let bytes = 0;
   let databases = 0;
   // The needle's length less one byte of the previous chunk: a statement split between two chunks.
   let carry: Buffer = Buffer.alloc(0);
   let end: Buffer = Buffer.alloc(0);
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    bytes += chunk.length;
-    const seam = Buffer.concat([carry, chunk.subarray(0, CREATE_DATABASE.length - 1)]);
-    if (seam.indexOf(CREATE_DATABASE) !== -1) databases++;
-    for (let i = chunk.indexOf(CREATE_DATABASE); i !== -1; i = chunk.indexOf(CREATE_DATABASE, i + 1)) databases++;
-    carry = lastBytes(carry, chunk, CREATE_DATABASE.length - 1);
-    end = lastBytes(end, chunk, KEPT_END);
-  }
-  if (bytes !== artifact.sizeBytes) throw new Error(`${what}: ${bytes} bytes read back, the backup recorded ${artifact.sizeBytes}`);
+  const bytes = await readBackWhole(what, artifact, stream, {
+    onChunk(chunk) {
+      const seam = Buffer.concat([carry, chunk.subarray(0, CREATE_DATABASE.length - 1)]);
+      if (seam.indexOf(CREATE_DATABASE) !== -1) databases++;
+      for (let i = chunk.indexOf(CREATE_DATABASE); i !== -1; i = chunk.indexOf(CREATE_DATABASE, i + 1)) databases++;
+      carry = lastBytes(carry, chunk, CREATE_DATABASE.length - 1);
+      end = lastBytes(end, chunk, KEPT_END);
+    },
+  });
   if (!e.ending.test(end.toString('latin1'))) throw new Error(`${what}: the dump does not end with ${e.tool}'s completion line: it was cut short`);
   return `${what}: ${bytes} bytes read back whole, ${databases} databases, ending with ${e.tool}'s completion line (a whole-server dump is not loaded by a drill: it is for rebuilding a server)`;
 }
