@@ -95,10 +95,13 @@ export class ResticProcess {
   private readonly done: Promise<void>;
   /** Bytes of the stdin source handed to restic so far. */
   bytesFed = 0;
+  /** Taken just before the spawn: no time restic takes (a snapshot's) can be earlier. */
+  readonly spawnedAt: Date;
 
   constructor(private readonly spec: ResticRunSpec) {
     const { binary, argv, env, signal } = spec;
     const behind = runsBehindTheApi(binary, argv, spec.nice ?? RESTIC_NICE);
+    this.spawnedAt = new Date();
     this.child = spawn(behind.file, behind.args, { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     // Listened to before anything else: a failed spawn emits 'error' on the next tick, and an
     // 'error' nobody listens to would end the server.

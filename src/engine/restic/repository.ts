@@ -285,7 +285,7 @@ export class ResticRepository {
         extraEnv: { RESTIC_PROGRESS_FPS: '2' },
         onStart: (p) => {
           proc = p;
-          startedAt = new Date().toISOString();
+          startedAt = p.spawnedAt.toISOString();
         },
         onLine: (line) => {
           const [json] = jsonLines([line]);
