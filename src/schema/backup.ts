@@ -11,7 +11,7 @@ import { requireAdmin } from './errors.js';
 import { InstanceRef } from './instance.js';
 import { NodeInterface, decodeGlobalId, encodeGlobalId, nodeLoaders } from './node.js';
 import { OperationRef } from './operation.js';
-import { connectionOf, defineConnection } from './pagination.js';
+import { connectionOf, defineConnection, FIRST_DESCRIPTION } from './pagination.js';
 import { OperationPayloadRef } from './repository.js';
 
 export const BackupKindEnum = builder.enumType('BackupKind', { values: ['APP', 'CLUSTER'] as const });
@@ -113,7 +113,7 @@ builder.objectField(InstanceRef, 'backups', (t) =>
       app: t.arg.string({ required: false }),
       kind: t.arg({ type: BackupKindEnum, required: false }),
       status: t.arg({ type: BackupStatusEnum, required: false }),
-      first: t.arg.int({ required: false }),
+      first: t.arg.int({ required: false, description: FIRST_DESCRIPTION }),
       after: t.arg.string({ required: false }),
     },
     resolve: async (i, args, ctx) =>
@@ -124,7 +124,7 @@ builder.objectField(InstanceRef, 'backups', (t) =>
 builder.objectFields(AppRef, (t) => ({
   backups: t.field({
     type: BackupConnectionRef,
-    args: { first: t.arg.int({ required: false }), after: t.arg.string({ required: false }) },
+    args: { first: t.arg.int({ required: false, description: FIRST_DESCRIPTION }), after: t.arg.string({ required: false }) },
     resolve: async (a, args, ctx) => {
       const inst = await ctx.services.store.requireInstance(a.instance);
       return connectionOf(await ctx.services.backups.list(inst, { app: a.name, kind: 'APP' }), args, (b) => [b.createdAt, b.backupId]);

@@ -7,7 +7,7 @@ import { OPERATION_EVENT_TYPES, type OperationEvent } from '../subscriptions/eve
 import { requireAdmin } from './errors.js';
 import { InstanceRef } from './instance.js';
 import { NodeInterface, decodeGlobalId, encodeGlobalId, nodeLoaders } from './node.js';
-import { connectionOf, defineConnection } from './pagination.js';
+import { connectionOf, defineConnection, FIRST_DESCRIPTION } from './pagination.js';
 
 export const OperationKindEnum = builder.enumType('OperationKind', { values: OPERATION_KINDS });
 export const OperationStatusEnum = builder.enumType('OperationStatus', { values: OPERATION_STATUSES });
@@ -98,7 +98,7 @@ builder.queryFields((t) => ({
     args: {
       instance: t.arg.string({ required: false }),
       status: t.arg({ type: [OperationStatusEnum], required: false }),
-      first: t.arg.int({ required: false }),
+      first: t.arg.int({ required: false, description: FIRST_DESCRIPTION }),
       after: t.arg.string({ required: false }),
     },
     resolve: (_r, args, ctx) =>
@@ -111,7 +111,7 @@ builder.objectField(InstanceRef, 'operations', (t) =>
     type: OperationConnectionRef,
     args: {
       status: t.arg({ type: [OperationStatusEnum], required: false }),
-      first: t.arg.int({ required: false }),
+      first: t.arg.int({ required: false, description: FIRST_DESCRIPTION }),
       after: t.arg.string({ required: false }),
     },
     resolve: (i, args, ctx) => connectionOf(ctx.services.engine.list({ instance: i.name, status: args.status }), args, (o) => [o.createdAt, o.id]),

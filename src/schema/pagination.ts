@@ -16,6 +16,8 @@ export interface Connection<T> {
 
 export const MAX_PAGE = 500;
 export const DEFAULT_PAGE = 50;
+/** The description of every connection's `first` argument. */
+export const FIRST_DESCRIPTION = `Items on the page: ${DEFAULT_PAGE} unless given, at most ${MAX_PAGE}; 0 answers only totalCount and pageInfo. A negative number is refused.`;
 
 /** An item's place in a list sorted newest first: its creation time, then its id (both compared as strings). */
 export type Position = readonly [createdAt: string, id: string];
@@ -47,7 +49,10 @@ function decodeCursor(cursor: string): Position {
  * down never starts over nor sees an item twice. A cursor that is not one of ours is an error.
  */
 export function connectionOf<T>(items: readonly T[], args: PageArgs, positionOf: (item: T) => Position): Connection<T> {
-  const first = Math.min(Math.max(args.first ?? DEFAULT_PAGE, 0), MAX_PAGE);
+  if (args.first != null && args.first < 0) {
+    throw new ValidationError(`first: ${args.first} is not a page size (give 0 or more; at most ${MAX_PAGE} items are returned per page)`, [{ path: 'first', message: 'must be 0 or more' }]);
+  }
+  const first = Math.min(args.first ?? DEFAULT_PAGE, MAX_PAGE);
   let start = 0;
   if (args.after) {
     const after = decodeCursor(args.after);

@@ -1,7 +1,7 @@
 // Cursor pages over lists sorted newest first: a page after an item that is gone meanwhile
 // continues where that item was (retention removes backups, the history drops old operations).
 import { describe, expect, it } from 'vitest';
-import { connectionOf, type Connection } from '../../src/schema/pagination.js';
+import { connectionOf, DEFAULT_PAGE, MAX_PAGE, type Connection } from '../../src/schema/pagination.js';
 import { ValidationError } from '../../src/errors.js';
 
 interface Item { createdAt: string; id: string }
@@ -39,6 +39,16 @@ describe('connectionOf', () => {
     const page3 = connectionOf([at(59, 'g'), at(50, 'f')], { first: 3, after: page1.pageInfo.endCursor }, pos);
     expect(ids(page3)).toEqual([]);
     expect(page3.pageInfo).toMatchObject({ hasNextPage: false, hasPreviousPage: true, endCursor: null });
+  });
+
+  it('refuses a negative page size instead of answering an empty page, and caps a large one', () => {
+    expect(() => connectionOf(list, { first: -1 }, pos)).toThrow(/first: -1 is not a page size/);
+    expect(ids(connectionOf(list, { first: 0 }, pos))).toEqual([]);
+    const many = Array.from({ length: MAX_PAGE + 20 }, (_, n) => at(0, String(n).padStart(4, '0')));
+    const page = connectionOf(many, { first: MAX_PAGE + 10 }, pos);
+    expect(page.edges).toHaveLength(MAX_PAGE);
+    expect(page.pageInfo.hasNextPage).toBe(true);
+    expect(connectionOf(many, {}, pos).edges).toHaveLength(DEFAULT_PAGE);
   });
 
   it('refuses a cursor that is not one of its own', () => {
