@@ -17,7 +17,7 @@ export class NotFoundError extends WildError {
 }
 
 export class ValidationError extends WildError {
-  readonly code = 'VALIDATION_FAILED';
+  readonly code: string = 'VALIDATION_FAILED';
   override name = 'ValidationError';
   constructor(message: string, readonly issues: Issue[] = [{ path: '', message }]) {
     super(message);
@@ -49,11 +49,18 @@ export class ForbiddenError extends WildError {
   }
 }
 
-/** A problem with one file of the data directory: names the file and the path inside it. */
-export class ConfigFileError extends WildError {
-  readonly code = 'CONFIG_INVALID';
+/**
+ * A problem with one file of the data directory: names the file and the path inside it. A mutation
+ * that cannot go on because of it answers a ValidationError (code CONFIG_INVALID) whose issues name
+ * the file, not the input.
+ */
+export class ConfigFileError extends ValidationError {
+  override readonly code = 'CONFIG_INVALID';
   override name = 'ConfigFileError';
-  constructor(readonly file: string, readonly issues: Issue[]) {
-    super(`${file}: ${issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`);
+  constructor(readonly file: string, readonly fileIssues: Issue[]) {
+    super(
+      `${file}: ${fileIssues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`,
+      fileIssues.map((i) => ({ path: i.path ? `${file} (${i.path})` : file, message: i.message })),
+    );
   }
 }

@@ -65,7 +65,7 @@ function labelDirs(dir: string): string[] {
 }
 
 function problemsOf(err: unknown, file: string): FileProblem[] {
-  if (err instanceof ConfigFileError) return err.issues.map((i) => ({ file, path: i.path, message: i.message }));
+  if (err instanceof ConfigFileError) return err.fileIssues.map((i) => ({ file, path: i.path, message: i.message }));
   return [{ file, path: '', message: (err as Error).message }];
 }
 

@@ -96,24 +96,38 @@ export type YamlEdit = (doc: Document) => void;
  */
 export async function updateYamlFile(file: string, edit: YamlEdit, mode: number): Promise<void> {
   await withFileLock(file, async () => {
-    let text = '';
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    if (text.length > MAX_YAML_BYTES) throw new ConfigFileError(path.basename(file), [{ path: '', message: 'file too large to edit' }]);
-    const doc = parseDocument(text);
-    if (doc.errors.length > 0) {
-      // Never overwrite a file we cannot parse: that would lose what the user wrote.
-      throw new ConfigFileError(path.basename(file), doc.errors.map((e) => ({ path: '', message: e.message.split('\n')[0] ?? '' })));
-    }
-    if (doc.contents !== null && !isMap(doc.contents)) {
-      throw new ConfigFileError(path.basename(file), [{ path: '', message: 'top level is not a mapping' }]);
-    }
-    edit(doc as unknown as Document);
+    const doc = await readEditable(file);
+    edit(doc);
     await writeFileAtomic(file, doc.toString(), mode);
   });
+}
+
+/**
+ * Throws the ConfigFileError that updateYamlFile would, and writes nothing: a change that spans two
+ * files checks the second before it writes the first.
+ */
+export async function checkEditable(file: string): Promise<void> {
+  await readEditable(file);
+}
+
+/** The document in `file` (empty when it is missing); a ConfigFileError when editing it would lose what its author wrote. */
+async function readEditable(file: string): Promise<Document> {
+  let text = '';
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  if (text.length > MAX_YAML_BYTES) throw new ConfigFileError(path.basename(file), [{ path: '', message: 'file too large to edit' }]);
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) {
+    // Never overwrite a file we cannot parse: that would lose what the user wrote.
+    throw new ConfigFileError(path.basename(file), doc.errors.map((e) => ({ path: '', message: (e.message.split('\n')[0] ?? '').replace(/:$/, '') })));
+  }
+  if (doc.contents !== null && !isMap(doc.contents)) {
+    throw new ConfigFileError(path.basename(file), [{ path: '', message: 'top level is not a mapping' }]);
+  }
+  return doc as unknown as Document;
 }
 
 /**

@@ -74,6 +74,29 @@ describe('queries', () => {
   });
 });
 
+describe('mutations on an instance whose config.yaml does not parse', () => {
+  it('answer a ValidationError naming the file (code CONFIG_INVALID) and leave the file as it was', async () => {
+    const file = path.join(t.data.dir, 'instances/broken/config.yaml');
+    const secrets = path.join(t.data.dir, 'instances/broken/secrets.yaml');
+    const before = await readFile(file, 'utf8');
+    const secretsBefore = await readFile(secrets, 'utf8').catch(() => null);
+    const sched = await t.gql<{ setSchedules: { __typename: string; code: string; message: string; issues: Array<{ path: string; message: string }> } }>(
+      `mutation { setSchedules(input: { instance: "broken", schedules: [{ cron: "@daily", action: BACKUP }] }) { __typename ... on ValidationError { code message issues { path message } } ... on Error { code message } } }`,
+    );
+    expect(sched.errors).toBeUndefined();
+    expect(sched.data!.setSchedules).toMatchObject({ __typename: 'ValidationError', code: 'CONFIG_INVALID', message: expect.stringContaining('config.yaml') });
+    expect(sched.data!.setSchedules.issues[0]?.path).toMatch(/config\.yaml/);
+    const cfg = await t.gql<{ updateBackupConfig: { __typename: string; code: string } }>(
+      `mutation { updateBackupConfig(input: { instance: "broken", config: { repository: "/srv/wild-backups/broken", password: "a-long-enough-password-9", retention: { keepDaily: 3 } } }) { __typename ... on ValidationError { code message issues { path message } } ... on Error { code message } } }`,
+    );
+    expect(cfg.errors).toBeUndefined();
+    // A new password is refused with the rest: secrets.yaml is not written before config.yaml.
+    expect(cfg.data!.updateBackupConfig).toMatchObject({ __typename: 'ValidationError', code: 'CONFIG_INVALID', message: expect.stringMatching(/^config\.yaml: .*line 2/) });
+    expect(await readFile(file, 'utf8')).toBe(before);
+    expect(await readFile(secrets, 'utf8').catch(() => null)).toBe(secretsBefore);
+  });
+});
+
 describe('operations', () => {
   it('lists operations with pagination and cancels one', async () => {
     const engine = t.app.services.engine;

@@ -1,6 +1,6 @@
 // Repository configuration, status and statistics of each instance, and the INIT_REPOSITORY task.
 // Resolvers ask this service; it alone turns config files into a restic repository.
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { ResticError, ResticRepository, type ResticStats, type SnapshotListing, type UnreadableSnapshot } from '../restic/index.js';
 import { StorageValidationError, displayRepositoryUri, findPluginForUri, validateRepositorySettings } from '../../plugins/storage/registry.js';
 import { splitRestUserinfo } from '../../plugins/storage/rest.js';
@@ -9,7 +9,7 @@ import { RepositoryError, ValidationError, type Issue } from '../../errors.js';
 import type { OperationEngine, OperationRecord } from '../operations/index.js';
 import type { InstanceInfo, WildStore } from '../../wild/store.js';
 import type { Retention } from '../../wild/schemas.js';
-import { setPath, updateYamlFile, writeFileAtomic } from '../../wild/writer.js';
+import { checkEditable, setPath, updateYamlFile, writeFileAtomic } from '../../wild/writer.js';
 import { configuredCredentials, registerSecrets, resolveSettings } from './settings.js';
 
 export interface BackupConfigView {
@@ -259,6 +259,8 @@ export class RepositoryService {
     const secretsFile = this.store.paths.secretsFile(instance);
     const before = await readFile(secretsFile, 'utf8').catch(() => null);
     const secretsChanged = Boolean(input.password) || Object.values(input.credentials ?? {}).some(Boolean);
+    // config.yaml is written second: one that cannot be edited refuses the change before secrets.yaml is touched.
+    await checkEditable(this.store.paths.configFile(instance));
     if (secretsChanged) {
       await updateYamlFile(secretsFile, (doc) => {
         if (input.password) setPath(doc, ['cloud', 'backup', 'password'], input.password);
@@ -282,7 +284,7 @@ export class RepositoryService {
       }, 0o644);
     } catch (err) {
       if (secretsChanged) {
-        if (before === null) await writeFileAtomic(secretsFile, '', 0o600).catch(() => undefined);
+        if (before === null) await rm(secretsFile, { force: true }).catch(() => undefined);
         else await writeFileAtomic(secretsFile, before, 0o600).catch(() => undefined);
       }
       throw err;
