@@ -4,7 +4,7 @@
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ResticInvalidDataError, type BackupSummary, type ResticRepository, type Snapshot } from '../restic/index.js';
+import { runAgainReason, type BackupSummary, type ResticRepository, type Snapshot } from '../restic/index.js';
 import type { TaskContext } from '../operations/index.js';
 import { WildError } from '../../errors.js';
 import { scrub } from '../../util/log.js';
@@ -106,11 +106,11 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
   let endTimer: NodeJS.Timeout | undefined;
   let manifestWrite: ReturnType<ResticRepository['backupStdin']> | undefined;
   const manifestTags = tagsFor({ instance, app, backupId, artifact: manifestArtifact });
-  const writeManifest = (stdin: Readable) => repo.backupStdin({
-    stdin, filename: manifestFile, host: instance, signal: endSignal, resolveId: false, keepCache: true, tags: manifestTags,
+  const writeManifest = (stdin: Readable, mayRunAgain: boolean) => repo.backupStdin({
+    stdin, filename: manifestFile, host: instance, signal: endSignal, resolveId: false, keepCache: true, tags: manifestTags, stopOnVanishedLock: mayRunAgain,
   });
   const startManifest = (): void => {
-    manifestWrite ??= writeManifest(manifestInput);
+    manifestWrite ??= writeManifest(manifestInput, true);
     manifestWrite.catch(() => undefined); // awaited below, or in the catch
   };
 
@@ -154,11 +154,12 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
       try {
         manifestSummary = await manifestWrite!;
       } catch (err) {
-        if (!(err instanceof ResticInvalidDataError) || n >= ARTIFACT_RUNS || endSignal.aborted) throw err;
-        ctx.log(`manifest: restic read a file of the repository back damaged before it read a byte (another restic was probably still writing it); writing it again`);
+        const why = runAgainReason(err);
+        if (!why || n >= ARTIFACT_RUNS || endSignal.aborted) throw err;
+        ctx.log(`manifest: ${why}; writing it again`);
         await sleep(RUN_AGAIN_WAIT_MS, undefined, { signal: endSignal }).catch(() => undefined);
         endSignal.throwIfAborted();
-        manifestWrite = writeManifest(Readable.from([bytes]));
+        manifestWrite = writeManifest(Readable.from([bytes]), n + 1 < ARTIFACT_RUNS);
       }
     }
     // Complete: every artifact's restic and then the manifest's reported its snapshot saved. A
@@ -217,11 +218,12 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
   };
 
   /**
-   * One run of an artifact: 'again' when its restic failed before it opened the repository (so
-   * before it read a byte) because a file read back damaged, most often an index another restic
-   * was still writing (see ResticInvalidDataError); the source is closed and may be opened again.
+   * One run of an artifact: 'done', or why it is worth another run (runAgainReason) when its
+   * restic failed before it opened the repository, so before it read a byte: a file read back
+   * damaged (most often an index another restic was still writing), or a lock file that another
+   * restic removed under it. The source is closed and may be opened again.
    */
-  const attempt = async (i: number, mayRunAgain: boolean): Promise<'done' | 'again'> => {
+  const attempt = async (i: number, mayRunAgain: boolean): Promise<'done' | { again: string }> => {
     const src = run.sources[i]!;
     const filename = artifactFilename(scope, src.artifact, src.extension);
     // One signal per artifact: the operation's cancel, another artifact's failure, or the watchdog.
@@ -261,7 +263,7 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
       ended.then(() => { sourceAnswered = true; moved(); }, () => undefined); // an empty source answered too
       const tags = tagsFor({ instance, app, backupId, artifact: src.artifact });
       writing = repo.backupStdin({
-        stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags,
+        stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags, stopOnVanishedLock: mayRunAgain,
         onProgress: () => { if (!resticReady) { resticReady = true; moved(); } },
       });
       writing.catch(() => undefined); // awaited below; a source that cannot open interrupts it first
@@ -287,11 +289,11 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
       if (stall.signal.aborted) throw stall.signal.reason;
       if (mayRunAgain && !resticReady && !signal.aborted && writing) {
         // Whatever failed first, restic's own failure says whether it is worth another run.
-        const why = await writing.then(() => undefined, (e: unknown) => e);
-        if (why instanceof ResticInvalidDataError && !signal.aborted) {
+        const why = runAgainReason(await writing.then(() => undefined, (e: unknown) => e));
+        if (why && !signal.aborted) {
           // The source's end (a helper pod's removal) before it is opened again, within a bound.
           await Promise.race([opened?.finished.catch(() => undefined), sleep(SOURCE_CLOSE_WAIT_MS, undefined, { ref: false })]);
-          return 'again';
+          return { again: why };
         }
       }
       throw err;
@@ -305,10 +307,12 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
     active.add(i);
     report();
     try {
-      for (let n = 1; (await attempt(i, n < ARTIFACT_RUNS)) === 'again'; n++) {
+      for (let n = 1; ; n++) {
+        const outcome = await attempt(i, n < ARTIFACT_RUNS);
+        if (outcome === 'done') break;
         counted[i] = 0;
         report();
-        ctx.log(`${label(src)}: restic read a file of the repository back damaged before it read a byte (another restic was probably still writing it); starting this artifact again`);
+        ctx.log(`${label(src)}: ${outcome.again}; starting this artifact again`);
         await sleep(RUN_AGAIN_WAIT_MS, undefined, { signal: AbortSignal.any([ctx.signal, group.signal]) }).catch(() => undefined);
         if (ctx.signal.aborted || group.signal.aborted) return;
       }

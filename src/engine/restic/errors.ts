@@ -50,6 +50,35 @@ export class ResticLockedError extends ResticError {
   override readonly code = 'RESTIC_LOCKED';
 }
 
+/**
+ * restic met a lock file that another restic removed between listing the locks and reading that
+ * one. restic 0.14 retries reading it for about 45 s before it ignores it (restic/restic#1523): one
+ * backup in eight, run side by side into a fresh repository, waited so. Such a restic is stopped
+ * (ResticProcess, stopOnVanishedLock) before it reads any input, and is started again.
+ */
+export class ResticLockRaceError extends ResticError {
+  override name = 'ResticLockRaceError';
+  override readonly code = 'RESTIC_LOCK_RACE';
+}
+
+/**
+ * restic's line for a retried read of a lock file that is not there, as the backends word it
+ * (local, sftp, S3 and MinIO, rest-server and rclone, Azure, GCS, B2).
+ */
+export const VANISHED_LOCK =
+  /Load\(<lock\/[0-9a-f]+>, \d+, \d+\) returned error, retrying after [^:]*: .*(?:no such file or directory|does not exist|doesn't exist|not found|BlobNotFound|\b404\b)/i;
+
+/**
+ * Why a restic that failed before it read a byte of its input is worth starting again, or
+ * undefined: a file of the repository read back damaged (another restic still writing it), or
+ * a lock file that vanished under it.
+ */
+export function runAgainReason(err: unknown): string | undefined {
+  if (err instanceof ResticInvalidDataError) return 'restic read a file of the repository back damaged before it read a byte (another restic was probably still writing it)';
+  if (err instanceof ResticLockRaceError) return 'restic met a lock file that another restic had just removed, which restic 0.14 waits on for ~45 s (restic/restic#1523)';
+  return undefined;
+}
+
 /** The backend cannot be reached (connection refused, DNS, TLS, timeout). */
 export class ResticUnreachableError extends ResticError {
   override name = 'ResticUnreachableError';

@@ -7,7 +7,7 @@ import { accessSync, constants, writeFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from '../../util/log.js';
-import { ResticAbortError, ResticError, ResticUnreachableError, classifyResticFailure } from './errors.js';
+import { ResticAbortError, ResticError, ResticLockRaceError, ResticUnreachableError, VANISHED_LOCK, classifyResticFailure } from './errors.js';
 
 export interface ResticSpawnInfo {
   pid: number;
@@ -37,6 +37,12 @@ export interface ResticRunSpec {
   diagnostics?: () => Promise<string>;
   /** restic's CPU priority below the API's (a nice increment, 0-19); default RESTIC_NICE. */
   nice?: number;
+  /**
+   * Stops restic, failing with ResticLockRaceError, when it starts retrying the read of a lock file
+   * that is not there (VANISHED_LOCK): it does so while it locks the repository, before it reads
+   * any input, so the caller can start it again instead of waiting ~45 s.
+   */
+  stopOnVanishedLock?: boolean;
 }
 
 /** How far below the API restic runs: a contended core goes to the API about 9 times in 10. */
@@ -81,7 +87,7 @@ const MAX_LINE = 64 * 1024 * 1024;
 // restic draws its progress bar with ANSI sequences even on a pipe.
 const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;
 
-type StopReason = 'abort' | 'timeout' | 'source' | 'consumer';
+type StopReason = 'abort' | 'timeout' | 'source' | 'consumer' | 'lockRace';
 
 export class ResticProcess {
   readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
@@ -127,6 +133,7 @@ export class ResticProcess {
     this.child.stderr.setEncoding('utf8');
     this.child.stderr.on('data', (chunk: string) => {
       this.stderrTail = (this.stderrTail + chunk.replace(ANSI, '')).slice(-STDERR_TAIL);
+      if (spec.stopOnVanishedLock && !this.stopReason && VANISHED_LOCK.test(this.stderrTail.slice(-4096))) this.stop('lockRace');
     });
 
     const onAbort = () => this.stop('abort');
@@ -160,6 +167,8 @@ export class ResticProcess {
           );
         } else if (this.stopReason === 'source') {
           reject(this.sourceError);
+        } else if (this.stopReason === 'lockRace') {
+          reject(new ResticLockRaceError(`restic ${spec.command} met a lock file of ${spec.displayUri} that another restic had just removed; it was stopped before it read any input`, details));
         } else if (spawnError) {
           reject(new ResticError(`cannot start restic (${spec.binary}): ${spec.redact(spawnError.message)}`, { ...details, cause: spawnError }));
         } else if (code === 0) {

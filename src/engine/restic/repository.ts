@@ -11,7 +11,7 @@ import { pluginForUri } from '../../plugins/storage/registry.js';
 import type { RepositorySettings } from '../../plugins/storage/settings.js';
 import { StorageValidationError, type PreparedBackend, type StorageBackendName, type StoragePlugin } from '../../plugins/storage/types.js';
 import { SNAPSHOT_ID, backupArgs, checkArgs, checkTag, forgetArgs, invalid } from './args.js';
-import { ResticAbortError, ResticError, ResticInvalidDataError, ResticLockedError, ResticNotInitializedError, ResticUnreachableError, unreadableSnapshotFailure, unreadableSnapshots, type UnreadableSnapshot } from './errors.js';
+import { ResticAbortError, ResticError, ResticInvalidDataError, ResticLockedError, ResticLockRaceError, ResticNotInitializedError, ResticUnreachableError, unreadableSnapshotFailure, unreadableSnapshots, type UnreadableSnapshot } from './errors.js';
 import {
   parseBackupLine,
   parseForget,
@@ -42,7 +42,8 @@ import { detectResticVersion, featuresOf, type ResticFeatures, type ResticVersio
 
 const DEFAULT_STATUS_TIMEOUT_MS = 20_000;
 /** Runs of a command (without input) that read a file back damaged: the first and two more, 1 s and 2 s later. */
-const INVALID_DATA_RUNS = 3;
+/** Runs of a command whose restic failed before it read a byte, in a way worth running it again (runAgainReason). */
+const RUN_AGAIN_RUNS = 3;
 const INVALID_DATA_WAIT_MS = 1_000;
 /** restic's cache folders by the type its errors name. */
 const CACHE_FOLDER: Record<string, string> = { index: 'index', snapshot: 'snapshots', data: 'data' };
@@ -59,6 +60,8 @@ interface RunOptions extends CallOptions {
   onLine?: (line: string) => void;
   onStart?: (proc: ResticProcess) => void;
   extraEnv?: Record<string, string>;
+  /** See ResticRunSpec.stopOnVanishedLock; run() sets it for every run of a locking command but the last. */
+  stopOnVanishedLock?: boolean;
   /** `snapshots` that failed because some snapshots could not be read: what it listed anyway. */
   onPartialListing?: (partial: { error: unknown; lines: string[]; unreadable: UnreadableSnapshot[] }) => void;
 }
@@ -350,11 +353,11 @@ export class ResticRepository {
       process.nextTick(() => out.destroy(bad));
       return out;
     }
-    // A restic that read a file back damaged before its first byte (see run) runs again; after
-    // its first byte the reader has part of the file, and the error is the reader's.
+    // A restic that read a file back damaged, or met a vanished lock, before its first byte (see
+    // run) runs again; after its first byte the reader has part of the file, and the error is the reader's.
     let emitted = 0;
     const launch = (runNo: number): void => {
-      this.start('dump', [snapshotId, path], { ...opts, json: false })
+      this.start('dump', [snapshotId, path], { ...opts, json: false, stopOnVanishedLock: runNo < RUN_AGAIN_RUNS })
         .then(({ process: p, prepared }) => {
           proc = p;
           if (out.destroyed) p.stop('consumer');
@@ -371,8 +374,8 @@ export class ResticRepository {
               async (err: unknown) => {
                 // The error reaches the reader once no lock of this restic is left behind.
                 await this.afterFailure('dump', {}, p, err);
-                if (err instanceof ResticInvalidDataError && emitted === 0 && runNo < INVALID_DATA_RUNS && !out.destroyed && !opts.signal?.aborted) {
-                  await this.waitToRunAgain('dump', err, runNo, opts.signal);
+                if ((err instanceof ResticInvalidDataError || err instanceof ResticLockRaceError) && emitted === 0 && runNo < RUN_AGAIN_RUNS && !out.destroyed && !opts.signal?.aborted) {
+                  if (err instanceof ResticInvalidDataError) await this.waitToRunAgain('dump', err, runNo, opts.signal);
                   if (!out.destroyed && !opts.signal?.aborted) return launch(runNo + 1);
                 }
                 finished = true;
@@ -503,24 +506,34 @@ export class ResticRepository {
    * more. A restic that was killed (OOM, SIGKILL, a crash of this server) leaves its lock behind,
    * and restic 0.14 lets such a lock block every exclusive command (forget, prune, check) until
    * someone unlocks. When a file read back damaged (ResticInvalidDataError: most often one another
-   * restic was still writing), it runs again after a wait, up to INVALID_DATA_RUNS times. A
-   * command fed from a stream cannot run twice, so it is not retried (the backup pipeline retries
-   * an artifact whose restic failed so before it read a byte).
+   * restic was still writing), it runs again after a wait, up to RUN_AGAIN_RUNS times; when it met
+   * a lock file that another restic had just removed (ResticLockRaceError), at once. A command fed
+   * from a stream cannot run twice, so it is not retried (the backup pipeline retries an artifact
+   * whose restic failed so before it read a byte).
    */
   private async run(command: string, args: string[], opts: RunOptions): Promise<string[]> {
+    // A command fed no input can simply run again; one fed input cannot (its caller may, see backupStdin).
+    const mayRunAgain = () => !opts.stdin && !opts.signal?.aborted;
     for (let run = 1; ; run++) {
       try {
-        return await this.runOnce(command, args, opts);
+        // A command that waits on a vanished lock is stopped and run again; its last run is let
+        // wait (restic then ignores that lock).
+        const stopOnVanishedLock = opts.stopOnVanishedLock ?? (mayRunAgain() && takesLock(command, opts) && run < RUN_AGAIN_RUNS);
+        return await this.runOnce(command, args, { ...opts, stopOnVanishedLock });
       } catch (err) {
-        const again = !opts.stdin && !opts.signal?.aborted;
+        const stillAgain = mayRunAgain();
+        if (err instanceof ResticLockRaceError && stillAgain && run < RUN_AGAIN_RUNS) {
+          this.log.info('restic met a lock file another restic had just removed, running it again', { command, repository: this.displayUri });
+          continue;
+        }
         // Not check: it holds the exclusive lock (no restic writes meanwhile) and reads without our
         // cache, so what it reads damaged is damaged, and is its finding (see check).
-        if (err instanceof ResticInvalidDataError && again && command !== 'check' && run < INVALID_DATA_RUNS) {
+        if (err instanceof ResticInvalidDataError && stillAgain && command !== 'check' && run < RUN_AGAIN_RUNS) {
           await this.waitToRunAgain(command, err, run, opts.signal);
           if (opts.signal?.aborted) throw err;
           continue;
         }
-        if (!(err instanceof ResticLockedError) || !again || command === 'unlock' || command === 'init') throw err;
+        if (!(err instanceof ResticLockedError) || !stillAgain || command === 'unlock' || command === 'init') throw err;
         try {
           await this.runOnce('unlock', [], { signal: opts.signal, timeoutMs: opts.timeoutMs, json: false });
         } catch {
@@ -696,6 +709,7 @@ export class ResticRepository {
         signal: opts.signal,
         timeoutMs: opts.timeoutMs,
         stdin: opts.stdin,
+        stopOnVanishedLock: opts.stopOnVanishedLock,
         onSpawn: this.options.onSpawn,
         killGraceMs: this.options.killGraceMs,
         nice: this.nice,

@@ -65,6 +65,11 @@ export interface BackupStdinOptions extends CallOptions {
    * again). A caller writing several snapshots refreshes once at the end instead (`refresh()`).
    */
   keepCache?: boolean;
+  /**
+   * Stop restic with ResticLockRaceError when it waits on a lock file that another restic removed
+   * (before it reads any input), for the caller to run it again with its input opened again.
+   */
+  stopOnVanishedLock?: boolean;
 }
 
 export interface RetentionPolicy {
