@@ -54,7 +54,9 @@ it("a restore that fails after the PVC swap leaves the volume root's mode as it 
   expect(rec.status).toBe('FAILED');
   const op = await s.gql<{ operation: { log: string[] } }>(`query($id: ID!) { operation(id: $id) { log(last: 50) } }`, { id: rec.id });
   const log = op.data!.operation.log.join('\n');
-  expect(log).toMatch(/swapped in pvc/);
+  // The operation log names the volume and where its replaced data waits, in words (not a JSON dump).
+  expect(log).toMatch(/swapped in pvc:website-content; the data it replaced is kept as \.wild-backup-old-[0-9a-f]+ until the restore is done/);
+  expect(log).not.toMatch(/swapped in .*\{"kind"/);
   expect(log).toMatch(/restore failed/);
 
   expect(await rootMode(pvc)).toBe('711');

@@ -121,7 +121,7 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
   const estimated = Promise.all(run.sources.map(async (src, i) => {
     const e = await src.estimate(AbortSignal.any([ctx.signal, estimating.signal])).catch(() => null);
     estimates[i] = e;
-    ctx.log(`${label(src)}: about ${e ?? '?'} bytes`);
+    ctx.log(`${label(src)}: ${e === null ? 'no size known beforehand (its bytes are counted as they stream)' : `about ${e} bytes`}`);
   })).then(() => {
     if (estimating.signal.aborted) return;
     const known = estimates.filter((e): e is number => typeof e === 'number');

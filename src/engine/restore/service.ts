@@ -458,7 +458,9 @@ export class RestoreService {
         await s.side.swapIn(this.step(ctx.signal)).catch((err: unknown) => { throw new ArtifactFailedError(`swapping in ${s.label}`, err); });
         s.st.state = 'swapped';
         await ledger.save();
-        ctx.log(`swapped in ${s.st.description.kind} ${JSON.stringify(s.st.description)}`);
+        const d = s.st.description;
+        const aside = typeof d.oldDir === 'string' ? d.oldDir : typeof d.old === 'string' ? d.old : null;
+        ctx.log(`swapped in ${s.label}${aside ? `; the data it replaced is kept as ${aside} until the restore is done` : ''}`);
       }
       if (configSlices) {
         configUndo = await applyAppConfig(this.store, inst.name, r.app, configSlices);
