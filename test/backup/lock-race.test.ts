@@ -28,14 +28,16 @@ afterAll(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
 });
 
+const spawnsOf = (spawned: ResticSpawnInfo[], command: string) => spawned.filter((s) => s.command === command).length;
+
 /** restic waits ~45 s on such a lock; every case here must end well before. */
 const RESTIC_WAIT_MS = 40_000;
 
 /**
  * A new local repository with a lock file that cannot be read (a dangling symlink), removed
- * once `restic unlock` starts; restic's spawns and our info log lines are kept.
+ * once the `removeAtUnlock`th `restic unlock` starts; restic's spawns and our info log lines are kept.
  */
-async function repositoryWithVanishingLock(): Promise<{ dataDir: string; repo: ResticRepository; spawned: ResticSpawnInfo[]; logs: string[]; lockGone: () => boolean; plant: () => Promise<void> }> {
+async function repositoryWithVanishingLock(removeAtUnlock = 1): Promise<{ dataDir: string; repo: ResticRepository; spawned: ResticSpawnInfo[]; logs: string[]; lockGone: () => boolean; plant: () => Promise<void> }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'wb-lock-race-'));
   dirs.push(dataDir);
   const logs: string[] = [];
@@ -48,15 +50,13 @@ async function repositoryWithVanishingLock(): Promise<{ dataDir: string; repo: R
     settings: { repository: join(dataDir, 'repo'), password, credentials: {} }, dataDir, log,
     onSpawn: (info) => {
       spawned.push(info);
-      if (info.command === 'unlock' && !gone) { rmSync(lock, { force: true }); gone = true; }
+      if (info.command === 'unlock' && !gone && spawnsOf(spawned, 'unlock') >= removeAtUnlock) { rmSync(lock, { force: true }); gone = true; }
     },
   });
   await repo.init();
   const plant = async () => { await symlink(join(dataDir, 'no-such-lock'), lock); gone = false; };
   return { dataDir, repo, spawned, logs, lockGone: () => gone, plant };
 }
-
-const spawnsOf = (spawned: ResticSpawnInfo[], command: string) => spawned.filter((s) => s.command === command).length;
 
 describe('a lock file removed under a starting restic', () => {
   it('a backup stops that restic and runs its artifact again, in seconds instead of ~45', async () => {
@@ -121,6 +121,17 @@ describe('a lock file removed under a starting restic', () => {
     expect(Date.now() - started).toBeLessThan(RESTIC_WAIT_MS);
     expect(lockGone()).toBe(true);
     expect(spawnsOf(spawned, 'dump')).toBe(2);
+  }, 90_000);
+
+  it('an unlock (the sweep after a stopped restic) runs again at once too', async () => {
+    const { repo, spawned, logs, lockGone, plant } = await repositoryWithVanishingLock(2);
+    await plant();
+    const started = Date.now();
+    await repo.unlock();
+    expect(Date.now() - started).toBeLessThan(RESTIC_WAIT_MS);
+    expect(lockGone()).toBe(true);
+    expect(spawnsOf(spawned, 'unlock')).toBe(2);
+    expect(logs.filter((l) => l.startsWith('restic met a lock file another restic had just removed, running it again') && l.includes('"command":"unlock"'))).toHaveLength(1);
   }, 90_000);
 
   it('knows restic\'s retry line for a missing lock as each backend words it', () => {

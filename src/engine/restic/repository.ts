@@ -518,7 +518,7 @@ export class ResticRepository {
       try {
         // A command that waits on a vanished lock is stopped and run again; its last run is let
         // wait (restic then ignores that lock).
-        const stopOnVanishedLock = opts.stopOnVanishedLock ?? (mayRunAgain() && takesLock(command, opts) && run < RUN_AGAIN_RUNS);
+        const stopOnVanishedLock = opts.stopOnVanishedLock ?? (mayRunAgain() && readsLocks(command, opts) && run < RUN_AGAIN_RUNS);
         return await this.runOnce(command, args, { ...opts, stopOnVanishedLock });
       } catch (err) {
         const stillAgain = mayRunAgain();
@@ -635,7 +635,7 @@ export class ResticRepository {
     const next = this.sweeping.then(async () => {
       this.sweepQueued = undefined;
       try {
-        await this.runOnce('unlock', [], { json: false, timeoutMs: DEFAULT_STATUS_TIMEOUT_MS });
+        await this.run('unlock', [], { json: false, timeoutMs: DEFAULT_STATUS_TIMEOUT_MS });
       } catch (err) {
         this.log.warn('could not remove stale locks', { repository: this.displayUri, error: err instanceof Error ? err.message : String(err) });
       }
@@ -726,6 +726,11 @@ export class ResticRepository {
 /** Whether the command locks the repository (restic 0.14: all but these, and --no-lock runs). */
 function takesLock(command: string, opts: RunOptions): boolean {
   return !opts.noLock && !['unlock', 'init', 'version', 'cat'].includes(command);
+}
+
+/** Whether the command reads the lock files (to lock, or to find the stale ones). */
+function readsLocks(command: string, opts: RunOptions): boolean {
+  return takesLock(command, opts) || command === 'unlock';
 }
 
 /** $WILD_BACKUP_RESTIC_NICE (0-19) when set to one; else undefined (the default, RESTIC_NICE). */
