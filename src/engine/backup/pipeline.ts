@@ -107,7 +107,7 @@ export async function runBackup(run: BackupRun): Promise<BackupResult> {
   let manifestWrite: ReturnType<ResticRepository['backupStdin']> | undefined;
   const manifestTags = tagsFor({ instance, app, backupId, artifact: manifestArtifact });
   const writeManifest = (stdin: Readable, mayRunAgain: boolean) => repo.backupStdin({
-    stdin, filename: manifestFile, host: instance, signal: endSignal, resolveId: false, keepCache: true, tags: manifestTags, stopOnVanishedLock: mayRunAgain,
+    stdin, filename: manifestFile, host: instance, signal: endSignal, resolveId: false, keepCache: true, tags: manifestTags, stopOnVanishedFile: mayRunAgain,
   });
   const startManifest = (): void => {
     manifestWrite ??= writeManifest(manifestInput, true);
@@ -263,7 +263,7 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
       ended.then(() => { sourceAnswered = true; moved(); }, () => undefined); // an empty source answered too
       const tags = tagsFor({ instance, app, backupId, artifact: src.artifact });
       writing = repo.backupStdin({
-        stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags, stopOnVanishedLock: mayRunAgain,
+        stdin: counter, filename, host: instance, signal, resolveId: false, keepCache: true, tags, stopOnVanishedFile: mayRunAgain,
         onProgress: () => { if (!resticReady) { resticReady = true; moved(); } },
       });
       writing.catch(() => undefined); // awaited below; a source that cannot open interrupts it first

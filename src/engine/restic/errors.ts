@@ -51,31 +51,36 @@ export class ResticLockedError extends ResticError {
 }
 
 /**
- * restic met a lock file that another restic removed between listing the locks and reading that
- * one. restic 0.14 retries reading it for about 45 s before it ignores it (restic/restic#1523): one
- * backup in eight, run side by side into a fresh repository, waited so. Such a restic is stopped
- * (ResticProcess, stopOnVanishedLock) before it reads any input, and is started again.
+ * restic met a file of the repository that another restic removed between listing the files and
+ * reading that one: a lock file (any restic removes its own as it exits), or a snapshot that a
+ * forget removed under a listing. restic 0.14 retries reading it for about 45 s before it goes on
+ * without it (restic/restic#1523): one backup in eight, run side by side into a fresh repository,
+ * waited so for a lock. Such a restic is stopped (ResticProcess, stopOnVanishedFile) and started
+ * again; a backup's restic meets locks before it reads any input.
  */
-export class ResticLockRaceError extends ResticError {
-  override name = 'ResticLockRaceError';
-  override readonly code = 'RESTIC_LOCK_RACE';
+export class ResticVanishedFileError extends ResticError {
+  override name = 'ResticVanishedFileError';
+  override readonly code = 'RESTIC_FILE_VANISHED';
+  constructor(message: string, details: ResticErrorDetails, readonly file: { type: 'lock' | 'snapshot'; id: string }) {
+    super(message, details);
+  }
 }
 
 /**
- * restic's line for a retried read of a lock file that is not there, as the backends word it
- * (local, sftp, S3 and MinIO, rest-server and rclone, Azure, GCS, B2).
+ * restic's line for a retried read of a lock or snapshot file that is not there, as the backends
+ * word it (local, sftp, S3 and MinIO, rest-server and rclone, Azure, GCS, B2). Groups: the type, the short id.
  */
-export const VANISHED_LOCK =
-  /Load\(<lock\/[0-9a-f]+>, \d+, \d+\) returned error, retrying after [^:]*: .*(?:no such file or directory|does not exist|doesn't exist|not found|BlobNotFound|\b404\b)/i;
+export const VANISHED_FILE =
+  /Load\(<(lock|snapshot)\/([0-9a-f]+)>, \d+, \d+\) returned error, retrying after [^:]*: .*(?:no such file or directory|does not exist|doesn't exist|not found|BlobNotFound|\b404\b)/i;
 
 /**
  * Why a restic that failed before it read a byte of its input is worth starting again, or
  * undefined: a file of the repository read back damaged (another restic still writing it), or
- * a lock file that vanished under it.
+ * a file removed under it.
  */
 export function runAgainReason(err: unknown): string | undefined {
   if (err instanceof ResticInvalidDataError) return 'restic read a file of the repository back damaged before it read a byte (another restic was probably still writing it)';
-  if (err instanceof ResticLockRaceError) return 'restic met a lock file that another restic had just removed, which restic 0.14 waits on for ~45 s (restic/restic#1523)';
+  if (err instanceof ResticVanishedFileError) return `restic met a ${err.file.type === 'lock' ? 'lock file' : 'snapshot'} that another restic had just removed, which restic 0.14 waits on for ~45 s (restic/restic#1523)`;
   return undefined;
 }
 

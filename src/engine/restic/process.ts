@@ -7,7 +7,7 @@ import { accessSync, constants, writeFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from '../../util/log.js';
-import { ResticAbortError, ResticError, ResticLockRaceError, ResticUnreachableError, VANISHED_LOCK, classifyResticFailure } from './errors.js';
+import { ResticAbortError, ResticError, ResticVanishedFileError, ResticUnreachableError, VANISHED_FILE, classifyResticFailure } from './errors.js';
 
 export interface ResticSpawnInfo {
   pid: number;
@@ -38,11 +38,12 @@ export interface ResticRunSpec {
   /** restic's CPU priority below the API's (a nice increment, 0-19); default RESTIC_NICE. */
   nice?: number;
   /**
-   * Stops restic, failing with ResticLockRaceError, when it starts retrying the read of a lock file
-   * that is not there (VANISHED_LOCK): it does so while it locks the repository, before it reads
-   * any input, so the caller can start it again instead of waiting ~45 s.
+   * Stops restic, failing with ResticVanishedFileError, when it starts retrying the read of a lock
+   * or snapshot file that is not there (VANISHED_FILE), so the caller can start it again instead of
+   * waiting ~45 s. A restic fed input only for a lock file: it meets those while it locks the
+   * repository, before it reads any input.
    */
-  stopOnVanishedLock?: boolean;
+  stopOnVanishedFile?: boolean;
 }
 
 /** How far below the API restic runs: a contended core goes to the API about 9 times in 10. */
@@ -87,13 +88,14 @@ const MAX_LINE = 64 * 1024 * 1024;
 // restic draws its progress bar with ANSI sequences even on a pipe.
 const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;
 
-type StopReason = 'abort' | 'timeout' | 'source' | 'consumer' | 'lockRace';
+type StopReason = 'abort' | 'timeout' | 'source' | 'consumer' | 'vanished';
 
 export class ResticProcess {
   readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
   private stderrTail = '';
   private stopReason: StopReason | undefined;
   private sourceError: unknown;
+  private vanished: { type: 'lock' | 'snapshot'; id: string } | undefined;
   private killTimer: NodeJS.Timeout | undefined;
   private timeoutTimer: NodeJS.Timeout | undefined;
   private exited = false;
@@ -133,7 +135,14 @@ export class ResticProcess {
     this.child.stderr.setEncoding('utf8');
     this.child.stderr.on('data', (chunk: string) => {
       this.stderrTail = (this.stderrTail + chunk.replace(ANSI, '')).slice(-STDERR_TAIL);
-      if (spec.stopOnVanishedLock && !this.stopReason && VANISHED_LOCK.test(this.stderrTail.slice(-4096))) this.stop('lockRace');
+      if (spec.stopOnVanishedFile && !this.stopReason) {
+        const m = VANISHED_FILE.exec(this.stderrTail.slice(-4096));
+        // A restic fed input is stopped only while it locks (before it reads a byte of it).
+        if (m && (!spec.stdin || m[1]!.toLowerCase() === 'lock')) {
+          this.vanished = { type: m[1]!.toLowerCase() as 'lock' | 'snapshot', id: m[2]! };
+          this.stop('vanished');
+        }
+      }
     });
 
     const onAbort = () => this.stop('abort');
@@ -167,8 +176,9 @@ export class ResticProcess {
           );
         } else if (this.stopReason === 'source') {
           reject(this.sourceError);
-        } else if (this.stopReason === 'lockRace') {
-          reject(new ResticLockRaceError(`restic ${spec.command} met a lock file of ${spec.displayUri} that another restic had just removed; it was stopped before it read any input`, details));
+        } else if (this.stopReason === 'vanished' && this.vanished) {
+          const what = this.vanished.type === 'lock' ? 'a lock file' : 'a snapshot';
+          reject(new ResticVanishedFileError(`restic ${spec.command} met ${what} of ${spec.displayUri} (${this.vanished.type}/${this.vanished.id}) that another restic had just removed, and was stopped`, details, this.vanished));
         } else if (spawnError) {
           reject(new ResticError(`cannot start restic (${spec.binary}): ${spec.redact(spawnError.message)}`, { ...details, cause: spawnError }));
         } else if (code === 0) {

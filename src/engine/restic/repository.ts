@@ -11,7 +11,7 @@ import { pluginForUri } from '../../plugins/storage/registry.js';
 import type { RepositorySettings } from '../../plugins/storage/settings.js';
 import { StorageValidationError, type PreparedBackend, type StorageBackendName, type StoragePlugin } from '../../plugins/storage/types.js';
 import { SNAPSHOT_ID, backupArgs, checkArgs, checkTag, forgetArgs, invalid } from './args.js';
-import { ResticAbortError, ResticError, ResticInvalidDataError, ResticLockedError, ResticLockRaceError, ResticNotInitializedError, ResticUnreachableError, unreadableSnapshotFailure, unreadableSnapshots, type UnreadableSnapshot } from './errors.js';
+import { ResticAbortError, ResticError, ResticInvalidDataError, ResticLockedError, ResticVanishedFileError, ResticNotInitializedError, ResticUnreachableError, unreadableSnapshotFailure, unreadableSnapshots, type UnreadableSnapshot } from './errors.js';
 import {
   parseBackupLine,
   parseForget,
@@ -60,8 +60,8 @@ interface RunOptions extends CallOptions {
   onLine?: (line: string) => void;
   onStart?: (proc: ResticProcess) => void;
   extraEnv?: Record<string, string>;
-  /** See ResticRunSpec.stopOnVanishedLock; run() sets it for every run of a locking command but the last. */
-  stopOnVanishedLock?: boolean;
+  /** See ResticRunSpec.stopOnVanishedFile; run() sets it for every run of a command without input but the last. */
+  stopOnVanishedFile?: boolean;
   /** `snapshots` that failed because some snapshots could not be read: what it listed anyway. */
   onPartialListing?: (partial: { error: unknown; lines: string[]; unreadable: UnreadableSnapshot[] }) => void;
 }
@@ -357,7 +357,7 @@ export class ResticRepository {
     // run) runs again; after its first byte the reader has part of the file, and the error is the reader's.
     let emitted = 0;
     const launch = (runNo: number): void => {
-      this.start('dump', [snapshotId, path], { ...opts, json: false, stopOnVanishedLock: runNo < RUN_AGAIN_RUNS })
+      this.start('dump', [snapshotId, path], { ...opts, json: false, stopOnVanishedFile: runNo < RUN_AGAIN_RUNS })
         .then(({ process: p, prepared }) => {
           proc = p;
           if (out.destroyed) p.stop('consumer');
@@ -374,7 +374,7 @@ export class ResticRepository {
               async (err: unknown) => {
                 // The error reaches the reader once no lock of this restic is left behind.
                 await this.afterFailure('dump', {}, p, err);
-                if ((err instanceof ResticInvalidDataError || err instanceof ResticLockRaceError) && emitted === 0 && runNo < RUN_AGAIN_RUNS && !out.destroyed && !opts.signal?.aborted) {
+                if ((err instanceof ResticInvalidDataError || err instanceof ResticVanishedFileError) && emitted === 0 && runNo < RUN_AGAIN_RUNS && !out.destroyed && !opts.signal?.aborted) {
                   if (err instanceof ResticInvalidDataError) await this.waitToRunAgain('dump', err, runNo, opts.signal);
                   if (!out.destroyed && !opts.signal?.aborted) return launch(runNo + 1);
                 }
@@ -507,7 +507,7 @@ export class ResticRepository {
    * and restic 0.14 lets such a lock block every exclusive command (forget, prune, check) until
    * someone unlocks. When a file read back damaged (ResticInvalidDataError: most often one another
    * restic was still writing), it runs again after a wait, up to RUN_AGAIN_RUNS times; when it met
-   * a lock file that another restic had just removed (ResticLockRaceError), at once. A command fed
+   * a lock or snapshot file that another restic had just removed (ResticVanishedFileError), at once. A command fed
    * from a stream cannot run twice, so it is not retried (the backup pipeline retries an artifact
    * whose restic failed so before it read a byte).
    */
@@ -516,14 +516,14 @@ export class ResticRepository {
     const mayRunAgain = () => !opts.stdin && !opts.signal?.aborted;
     for (let run = 1; ; run++) {
       try {
-        // A command that waits on a vanished lock is stopped and run again; its last run is let
-        // wait (restic then ignores that lock).
-        const stopOnVanishedLock = opts.stopOnVanishedLock ?? (mayRunAgain() && readsLocks(command, opts) && run < RUN_AGAIN_RUNS);
-        return await this.runOnce(command, args, { ...opts, stopOnVanishedLock });
+        // A command that waits on a vanished lock or snapshot is stopped and run again; its last
+        // run is let wait (restic then goes on without that file).
+        const stopOnVanishedFile = opts.stopOnVanishedFile ?? (mayRunAgain() && run < RUN_AGAIN_RUNS);
+        return await this.runOnce(command, args, { ...opts, stopOnVanishedFile });
       } catch (err) {
         const stillAgain = mayRunAgain();
-        if (err instanceof ResticLockRaceError && stillAgain && run < RUN_AGAIN_RUNS) {
-          this.log.info('restic met a lock file another restic had just removed, running it again', { command, repository: this.displayUri });
+        if (err instanceof ResticVanishedFileError && stillAgain && run < RUN_AGAIN_RUNS) {
+          this.log.info('restic met a file another restic had just removed, running it again', { command, repository: this.displayUri, file: `${err.file.type}/${err.file.id}` });
           continue;
         }
         // Not check: it holds the exclusive lock (no restic writes meanwhile) and reads without our
@@ -709,7 +709,7 @@ export class ResticRepository {
         signal: opts.signal,
         timeoutMs: opts.timeoutMs,
         stdin: opts.stdin,
-        stopOnVanishedLock: opts.stopOnVanishedLock,
+        stopOnVanishedFile: opts.stopOnVanishedFile,
         onSpawn: this.options.onSpawn,
         killGraceMs: this.options.killGraceMs,
         nice: this.nice,
@@ -726,11 +726,6 @@ export class ResticRepository {
 /** Whether the command locks the repository (restic 0.14: all but these, and --no-lock runs). */
 function takesLock(command: string, opts: RunOptions): boolean {
   return !opts.noLock && !['unlock', 'init', 'version', 'cat'].includes(command);
-}
-
-/** Whether the command reads the lock files (to lock, or to find the stale ones). */
-function readsLocks(command: string, opts: RunOptions): boolean {
-  return takesLock(command, opts) || command === 'unlock';
 }
 
 /** $WILD_BACKUP_RESTIC_NICE (0-19) when set to one; else undefined (the default, RESTIC_NICE). */

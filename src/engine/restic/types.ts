@@ -66,10 +66,10 @@ export interface BackupStdinOptions extends CallOptions {
    */
   keepCache?: boolean;
   /**
-   * Stop restic with ResticLockRaceError when it waits on a lock file that another restic removed
-   * (before it reads any input), for the caller to run it again with its input opened again.
+   * Stop restic with ResticVanishedFileError when it waits on a lock file that another restic
+   * removed (before it reads any input), for the caller to run it again with its input opened again.
    */
-  stopOnVanishedLock?: boolean;
+  stopOnVanishedFile?: boolean;
 }
 
 export interface RetentionPolicy {

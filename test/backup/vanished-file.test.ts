@@ -1,10 +1,11 @@
-// restic 0.14 lists the lock files, then reads each: one that another restic removed in between
-// it retries reading for ~45 s before it ignores it (restic/restic#1523). Backups run side by
-// side into one repository met it (one in eight in a burst of eight apps into a fresh repository,
-// 46 s instead of 1 s for a static site). Wild Backup stops such a restic before it reads any
-// input and starts it again. A dangling symlink under locks/ is a lock file that restic lists and
-// cannot read, every time: it is removed when our first stop leads to `restic unlock`, as the
-// real vanished lock is gone by then.
+// restic 0.14 lists a folder of the repository, then reads each file: one that another restic
+// removed in between it retries reading for ~45 s before it goes on without it (restic/restic#1523).
+// Lock files vanish whenever a restic exits, snapshots when a forget runs beside a listing. Backups
+// run side by side into one repository met it (one in eight in a burst of eight apps into a fresh
+// repository: 46 s instead of 1 s for a static site). Wild Backup stops such a restic and runs it
+// again (a backup's artifact with its source opened anew: it meets locks before it reads input).
+// A dangling symlink is a file that restic lists and cannot read, every time: the test removes it
+// as the run that follows our stop starts, as the real vanished file is gone by then.
 import { createHash, randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
@@ -15,7 +16,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BackupCatalog, readAll } from '../../src/engine/backup/catalog.js';
 import { runBackup } from '../../src/engine/backup/pipeline.js';
 import type { TaskContext } from '../../src/engine/operations/index.js';
-import { ResticRepository, VANISHED_LOCK, type ResticSpawnInfo } from '../../src/engine/restic/index.js';
+import { ResticRepository, VANISHED_FILE, type ResticSpawnInfo } from '../../src/engine/restic/index.js';
 import type { Logger } from '../../src/util/log.js';
 import { registerSecret } from '../helpers/leaks.js';
 import { commandSource } from '../helpers/sources.js';
@@ -34,33 +35,38 @@ const spawnsOf = (spawned: ResticSpawnInfo[], command: string) => spawned.filter
 const RESTIC_WAIT_MS = 40_000;
 
 /**
- * A new local repository with a lock file that cannot be read (a dangling symlink), removed
- * once the `removeAtUnlock`th `restic unlock` starts; restic's spawns and our info log lines are kept.
+ * A new local repository; `plant()` puts a file restic lists and cannot read (a dangling symlink)
+ * under locks/ or snapshots/, removed when the `nth` restic of `command` starts. restic's spawns
+ * and our info log lines are kept.
  */
-async function repositoryWithVanishingLock(removeAtUnlock = 1): Promise<{ dataDir: string; repo: ResticRepository; spawned: ResticSpawnInfo[]; logs: string[]; lockGone: () => boolean; plant: () => Promise<void> }> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'wb-lock-race-'));
+async function repositoryWithVanishingFile(folder: 'locks' | 'snapshots' = 'locks', removeAt: { command: string; nth: number } = { command: 'unlock', nth: 1 }): Promise<{ dataDir: string; repo: ResticRepository; spawned: ResticSpawnInfo[]; logs: string[]; gone: () => boolean; plant: () => Promise<void> }> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'wb-vanished-'));
   dirs.push(dataDir);
   const logs: string[] = [];
   const keep = (m: string, f?: object): void => { logs.push(`${m} ${JSON.stringify(f ?? {})}`); };
   const log: Logger = { info: keep, warn: keep, error: () => undefined, debug: () => undefined };
   const spawned: ResticSpawnInfo[] = [];
-  const lock = join(dataDir, 'repo', 'locks', randomBytes(32).toString('hex'));
-  let gone = true;
+  const file = join(dataDir, 'repo', folder, randomBytes(32).toString('hex'));
+  let planted = false;
   const repo = new ResticRepository({
     settings: { repository: join(dataDir, 'repo'), password, credentials: {} }, dataDir, log,
     onSpawn: (info) => {
       spawned.push(info);
-      if (info.command === 'unlock' && !gone && spawnsOf(spawned, 'unlock') >= removeAtUnlock) { rmSync(lock, { force: true }); gone = true; }
+      if (planted && info.command === removeAt.command && spawnsOf(spawned, removeAt.command) >= removeAt.nth) { rmSync(file, { force: true }); planted = false; }
     },
   });
   await repo.init();
-  const plant = async () => { await symlink(join(dataDir, 'no-such-lock'), lock); gone = false; };
-  return { dataDir, repo, spawned, logs, lockGone: () => gone, plant };
+  const plant = async () => { await symlink(join(dataDir, 'not-there'), file); planted = true; };
+  return { dataDir, repo, spawned, logs, gone: () => !planted, plant };
 }
 
-describe('a lock file removed under a starting restic', () => {
+/** Our log's line for a command restic ran again after a file vanished under it. */
+const ranAgain = (logs: string[], command: string, type: string) =>
+  logs.filter((l) => l.startsWith('restic met a file another restic had just removed, running it again') && l.includes(`"command":"${command}"`) && l.includes(`"file":"${type}/`)).length;
+
+describe('a file removed under a running restic', () => {
   it('a backup stops that restic and runs its artifact again, in seconds instead of ~45', async () => {
-    const { dataDir, repo, spawned, lockGone, plant } = await repositoryWithVanishingLock();
+    const { dataDir, repo, spawned, gone, plant } = await repositoryWithVanishingFile();
     const catalog = new BackupCatalog(join(dataDir, 'manifests'));
     const payload = join(dataDir, 'payload');
     let opens = 0;
@@ -79,10 +85,10 @@ describe('a lock file removed under a starting restic', () => {
         sources: [{ ...inner, open: (signal) => { opens++; return inner.open(signal); } }],
       });
       expect(Date.now() - started).toBeLessThan(RESTIC_WAIT_MS);
-      expect(lockGone()).toBe(true);
+      expect(gone()).toBe(true);
       // The artifact's restic and the manifest's (started beside it) both met the lock; each was
       // stopped and run again, the artifact's source opened anew.
-      const again = logs.filter((l) => l.includes('lock file that another restic had just removed'));
+      const again = logs.filter((l) => l.includes('a lock file that another restic had just removed'));
       expect(again.length).toBeGreaterThanOrEqual(1);
       expect(again.every((l) => /^(postgres:gitea|manifest): .*restic\/restic#1523\); (starting this artifact|writing it) again$/.test(l))).toBe(true);
       expect(opens).toBe(1 + logs.filter((l) => l.startsWith('postgres:gitea:') && l.endsWith('starting this artifact again')).length);
@@ -99,18 +105,17 @@ describe('a lock file removed under a starting restic', () => {
   }, 90_000);
 
   it('a command without input (forget) and a dump run again at once', async () => {
-    const { repo, spawned, logs, lockGone, plant } = await repositoryWithVanishingLock();
+    const { repo, spawned, logs, gone, plant } = await repositoryWithVanishingFile();
     const data = randomBytes(100_000);
     const a = await repo.backupStdin({ stdin: Readable.from([data]), filename: 'a/data.bin', host: 'home' });
     const b = await repo.backupStdin({ stdin: Readable.from([data]), filename: 'b/data.bin', host: 'home' });
-    const ranAgain = (command: string) => logs.filter((l) => l.startsWith('restic met a lock file another restic had just removed, running it again') && l.includes(`"command":"${command}"`)).length;
 
     await plant();
     let started = Date.now();
     await repo.forget({ snapshotIds: [b.snapshotId] });
     expect(Date.now() - started).toBeLessThan(RESTIC_WAIT_MS);
-    expect(lockGone()).toBe(true);
-    expect(ranAgain('forget')).toBe(1);
+    expect(gone()).toBe(true);
+    expect(ranAgain(logs, 'forget', 'lock')).toBe(1);
     expect(spawnsOf(spawned, 'forget')).toBe(2);
     expect((await repo.snapshots({ refresh: true })).map((s) => s.paths[0])).toEqual(['/a/data.bin']);
 
@@ -119,19 +124,33 @@ describe('a lock file removed under a starting restic', () => {
     started = Date.now();
     expect(sha(await readAll(repo.dump(a.snapshotId, '/a/data.bin'), 1e8))).toBe(sha(data));
     expect(Date.now() - started).toBeLessThan(RESTIC_WAIT_MS);
-    expect(lockGone()).toBe(true);
+    expect(gone()).toBe(true);
     expect(spawnsOf(spawned, 'dump')).toBe(2);
   }, 90_000);
 
   it('an unlock (the sweep after a stopped restic) runs again at once too', async () => {
-    const { repo, spawned, logs, lockGone, plant } = await repositoryWithVanishingLock(2);
+    const { repo, spawned, logs, gone, plant } = await repositoryWithVanishingFile('locks', { command: 'unlock', nth: 2 });
     await plant();
     const started = Date.now();
     await repo.unlock();
     expect(Date.now() - started).toBeLessThan(RESTIC_WAIT_MS);
-    expect(lockGone()).toBe(true);
+    expect(gone()).toBe(true);
     expect(spawnsOf(spawned, 'unlock')).toBe(2);
-    expect(logs.filter((l) => l.startsWith('restic met a lock file another restic had just removed, running it again') && l.includes('"command":"unlock"'))).toHaveLength(1);
+    expect(ranAgain(logs, 'unlock', 'lock')).toBe(1);
+  }, 90_000);
+
+  it('a listing that meets a snapshot a forget just removed lists again at once', async () => {
+    const { repo, spawned, logs, gone, plant } = await repositoryWithVanishingFile('snapshots', { command: 'snapshots', nth: 2 });
+    const a = await repo.backupStdin({ stdin: Readable.from([randomBytes(1000)]), filename: 'a/data.bin', host: 'home' });
+    await plant();
+    const before = spawnsOf(spawned, 'snapshots');
+    const started = Date.now();
+    const listed = await repo.snapshots({ refresh: true });
+    expect(Date.now() - started).toBeLessThan(RESTIC_WAIT_MS);
+    expect(gone()).toBe(true);
+    expect(listed.map((s) => s.shortId)).toEqual([a.snapshotId.slice(0, 8)]);
+    expect(spawnsOf(spawned, 'snapshots') - before).toBe(2);
+    expect(ranAgain(logs, 'snapshots', 'snapshot')).toBe(1);
   }, 90_000);
 
   it('knows restic\'s retry line for a missing lock as each backend words it', () => {
@@ -143,9 +162,10 @@ describe('a lock file removed under a starting restic', () => {
       'file does not exist',
       'storage: object doesn\'t exist',
       'b2_download_file_by_name: 404: File with such name does not exist.',
-    ]) expect(VANISHED_LOCK.test(line(tail)), tail).toBe(true);
+    ]) expect(VANISHED_FILE.test(line(tail)), tail).toBe(true);
+    expect(VANISHED_FILE.exec('Load(<snapshot/c9d627ec98>, 0, 0) returned error, retrying after 552ms: open /r/snapshots/c9d6: no such file or directory')?.slice(1, 3)).toEqual(['snapshot', 'c9d627ec98']);
     // Other failures of a lock, or of another file, are restic's to retry.
-    expect(VANISHED_LOCK.test(line('dial tcp 10.0.0.2:9000: connect: connection refused'))).toBe(false);
-    expect(VANISHED_LOCK.test('Load(<index/1210ac6fdd>, 0, 0) returned error, retrying after 552ms: open x: no such file or directory')).toBe(false);
+    expect(VANISHED_FILE.test(line('dial tcp 10.0.0.2:9000: connect: connection refused'))).toBe(false);
+    expect(VANISHED_FILE.test('Load(<index/1210ac6fdd>, 0, 0) returned error, retrying after 552ms: open x: no such file or directory')).toBe(false);
   });
 });
