@@ -39,7 +39,7 @@ const RESTIC_WAIT_MS = 40_000;
  * under locks/ or snapshots/, removed when the `nth` restic of `command` starts. restic's spawns
  * and our info log lines are kept.
  */
-async function repositoryWithVanishingFile(folder: 'locks' | 'snapshots' = 'locks', removeAt: { command: string; nth: number } = { command: 'unlock', nth: 1 }): Promise<{ dataDir: string; repo: ResticRepository; spawned: ResticSpawnInfo[]; logs: string[]; gone: () => boolean; plant: () => Promise<void> }> {
+async function repositoryWithVanishingFile(folder: 'locks' | 'snapshots' | 'index' = 'locks', removeAt: { command: string; nth: number } = { command: 'unlock', nth: 1 }): Promise<{ dataDir: string; repo: ResticRepository; spawned: ResticSpawnInfo[]; logs: string[]; gone: () => boolean; plant: () => Promise<void> }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'wb-vanished-'));
   dirs.push(dataDir);
   const logs: string[] = [];
@@ -153,6 +153,19 @@ describe('a file removed under a running restic', () => {
     expect(ranAgain(logs, 'snapshots', 'snapshot')).toBe(1);
   }, 90_000);
 
+  it('repository stats that meet an index file a prune just replaced read again at once', async () => {
+    const { repo, spawned, logs, gone, plant } = await repositoryWithVanishingFile('index', { command: 'stats', nth: 2 });
+    await repo.backupStdin({ stdin: Readable.from([randomBytes(50_000)]), filename: 'a/data.bin', host: 'home' });
+    await plant();
+    const started = Date.now();
+    const stats = await repo.stats('raw-data');
+    expect(Date.now() - started).toBeLessThan(RESTIC_WAIT_MS);
+    expect(gone()).toBe(true);
+    expect(stats.totalSize).toBeGreaterThan(50_000);
+    expect(spawnsOf(spawned, 'stats')).toBe(2);
+    expect(ranAgain(logs, 'stats', 'index')).toBe(1);
+  }, 90_000);
+
   it('knows restic\'s retry line for a missing lock as each backend words it', () => {
     const line = (tail: string) => `Load(<lock/1210ac6fdd>, 0, 0) returned error, retrying after 552.330144ms: ${tail}`;
     for (const tail of [
@@ -163,9 +176,10 @@ describe('a file removed under a running restic', () => {
       'storage: object doesn\'t exist',
       'b2_download_file_by_name: 404: File with such name does not exist.',
     ]) expect(VANISHED_FILE.test(line(tail)), tail).toBe(true);
+    expect(VANISHED_FILE.exec('Load(<index/0a1b2c3d4e>, 0, 0) returned error, retrying after 1.08s: The specified key does not exist.')?.slice(1, 3)).toEqual(['index', '0a1b2c3d4e']);
     expect(VANISHED_FILE.exec('Load(<snapshot/c9d627ec98>, 0, 0) returned error, retrying after 552ms: open /r/snapshots/c9d6: no such file or directory')?.slice(1, 3)).toEqual(['snapshot', 'c9d627ec98']);
     // Other failures of a lock, or of another file, are restic's to retry.
     expect(VANISHED_FILE.test(line('dial tcp 10.0.0.2:9000: connect: connection refused'))).toBe(false);
-    expect(VANISHED_FILE.test('Load(<index/1210ac6fdd>, 0, 0) returned error, retrying after 552ms: open x: no such file or directory')).toBe(false);
+    expect(VANISHED_FILE.test('Load(<data/1210ac6fdd>, 0, 0) returned error, retrying after 552ms: open x: no such file or directory')).toBe(false);
   });
 });

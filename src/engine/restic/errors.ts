@@ -52,26 +52,32 @@ export class ResticLockedError extends ResticError {
 
 /**
  * restic met a file of the repository that another restic removed between listing the files and
- * reading that one: a lock file (any restic removes its own as it exits), or a snapshot that a
- * forget removed under a listing. restic 0.14 retries reading it for about 45 s before it goes on
- * without it (restic/restic#1523): one backup in eight, run side by side into a fresh repository,
- * waited so for a lock. Such a restic is stopped (ResticProcess, stopOnVanishedFile) and started
- * again; a backup's restic meets locks before it reads any input.
+ * reading that one: a lock file (any restic removes its own as it exits), a snapshot that a
+ * forget removed under a listing, an index file a prune replaced under a reader that takes no
+ * lock (stats). restic 0.14 retries reading it for about 45 s before it goes on without it
+ * (restic/restic#1523): one backup in eight, run side by side into a fresh repository, waited so
+ * for a lock. Such a restic is stopped (ResticProcess, stopOnVanishedFile) and started again; a
+ * backup's restic meets locks before it reads any input.
  */
+export type VanishedFileType = 'lock' | 'snapshot' | 'index';
+
+/** The words for such a file, after "a" or "an". */
+export const vanishedFileWords: Record<VanishedFileType, string> = { lock: 'lock file', snapshot: 'snapshot', index: 'index file' };
+
 export class ResticVanishedFileError extends ResticError {
   override name = 'ResticVanishedFileError';
   override readonly code = 'RESTIC_FILE_VANISHED';
-  constructor(message: string, details: ResticErrorDetails, readonly file: { type: 'lock' | 'snapshot'; id: string }) {
+  constructor(message: string, details: ResticErrorDetails, readonly file: { type: VanishedFileType; id: string }) {
     super(message, details);
   }
 }
 
 /**
- * restic's line for a retried read of a lock or snapshot file that is not there, as the backends
+ * restic's line for a retried read of a lock, snapshot or index file that is not there, as the backends
  * word it (local, sftp, S3 and MinIO, rest-server and rclone, Azure, GCS, B2). Groups: the type, the short id.
  */
 export const VANISHED_FILE =
-  /Load\(<(lock|snapshot)\/([0-9a-f]+)>, \d+, \d+\) returned error, retrying after [^:]*: .*(?:no such file or directory|does not exist|doesn't exist|not found|BlobNotFound|\b404\b)/i;
+  /Load\(<(lock|snapshot|index)\/([0-9a-f]+)>, \d+, \d+\) returned error, retrying after [^:]*: .*(?:no such file or directory|does not exist|doesn't exist|not found|BlobNotFound|\b404\b)/i;
 
 /**
  * Why a restic that failed before it read a byte of its input is worth starting again, or
@@ -80,7 +86,7 @@ export const VANISHED_FILE =
  */
 export function runAgainReason(err: unknown): string | undefined {
   if (err instanceof ResticInvalidDataError) return 'restic read a file of the repository back damaged before it read a byte (another restic was probably still writing it)';
-  if (err instanceof ResticVanishedFileError) return `restic met a ${err.file.type === 'lock' ? 'lock file' : 'snapshot'} that another restic had just removed, which restic 0.14 waits on for ~45 s (restic/restic#1523)`;
+  if (err instanceof ResticVanishedFileError) return `restic met ${err.file.type === 'index' ? 'an' : 'a'} ${vanishedFileWords[err.file.type]} that another restic had just removed, which restic 0.14 waits on for ~45 s (restic/restic#1523)`;
   return undefined;
 }
 

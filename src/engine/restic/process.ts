@@ -7,7 +7,7 @@ import { accessSync, constants, writeFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from '../../util/log.js';
-import { ResticAbortError, ResticError, ResticVanishedFileError, ResticUnreachableError, VANISHED_FILE, classifyResticFailure } from './errors.js';
+import { ResticAbortError, ResticError, ResticVanishedFileError, ResticUnreachableError, VANISHED_FILE, classifyResticFailure, vanishedFileWords, type VanishedFileType } from './errors.js';
 
 export interface ResticSpawnInfo {
   pid: number;
@@ -38,8 +38,8 @@ export interface ResticRunSpec {
   /** restic's CPU priority below the API's (a nice increment, 0-19); default RESTIC_NICE. */
   nice?: number;
   /**
-   * Stops restic, failing with ResticVanishedFileError, when it starts retrying the read of a lock
-   * or snapshot file that is not there (VANISHED_FILE), so the caller can start it again instead of
+   * Stops restic, failing with ResticVanishedFileError, when it starts retrying the read of a lock,
+   * snapshot or index file that is not there (VANISHED_FILE), so the caller can start it again instead of
    * waiting ~45 s. A restic fed input only for a lock file: it meets those while it locks the
    * repository, before it reads any input.
    */
@@ -95,7 +95,7 @@ export class ResticProcess {
   private stderrTail = '';
   private stopReason: StopReason | undefined;
   private sourceError: unknown;
-  private vanished: { type: 'lock' | 'snapshot'; id: string } | undefined;
+  private vanished: { type: VanishedFileType; id: string } | undefined;
   private killTimer: NodeJS.Timeout | undefined;
   private timeoutTimer: NodeJS.Timeout | undefined;
   private exited = false;
@@ -139,7 +139,7 @@ export class ResticProcess {
         const m = VANISHED_FILE.exec(this.stderrTail.slice(-4096));
         // A restic fed input is stopped only while it locks (before it reads a byte of it).
         if (m && (!spec.stdin || m[1]!.toLowerCase() === 'lock')) {
-          this.vanished = { type: m[1]!.toLowerCase() as 'lock' | 'snapshot', id: m[2]! };
+          this.vanished = { type: m[1]!.toLowerCase() as VanishedFileType, id: m[2]! };
           this.stop('vanished');
         }
       }
@@ -177,8 +177,7 @@ export class ResticProcess {
         } else if (this.stopReason === 'source') {
           reject(this.sourceError);
         } else if (this.stopReason === 'vanished' && this.vanished) {
-          const what = this.vanished.type === 'lock' ? 'a lock file' : 'a snapshot';
-          reject(new ResticVanishedFileError(`restic ${spec.command} met ${what} of ${spec.displayUri} (${this.vanished.type}/${this.vanished.id}) that another restic had just removed, and was stopped`, details, this.vanished));
+          reject(new ResticVanishedFileError(`restic ${spec.command} met ${vanishedFileWords[this.vanished.type]} ${this.vanished.id} of ${spec.displayUri} that another restic had just removed, and was stopped`, details, this.vanished));
         } else if (spawnError) {
           reject(new ResticError(`cannot start restic (${spec.binary}): ${spec.redact(spawnError.message)}`, { ...details, cause: spawnError }));
         } else if (code === 0) {
