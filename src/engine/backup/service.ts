@@ -171,6 +171,9 @@ export class BackupService {
       kind: 'DELETE_BACKUP',
       instance,
       app: backup.appName ?? undefined,
+      // restic forget takes the repository's exclusive lock: it waits until no restic of the
+      // instance's other work (another app's backup, a restore) holds one, instead of failing on it.
+      exclusive: true,
       run: async (ctx) => {
         ctx.setBackupId(backupId);
         ctx.progress({ phase: 'forgetting snapshots', currentItem: backupId });
