@@ -41,9 +41,10 @@ export interface ResticRunSpec {
    * Stops restic, failing with ResticVanishedFileError, when it starts retrying the read of a lock,
    * snapshot or index file that is not there (VANISHED_FILE), so the caller can start it again instead of
    * waiting ~45 s. A restic fed input only for a lock file: it meets those while it locks the
-   * repository, before it reads any input.
+   * repository, before it reads any input. A function is asked at that moment (a dump: only
+   * before its first byte went out).
    */
-  stopOnVanishedFile?: boolean;
+  stopOnVanishedFile?: boolean | (() => boolean);
 }
 
 /** How far below the API restic runs: a contended core goes to the API about 9 times in 10. */
@@ -138,7 +139,8 @@ export class ResticProcess {
       if (spec.stopOnVanishedFile && !this.stopReason) {
         const m = VANISHED_FILE.exec(this.stderrTail.slice(-4096));
         // A restic fed input is stopped only while it locks (before it reads a byte of it).
-        if (m && (!spec.stdin || m[1]!.toLowerCase() === 'lock')) {
+        const stopping = typeof spec.stopOnVanishedFile === 'function' ? spec.stopOnVanishedFile() : true;
+        if (m && stopping && (!spec.stdin || m[1]!.toLowerCase() === 'lock')) {
           this.vanished = { type: m[1]!.toLowerCase() as VanishedFileType, id: m[2]! };
           this.stop('vanished');
         }

@@ -61,7 +61,7 @@ interface RunOptions extends CallOptions {
   onStart?: (proc: ResticProcess) => void;
   extraEnv?: Record<string, string>;
   /** See ResticRunSpec.stopOnVanishedFile; run() sets it for every run of a command without input but the last. */
-  stopOnVanishedFile?: boolean;
+  stopOnVanishedFile?: boolean | (() => boolean);
   /** `snapshots` that failed because some snapshots could not be read: what it listed anyway. */
   onPartialListing?: (partial: { error: unknown; lines: string[]; unreadable: UnreadableSnapshot[] }) => void;
 }
@@ -353,11 +353,11 @@ export class ResticRepository {
       process.nextTick(() => out.destroy(bad));
       return out;
     }
-    // A restic that read a file back damaged, or met a vanished lock, before its first byte (see
+    // A restic that read a file back damaged, or met a vanished file, before its first byte (see
     // run) runs again; after its first byte the reader has part of the file, and the error is the reader's.
     let emitted = 0;
     const launch = (runNo: number): void => {
-      this.start('dump', [snapshotId, path], { ...opts, json: false, stopOnVanishedFile: runNo < RUN_AGAIN_RUNS })
+      this.start('dump', [snapshotId, path], { ...opts, json: false, stopOnVanishedFile: () => emitted === 0 && runNo < RUN_AGAIN_RUNS })
         .then(({ process: p, prepared }) => {
           proc = p;
           if (out.destroyed) p.stop('consumer');
@@ -507,9 +507,9 @@ export class ResticRepository {
    * and restic 0.14 lets such a lock block every exclusive command (forget, prune, check) until
    * someone unlocks. When a file read back damaged (ResticInvalidDataError: most often one another
    * restic was still writing), it runs again after a wait, up to RUN_AGAIN_RUNS times; when it met
-   * a lock or snapshot file that another restic had just removed (ResticVanishedFileError), at once. A command fed
-   * from a stream cannot run twice, so it is not retried (the backup pipeline retries an artifact
-   * whose restic failed so before it read a byte).
+   * a lock, snapshot or index file that another restic had just removed (ResticVanishedFileError),
+   * at once. A command fed from a stream cannot run twice, so it is not retried (the backup
+   * pipeline retries an artifact whose restic failed so before it read a byte).
    */
   private async run(command: string, args: string[], opts: RunOptions): Promise<string[]> {
     // A command fed no input can simply run again; one fed input cannot (its caller may, see backupStdin).
