@@ -50,6 +50,12 @@ export class ResticLockedError extends ResticError {
   override readonly code = 'RESTIC_LOCKED';
 }
 
+/** A file of the repository that restic may find removed under it (see ResticVanishedFileError). */
+export type VanishedFileType = 'lock' | 'snapshot' | 'index';
+
+/** The words for such a file. */
+export const vanishedFileWords: Record<VanishedFileType, string> = { lock: 'lock file', snapshot: 'snapshot', index: 'index file' };
+
 /**
  * restic met a file of the repository that another restic removed between listing the files and
  * reading that one: a lock file (any restic removes its own as it exits), a snapshot that a
@@ -59,11 +65,6 @@ export class ResticLockedError extends ResticError {
  * for a lock. Such a restic is stopped (ResticProcess, stopOnVanishedFile) and started again; a
  * backup's restic meets locks before it reads any input.
  */
-export type VanishedFileType = 'lock' | 'snapshot' | 'index';
-
-/** The words for such a file, after "a" or "an". */
-export const vanishedFileWords: Record<VanishedFileType, string> = { lock: 'lock file', snapshot: 'snapshot', index: 'index file' };
-
 export class ResticVanishedFileError extends ResticError {
   override name = 'ResticVanishedFileError';
   override readonly code = 'RESTIC_FILE_VANISHED';

@@ -139,9 +139,9 @@ export class ResticProcess {
       if (spec.stopOnVanishedFile && !this.stopReason) {
         const m = VANISHED_FILE.exec(this.stderrTail.slice(-4096));
         // A restic fed input is stopped only while it locks (before it reads a byte of it).
-        const stopping = typeof spec.stopOnVanishedFile === 'function' ? spec.stopOnVanishedFile() : true;
-        if (m && stopping && (!spec.stdin || m[1]!.toLowerCase() === 'lock')) {
-          this.vanished = { type: m[1]!.toLowerCase() as VanishedFileType, id: m[2]! };
+        const wanted = m && (!spec.stdin || m[1]!.toLowerCase() === 'lock');
+        if (wanted && (typeof spec.stopOnVanishedFile === 'function' ? spec.stopOnVanishedFile() : true)) {
+          this.vanished = { type: m![1]!.toLowerCase() as VanishedFileType, id: m![2]! };
           this.stop('vanished');
         }
       }
