@@ -49,6 +49,11 @@ export class ForbiddenError extends WildError {
   }
 }
 
+/** An issue's path for a problem found in a file of the data directory (`path`: where in it, if known). */
+export function fileIssuePath(file: string, path: string): string {
+  return path ? `${file} (${path})` : file;
+}
+
 /**
  * A problem with one file of the data directory: names the file and the path inside it. A mutation
  * that cannot go on because of it answers a ValidationError (code CONFIG_INVALID) whose issues name
@@ -60,7 +65,7 @@ export class ConfigFileError extends ValidationError {
   constructor(readonly file: string, readonly fileIssues: Issue[]) {
     super(
       `${file}: ${fileIssues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`,
-      fileIssues.map((i) => ({ path: i.path ? `${file} (${i.path})` : file, message: i.message })),
+      fileIssues.map((i) => ({ path: fileIssuePath(file, i.path), message: i.message })),
     );
   }
 }

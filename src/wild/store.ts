@@ -2,7 +2,7 @@
 // One broken file breaks only the instance or app it belongs to, which then says what is wrong.
 import { readdirSync, type Dirent } from 'node:fs';
 import path from 'node:path';
-import { ConfigFileError, NotFoundError, ValidationError, type Issue } from '../errors.js';
+import { ConfigFileError, NotFoundError, ValidationError, fileIssuePath, type Issue } from '../errors.js';
 import { isDnsLabel } from './names.js';
 import { DataPaths } from './paths.js';
 import { readYamlFile, stampOf, statOrUndefined, stillValid, type Stamp } from './yaml-file.js';
@@ -78,7 +78,7 @@ function problemsOf(err: unknown, file: string): FileProblem[] {
 export function requireReadableConfig(inst: InstanceInfo, what: string): void {
   if (inst.problems.length === 0) return;
   throw ValidationError.fromIssues(
-    inst.problems.map((p) => ({ path: `${p.file}${p.path ? ` (${p.path})` : ''}`, message: p.message })),
+    inst.problems.map((p) => ({ path: fileIssuePath(p.file, p.path), message: p.message })),
     `${what} needs the app's settings from config.yaml, which cannot be read now; mend it first`,
   );
 }

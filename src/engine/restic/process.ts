@@ -137,11 +137,12 @@ export class ResticProcess {
     this.child.stderr.on('data', (chunk: string) => {
       this.stderrTail = (this.stderrTail + chunk.replace(ANSI, '')).slice(-STDERR_TAIL);
       if (spec.stopOnVanishedFile && !this.stopReason) {
-        const m = VANISHED_FILE.exec(this.stderrTail.slice(-4096));
+        const [, type, id] = VANISHED_FILE.exec(this.stderrTail.slice(-4096)) ?? [];
+        const file = type && id ? { type: type.toLowerCase() as VanishedFileType, id } : undefined;
         // A restic fed input is stopped only while it locks (before it reads a byte of it).
-        const wanted = m && (!spec.stdin || m[1]!.toLowerCase() === 'lock');
+        const wanted = file && (!spec.stdin || file.type === 'lock');
         if (wanted && (typeof spec.stopOnVanishedFile === 'function' ? spec.stopOnVanishedFile() : true)) {
-          this.vanished = { type: m![1]!.toLowerCase() as VanishedFileType, id: m![2]! };
+          this.vanished = file;
           this.stop('vanished');
         }
       }

@@ -11,7 +11,7 @@ import { pluginForUri } from '../../plugins/storage/registry.js';
 import type { RepositorySettings } from '../../plugins/storage/settings.js';
 import { StorageValidationError, type PreparedBackend, type StorageBackendName, type StoragePlugin } from '../../plugins/storage/types.js';
 import { SNAPSHOT_ID, backupArgs, checkArgs, checkTag, forgetArgs, invalid } from './args.js';
-import { ResticAbortError, ResticError, ResticInvalidDataError, ResticLockedError, ResticVanishedFileError, ResticNotInitializedError, ResticUnreachableError, unreadableSnapshotFailure, unreadableSnapshots, type UnreadableSnapshot } from './errors.js';
+import { ResticAbortError, ResticError, ResticInvalidDataError, ResticLockedError, ResticVanishedFileError, ResticNotInitializedError, ResticUnreachableError, runAgainReason, unreadableSnapshotFailure, unreadableSnapshots, type UnreadableSnapshot } from './errors.js';
 import {
   parseBackupLine,
   parseForget,
@@ -41,8 +41,10 @@ import type {
 import { detectResticVersion, featuresOf, type ResticFeatures, type ResticVersion } from './version.js';
 
 const DEFAULT_STATUS_TIMEOUT_MS = 20_000;
-/** Runs of a command (without input) that read a file back damaged: the first and two more, 1 s and 2 s later. */
-/** Runs of a command whose restic failed before it read a byte, in a way worth running it again (runAgainReason). */
+/**
+ * Runs of a command whose restic failed before it read a byte in a way worth running it again
+ * (runAgainReason): the first and two more (after a file read back damaged, 1 s and 2 s later).
+ */
 const RUN_AGAIN_RUNS = 3;
 const INVALID_DATA_WAIT_MS = 1_000;
 /** restic's cache folders by the type its errors name. */
@@ -374,7 +376,7 @@ export class ResticRepository {
               async (err: unknown) => {
                 // The error reaches the reader once no lock of this restic is left behind.
                 await this.afterFailure('dump', {}, p, err);
-                if ((err instanceof ResticInvalidDataError || err instanceof ResticVanishedFileError) && emitted === 0 && runNo < RUN_AGAIN_RUNS && !out.destroyed && !opts.signal?.aborted) {
+                if (runAgainReason(err) && emitted === 0 && runNo < RUN_AGAIN_RUNS && !out.destroyed && !opts.signal?.aborted) {
                   if (err instanceof ResticInvalidDataError) await this.waitToRunAgain('dump', err, runNo, opts.signal);
                   if (!out.destroyed && !opts.signal?.aborted) return launch(runNo + 1);
                 }
