@@ -260,6 +260,30 @@ describe('OperationEngine', () => {
     expect(pl.startedAt! >= pp.finishedAt!).toBe(true);
   });
 
+  it('refuses a deletion of a backup that queued or running work reads, and work on a backup being deleted; reports what is in use', async () => {
+    const engine = newEngine({ concurrency: 1 });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const running = await engine.submit(tickTask({ app: 'immich', steps: 1, gate }));
+    // Queued behind the running one: still in use.
+    const restore = await engine.submit(tickTask({ kind: 'RESTORE_APP', app: 'gitea-clone', backup: 'b-1', steps: 1 }));
+    // b-2 is a cluster backup: its work has no app, so only the backup can conflict.
+    const del = await engine.submit(tickTask({ kind: 'DELETE_BACKUP', backup: 'b-2', exclusive: true, steps: 1 }));
+    await expect(engine.submit(tickTask({ kind: 'DELETE_BACKUP', app: 'gitea', backup: 'b-1', exclusive: true })))
+      .rejects.toThrow(new RegExp(`backup "b-1" is in use by operation ${restore.id} \\(RESTORE_APP, QUEUED\\)`));
+    await expect(engine.submit(tickTask({ kind: 'VERIFY_BACKUP', backup: 'b-2' }))).rejects.toThrow(new RegExp(`backup "b-2" is being deleted by operation ${del.id} \\(QUEUED\\)`));
+    await expect(engine.submit(tickTask({ kind: 'DELETE_BACKUP', backup: 'b-2', exclusive: true }))).rejects.toBeInstanceOf(ConflictError);
+    // The same backup on another instance, or another backup, is no conflict.
+    const elsewhere = await engine.submit(tickTask({ kind: 'DELETE_BACKUP', instance: 'lab', app: 'gitea', backup: 'b-1', exclusive: true, steps: 1 }));
+    const verify = await engine.submit(tickTask({ kind: 'VERIFY_BACKUP', app: 'ghost', backup: 'b-3', steps: 1 }));
+    expect([...engine.backupsInUse('home')].map(([id, op]) => [id, op.id])).toEqual([['b-1', restore.id], ['b-2', del.id], ['b-3', verify.id]]);
+    release();
+    for (const op of [running, restore, del, elsewhere, verify]) expect((await engine.waitFor(op.id)).status).toBe('SUCCEEDED');
+    expect(engine.backupsInUse('home').size, 'finished work holds nothing').toBe(0);
+    // Once the restore is done, its backup can be deleted.
+    expect((await engine.waitFor((await engine.submit(tickTask({ kind: 'DELETE_BACKUP', app: 'gitea', backup: 'b-1', exclusive: true, steps: 1 }))).id)).status).toBe('SUCCEEDED');
+  });
+
   it('cancels a queued operation without running it', async () => {
     const engine = newEngine({ concurrency: 1 });
     let release!: () => void;

@@ -11,6 +11,8 @@ export interface TickOptions {
   fail?: Error;
   exclusive?: boolean;
   onAppConflict?: 'reject' | 'queue';
+  /** The backup the task reads or deletes (OperationTask.backup). */
+  backup?: string;
   /** Resolves when the test lets the task finish (used to hold a task RUNNING). */
   gate?: Promise<void>;
   onStart?: (ctx: TaskContext) => void;
@@ -25,6 +27,7 @@ export function tickTask(o: TickOptions = {}): OperationTask {
     app: o.app,
     exclusive: o.exclusive,
     onAppConflict: o.onAppConflict,
+    ...(o.backup !== undefined ? { backup: o.backup } : {}),
     async run(ctx) {
       o.onStart?.(ctx);
       ctx.progress({ phase: 'ticking', bytesTotal: steps * bytesPerStep, bytesDone: 0 });

@@ -62,6 +62,18 @@ describe('planRetention', () => {
     expect(ids(plan.remove)).toEqual(['old']);
   });
 
+  it('keeps a backup that queued or running work uses, and decides the rest as if it were not kept', () => {
+    const backups = [backup('g-1', 1, 'gitea'), backup('g-2', 2, 'gitea'), backup('g-3', 3, 'gitea'), backup('i-1', 5, 'immich'), backup('i-2', 6, 'immich')];
+    const inUse = new Map([['g-3', 'in use by operation op-1 (RESTORE_APP, QUEUED)'], ['g-1', 'in use by operation op-2 (VERIFY_BACKUP, RUNNING)']]);
+    const plan = planRetention(backups, { keepLast: 1 }, NOW, { inUse });
+    expect(ids(plan.keep)).toEqual(['g-1', 'g-3', 'i-1']);
+    expect(ids(plan.remove)).toEqual(['g-2', 'i-2']);
+    expect(plan.reasons.get('g-3')).toEqual(['in use by operation op-1 (RESTORE_APP, QUEUED)']);
+    // Kept by the policy anyway: the policy's reason stands.
+    expect(plan.reasons.get('g-1')).toEqual(['last snapshot']);
+    expect(ids(planRetention(backups, { keepLast: 1 }, NOW).remove)).toEqual(['g-2', 'g-3', 'i-2']);
+  });
+
   it('returns lists newest first and explains every decision', () => {
     const backups = [backup('b', 10, 'x'), backup('a', 1, 'y'), backup('c', 30, 'x', false)];
     const plan = planRetention(backups, { keepDaily: 7 }, NOW);

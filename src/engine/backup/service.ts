@@ -174,6 +174,7 @@ export class BackupService {
       // restic forget takes the repository's exclusive lock: it waits until no restic of the
       // instance's other work (another app's backup, a restore) holds one, instead of failing on it.
       exclusive: true,
+      backup: backupId,
       run: async (ctx) => {
         ctx.setBackupId(backupId);
         ctx.progress({ phase: 'forgetting snapshots', currentItem: backupId });

@@ -34,7 +34,9 @@ export class MaintenanceService {
     const candidates: Candidate[] = scoped.map((b) => ({
       ...b, id: b.backupId, time: b.createdAt, complete: b.status === 'COMPLETE', app: b.kind === 'CLUSTER' ? null : b.appName,
     }));
-    return planRetention(candidates, retention, now);
+    // What a queued or running restore, verification or deletion works on is not removed under it.
+    const inUse = new Map([...this.engine.backupsInUse(inst.name)].map(([id, op]) => [id, `in use by operation ${op.id} (${op.kind}, ${op.status})`]));
+    return planRetention(candidates, retention, now, { inUse });
   }
 
   async applyRetention(instance: string, opts: { app?: string | null; dryRun?: boolean; reason?: string }): Promise<RetentionPreview> {

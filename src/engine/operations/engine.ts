@@ -281,6 +281,15 @@ export class OperationEngine {
     return this.store.readLogTail(rec, last);
   }
 
+  /** The backups that queued or running work of an instance reads or deletes (OperationTask.backup), each with the first such operation. */
+  backupsInUse(instance: string): Map<string, OperationRecord> {
+    const out = new Map<string, OperationRecord>();
+    for (const a of this.active.values()) {
+      if (a.rec.instanceName === instance && a.task.backup !== undefined && !out.has(a.task.backup)) out.set(a.task.backup, a.rec);
+    }
+    return out;
+  }
+
   /** Operations that are queued or running. */
   activeCount(): number {
     return this.active.size;
@@ -300,6 +309,15 @@ export class OperationEngine {
         if (appKey(a.rec.instanceName, a.rec.appName) === key) {
           throw new ConflictError(`app "${task.app}" of instance "${task.instance}" is busy with operation ${a.rec.id} (${a.rec.kind}, ${a.rec.status})`);
         }
+      }
+    }
+    if (task.backup !== undefined) {
+      for (const a of this.active.values()) {
+        if (a.rec.instanceName !== task.instance || a.task.backup !== task.backup) continue;
+        if (task.kind === 'DELETE_BACKUP') {
+          throw new ConflictError(`backup "${task.backup}" is in use by operation ${a.rec.id} (${a.rec.kind}, ${a.rec.status}): delete it once that has finished`);
+        }
+        if (a.task.kind === 'DELETE_BACKUP') throw new ConflictError(`backup "${task.backup}" is being deleted by operation ${a.rec.id} (${a.rec.status})`);
       }
     }
     const rec: OperationRecord = {

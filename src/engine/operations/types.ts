@@ -79,6 +79,12 @@ export interface OperationTask {
   readonly onAppConflict?: 'reject' | 'queue';
   /** Exclusive work (prune, check) waits until nothing else runs on the instance, and blocks new work. */
   readonly exclusive?: boolean;
+  /**
+   * The backup id this task reads (a restore's source, a verification) or deletes. While the task
+   * is queued or running, retention keeps that backup, and a deletion of it beside other work on
+   * it (or other work beside its deletion) is refused with ConflictError.
+   */
+  readonly backup?: string;
   run(ctx: TaskContext): Promise<TaskResult | void>;
 }
 

@@ -181,6 +181,8 @@ export class RollbackIncompleteError extends WildError {
 
 /** Data artifacts restored at once (a database and its app's volumes, side by side). */
 const RESTORE_CONCURRENCY = 3;
+/** Bound of the listing that finds a backup still in the repository before a restore or a drill. */
+const SNAPSHOT_CHECK_TIMEOUT_MS = 60_000;
 
 export class RestoreService {
   /** A restore's artifact that moves no byte for this long fails with code STALLED. */
@@ -341,6 +343,7 @@ export class RestoreService {
       kind: 'RESTORE_APP',
       instance: inst.name,
       app: targetName,
+      backup: b.backupId,
       run: (ctx) => this.run(ctx, { inst, repo, backup: b, app: targetName, clone, artifacts, safety: input.safetyBackup !== false }),
     });
   }
@@ -355,8 +358,13 @@ export class RestoreService {
     // the safety backup's time is spent.
     ctx.progress({ phase: 'checking' });
     // A cluster that does not answer fails the restore within the bound of a query, not the
-    // longer bounds of the steps below.
-    await client.call((o) => client.versionApi.getCode({}, o), { timeoutMs: this.cluster.timeoutMs, signal: ctx.signal });
+    // longer bounds of the steps below. The backup is looked for in the repository itself, not
+    // the listing it was chosen from: one removed since (by hand, or from another machine)
+    // fails the restore here, before the safety backup and before the app is stopped.
+    await Promise.all([
+      client.call((o) => client.versionApi.getCode({}, o), { timeoutMs: this.cluster.timeoutMs, signal: ctx.signal }),
+      requireSnapshots(repo, backup, r.artifacts, ctx.signal),
+    ]);
     for (const a of r.artifacts) {
       const restorer = restorers[a.kind];
       if (!restorer?.preflight || restorer.notRestoredBecause?.(target, a)) continue;
@@ -576,8 +584,11 @@ export class RestoreService {
       kind: 'VERIFY_BACKUP',
       instance: inst.name,
       ...(app ? { app } : {}),
+      backup: b.backupId,
       run: async (ctx) => {
         ctx.setBackupId(b.backupId);
+        // A backup removed since it was listed is not a backup that fails its verification.
+        await requireSnapshots(repo, b, artifacts, ctx.signal);
         const check = await prepare(ctx);
         const lines: string[] = [];
         let ok = true;
@@ -614,6 +625,20 @@ export class RestoreService {
 }
 
 /** A backup whose manifest could not be read this time: it may be complete, so it is not called incomplete. */
+/**
+ * Fails with NotFoundError when a snapshot of these artifacts is no longer in the repository (a
+ * fresh listing, which the queries then share). Our own server does not remove a backup that
+ * queued work uses (OperationTask.backup); someone else may have.
+ */
+async function requireSnapshots(repo: ResticRepository, b: BackupView, artifacts: readonly ArtifactRecord[], signal: AbortSignal): Promise<void> {
+  const listed = await repo.refresh({ signal, timeoutMs: SNAPSHOT_CHECK_TIMEOUT_MS });
+  // restic 0.14 reports short ids when it saves a snapshot; the manifest keeps those.
+  const missing = artifacts.filter((a) => !listed.some((s) => s.id.startsWith(a.snapshotId)));
+  if (missing.length > 0) {
+    throw new NotFoundError(`backup ${b.backupId} is no longer in the repository: the snapshots of ${missing.map((a) => `${a.kind}:${a.name}`).join(', ')} were removed since it was listed`);
+  }
+}
+
 function unreadableBackup(backupId: string, problem: string): RepositoryError {
   return new RepositoryError(`backup ${backupId} cannot be used now: ${problem}`, 'BACKUPS_UNREADABLE');
 }

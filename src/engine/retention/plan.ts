@@ -31,6 +31,14 @@ export const PLAN_REASONS = {
   notKept: 'not kept by the policy',
 } as const;
 
+export interface PlanOptions {
+  /**
+   * Backups that queued or running work reads or deletes (a restore's source, a verification, a
+   * deletion), by id, with the words that say which work: kept whatever the policy says.
+   */
+  inUse?: ReadonlyMap<string, string>;
+}
+
 /**
  * Decides which backups to keep and remove. The rules, in order:
  *
@@ -44,6 +52,9 @@ export const PLAN_REASONS = {
  * 4. The newest complete backup of each group is never removed, whatever the policy. (restic's
  *    semantics already keep the newest item under any non-empty policy; this is the guarantee
  *    stated as a rule, so that no later change of policy handling can break it.)
+ * 5. A backup in `opts.inUse` is kept: a restore that waits for its turn would otherwise find its
+ *    backup gone after it has taken the safety backup and stopped the app. The next run decides
+ *    on it again. The other backups of its group are decided as if it were not kept.
  *
  * @throws RangeError as {@link applyRetentionPolicy} does (invalid policy, time or duplicate id).
  */
@@ -51,6 +62,7 @@ export function planRetention<T extends RetentionBackup>(
   backups: readonly T[],
   policy: RetentionPolicy,
   now: Date,
+  opts: PlanOptions = {},
 ): RetentionPlan<T> {
   const keep = new Set<T>();
   const remove = new Set<T>();
@@ -104,6 +116,14 @@ export function planRetention<T extends RetentionBackup>(
         reasons.set(backup.id, [PLAN_REASONS.notKept]);
       }
     }
+  }
+
+  for (const backup of remove) {
+    const use = opts.inUse?.get(backup.id);
+    if (use === undefined) continue;
+    remove.delete(backup);
+    keep.add(backup);
+    reasons.set(backup.id, [use]);
   }
 
   return { keep: newestFirst(keep), remove: newestFirst(remove), reasons };
