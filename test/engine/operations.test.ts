@@ -260,6 +260,28 @@ describe('OperationEngine', () => {
     expect(pl.startedAt! >= pp.finishedAt!).toBe(true);
   });
 
+  it('work that also holds an app conflicts with work on that app, not with other work that also holds it', async () => {
+    const engine = newEngine({ concurrency: 4 });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    // Restores of two apps on one database server run side by side.
+    const ghost = await engine.submit(tickTask({ kind: 'RESTORE_APP', app: 'ghost', alsoHolds: ['mysql'], steps: 1, gate }));
+    const blog = await engine.submit(tickTask({ kind: 'VERIFY_BACKUP', app: 'blog', alsoHolds: ['mysql'], steps: 1, gate }));
+    await expect(engine.submit(tickTask({ kind: 'BACKUP_APP', app: 'mysql' }))).rejects.toThrow(`app "mysql" of instance "home" is busy with operation ${ghost.id} (RESTORE_APP of ghost, RUNNING)`);
+    // On another instance, the same app names are other apps.
+    const elsewhere = await engine.submit(tickTask({ kind: 'BACKUP_APP', instance: 'lab', app: 'mysql', steps: 1 }));
+    // Queued rather than refused: waits for both.
+    const queued = await engine.submit(tickTask({ kind: 'BACKUP_APP', app: 'mysql', onAppConflict: 'queue', steps: 1 }));
+    await new Promise((r) => setTimeout(r, 100));
+    expect([engine.get(ghost.id)?.status, engine.get(blog.id)?.status, engine.get(queued.id)?.status]).toEqual(['RUNNING', 'RUNNING', 'QUEUED']);
+    // And a new restore on that server waits behind the server's queued backup, refused meanwhile.
+    await expect(engine.submit(tickTask({ kind: 'RESTORE_APP', app: 'wiki', alsoHolds: ['mysql'] }))).rejects.toThrow(`app "mysql" of instance "home" is busy with operation ${queued.id} (BACKUP_APP, QUEUED)`);
+    release();
+    for (const op of [ghost, blog, elsewhere, queued]) expect((await engine.waitFor(op.id)).status).toBe('SUCCEEDED');
+    const [g, b, q] = [engine.get(ghost.id)!, engine.get(blog.id)!, engine.get(queued.id)!];
+    expect(q.startedAt! >= g.finishedAt! && q.startedAt! >= b.finishedAt!).toBe(true);
+  });
+
   it('refuses a deletion of a backup that queued or running work reads, and work on a backup being deleted; reports what is in use', async () => {
     const engine = newEngine({ concurrency: 1 });
     let release!: () => void;

@@ -11,6 +11,8 @@ export interface TickOptions {
   fail?: Error;
   exclusive?: boolean;
   onAppConflict?: 'reject' | 'queue';
+  /** Other apps the task holds (OperationTask.alsoHolds). */
+  alsoHolds?: string[];
   /** The backup the task reads or deletes (OperationTask.backup). */
   backup?: string;
   /** Resolves when the test lets the task finish (used to hold a task RUNNING). */
@@ -28,6 +30,7 @@ export function tickTask(o: TickOptions = {}): OperationTask {
     exclusive: o.exclusive,
     onAppConflict: o.onAppConflict,
     ...(o.backup !== undefined ? { backup: o.backup } : {}),
+    ...(o.alsoHolds ? { alsoHolds: o.alsoHolds } : {}),
     async run(ctx) {
       o.onStart?.(ctx);
       ctx.progress({ phase: 'ticking', bytesTotal: steps * bytesPerStep, bytesDone: 0 });

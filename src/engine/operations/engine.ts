@@ -76,6 +76,21 @@ const newestFirst = (a: OperationRecord, b: OperationRecord): number =>
 
 const appKey = (instance: string, app: string | undefined | null): string | null => (app ? `${instance}/${app}` : null);
 
+/** The apps a task holds: its own and those it also works on (OperationTask.alsoHolds). */
+const heldApps = (task: OperationTask): string[] => [...(task.app ? [task.app] : []), ...(task.alsoHolds ?? [])];
+
+/**
+ * The app over which two tasks (of one instance) conflict, if any: one's own app that the other
+ * holds. Two tasks that both only also hold an app (restores of two apps on one database server)
+ * do not conflict over it.
+ */
+function sharedApp(a: OperationTask, b: OperationTask): string | undefined {
+  if (a.instance !== b.instance) return undefined;
+  if (a.app && heldApps(b).includes(a.app)) return a.app;
+  if (b.app && heldApps(a).includes(b.app)) return b.app;
+  return undefined;
+}
+
 export class OperationEngine {
   private readonly store: OperationStore;
   private readonly records = new Map<string, OperationRecord>();
@@ -298,17 +313,17 @@ export class OperationEngine {
   /** Creates an operation for the task and queues it. Throws ConflictError when the app is busy and the task rejects conflicts. */
   async submit(task: OperationTask): Promise<OperationRecord> {
     if (this.stopping) throw new ConflictError('the server is shutting down');
-    const key = appKey(task.instance, task.app);
     const rejectOnConflict = (task.onAppConflict ?? 'reject') === 'reject';
     const held = this.pendingRecoveryFor(task.instance, task.app);
     if (held && rejectOnConflict) {
       throw new ConflictError(`app "${task.app}" of instance "${task.instance}" waits for operation ${held.id} (${held.kind}, ${held.status}) to finish putting things back: Wild Backup keeps trying in the background, and the app takes other operations once that is done`);
     }
-    if (key && rejectOnConflict) {
+    if (rejectOnConflict) {
       for (const a of this.active.values()) {
-        if (appKey(a.rec.instanceName, a.rec.appName) === key) {
-          throw new ConflictError(`app "${task.app}" of instance "${task.instance}" is busy with operation ${a.rec.id} (${a.rec.kind}, ${a.rec.status})`);
-        }
+        const app = sharedApp(task, a.task);
+        if (app === undefined) continue;
+        const of = a.rec.appName && a.rec.appName !== app ? ` of ${a.rec.appName}` : '';
+        throw new ConflictError(`app "${app}" of instance "${task.instance}" is busy with operation ${a.rec.id} (${a.rec.kind}${of}, ${a.rec.status})`);
       }
     }
     if (task.backup !== undefined) {
@@ -399,17 +414,16 @@ export class OperationEngine {
   private canStart(a: Active, running: Active[]): boolean {
     if (running.length >= this.concurrency) return false;
     if (this.pendingRecoveryFor(a.rec.instanceName, a.rec.appName)) return false; // waits until the app is put back
-    const key = appKey(a.rec.instanceName, a.rec.appName);
     for (const r of running) {
       if (r.rec.instanceName !== a.rec.instanceName) continue;
       if (a.task.exclusive || r.task.exclusive) return false;
-      if (key && appKey(r.rec.instanceName, r.rec.appName) === key) return false;
+      if (sharedApp(a.task, r.task) !== undefined) return false;
     }
     // An exclusive task queued earlier on the same instance goes first (no starvation).
     for (const qid of this.queue) {
       if (qid === a.rec.id) break;
       const q = this.active.get(qid);
-      if (q && q.rec.instanceName === a.rec.instanceName && (q.task.exclusive || appKey(q.rec.instanceName, q.rec.appName) === key)) return false;
+      if (q && q.rec.instanceName === a.rec.instanceName && (q.task.exclusive || sharedApp(a.task, q.task) !== undefined)) return false;
     }
     return true;
   }

@@ -77,6 +77,13 @@ export interface OperationTask {
    * active work with ConflictError; 'queue' waits its turn.
    */
   readonly onAppConflict?: 'reject' | 'queue';
+  /**
+   * Other apps of the instance this task works on, held as its own app is: a restore or a
+   * verification creates, renames and drops databases on a database server app (`postgres`,
+   * `mysql`), which would break that server's whole dump if it ran meanwhile. Work on that app
+   * itself conflicts with this task; other tasks that also hold it do not.
+   */
+  readonly alsoHolds?: readonly string[];
   /** Exclusive work (prune, check) waits until nothing else runs on the instance, and blocks new work. */
   readonly exclusive?: boolean;
   /**

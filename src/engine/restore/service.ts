@@ -343,6 +343,7 @@ export class RestoreService {
       kind: 'RESTORE_APP',
       instance: inst.name,
       app: targetName,
+      alsoHolds: serverAppsOf(artifacts, targetName),
       backup: b.backupId,
       run: (ctx) => this.run(ctx, { inst, repo, backup: b, app: targetName, clone, artifacts, safety: input.safetyBackup !== false }),
     });
@@ -583,7 +584,7 @@ export class RestoreService {
     return this.engine.submit({
       kind: 'VERIFY_BACKUP',
       instance: inst.name,
-      ...(app ? { app } : {}),
+      ...(app ? { app, alsoHolds: serverAppsOf(artifacts, app) } : {}),
       backup: b.backupId,
       run: async (ctx) => {
         ctx.setBackupId(b.backupId);
@@ -625,6 +626,18 @@ export class RestoreService {
 }
 
 /** A backup whose manifest could not be read this time: it may be complete, so it is not called incomplete. */
+/**
+ * The database server apps on which these artifacts are restored or loaded (a whole-server dump,
+ * only read back, is not), other than `app` itself: the work holds them (OperationTask.alsoHolds).
+ */
+function serverAppsOf(artifacts: readonly ArtifactRecord[], app: string): string[] {
+  const servers = artifacts.flatMap((a) => {
+    const r = restorers[a.kind];
+    return r?.serverApp && r.serverApp !== app && !r.checkUnloaded?.(a) ? [r.serverApp] : [];
+  });
+  return [...new Set(servers)];
+}
+
 /**
  * Fails with NotFoundError when a snapshot of these artifacts is no longer in the repository (a
  * fresh listing, which the queries then share). Our own server does not remove a backup that

@@ -56,6 +56,13 @@ export interface RestoreTarget {
 
 export interface ArtifactRestorer {
   /**
+   * The database server app (the app named after the engine, ARCHITECTURE §1) on which restoring
+   * or loading this artifact creates, renames and drops databases. A restore or a drill of it
+   * holds that app too (OperationTask.alsoHolds): the server's whole dump, run meanwhile, fails
+   * on a table or database that changes under it (MariaDB: "Table definition has changed").
+   */
+  serverApp?: string;
+  /**
    * Checks what can be checked before the restore stops the app (the room for the side copy):
    * a restore that cannot succeed fails with the app still running. restoreSide checks again.
    */

@@ -133,6 +133,7 @@ function liveSchema(t: RestoreTarget, artifact: ArtifactRecord): string {
 const MYSQLDUMP_END: DumpEnding = { tool: 'mysqldump', ending: /\n-- Dump completed( on [0-9: -]+)?\n$/ };
 
 export const mysqlRestorer: ArtifactRestorer = {
+  serverApp: 'mysql',
   checkUnloaded(artifact) {
     return artifact.name === 'all' ? (stream) => checkServerDump(`mysql:all`, artifact, stream, MYSQLDUMP_END) : undefined;
   },

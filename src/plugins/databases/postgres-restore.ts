@@ -108,6 +108,7 @@ async function roomForSide(client: KubeClient, target: PodTarget, artifact: Arti
 const PG_DUMPALL_END: DumpEnding = { tool: 'pg_dumpall', ending: /\n--\n-- PostgreSQL database cluster dump complete\n--\n*$/ };
 
 export const postgresRestorer: ArtifactRestorer = {
+  serverApp: 'postgres',
   checkUnloaded(artifact) {
     return artifact.name === 'all' ? (stream) => checkServerDump(`postgres:all`, artifact, stream, PG_DUMPALL_END) : undefined;
   },
