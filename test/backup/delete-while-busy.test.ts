@@ -5,23 +5,15 @@
 // running work, as retention and checks do, and goes through once it is done.
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { OP_FIELDS, backupLatest, initRepository, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { expect, it } from 'vitest';
+import { OP_FIELDS, backupLatest, useSimApp } from '../helpers/sim-app.js';
 
-let s: SimApp;
-
-beforeAll(async () => {
-  s = await startSimApp({ apps: ['website', 'gitea'] });
-  await initRepository(s);
-}, 180_000);
-afterAll(async () => {
-  if (s) s.sim.kube.runtime.execGate = undefined;
-  await s?.close();
-});
+const suite = useSimApp(['website', 'gitea']);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 it("waits for another app's running backup instead of failing on its lock", async () => {
+  const s = suite();
   const old = await backupLatest(s, 'website');
   const repoUri = (await s.gql<{ instance: { repository: { uri: string } } }>(`{ instance(name: "test") { repository { uri } } }`)).data!.instance.repository.uri;
   const locks = async () => (await readdir(path.join(repoUri, 'locks')).catch(() => [] as string[])).filter((f) => !f.includes('-tmp-'));

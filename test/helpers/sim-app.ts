@@ -3,7 +3,7 @@ import { startSimCluster, type SimCluster, type SimClusterOptions } from '../../
 import { buildApp, type AppOptions, type WildBackupApp } from '../../src/server.js';
 import { ADMIN_TOKEN, READONLY_TOKEN } from './app.js';
 import type { OperationRecord } from '../../src/engine/operations/index.js';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { registerDataDirSecrets, registerSecret, scanDataDir, watchApp } from './leaks.js';
 
 export interface SimApp {
@@ -73,4 +73,22 @@ export async function backupLatest(s: SimApp, app: string): Promise<{ id: string
   const res = await s.gql<{ instance: { app: { latestBackup: { id: string; backupId: string } } } }>(
     `query($app: String!) { instance(name: "test") { app(name: $app) { latestBackup { id backupId } } } }`, { app });
   return res.data!.instance.app.latestBackup;
+}
+
+/**
+ * The suite's simulated cluster with these apps and Wild Backup, its repository initialized:
+ * started before the suite's tests and stopped after them, with an exec gate a test left set
+ * lifted first. Call the answer inside a test.
+ */
+export function useSimApp(apps: NonNullable<SimClusterOptions['apps']>): () => SimApp {
+  let s: SimApp | undefined;
+  beforeAll(async () => {
+    s = await startSimApp({ apps });
+    await initRepository(s);
+  }, 180_000);
+  afterAll(async () => {
+    if (s) s.sim.kube.runtime.execGate = undefined;
+    await s?.close();
+  });
+  return () => s!;
 }

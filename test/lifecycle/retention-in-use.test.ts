@@ -8,31 +8,24 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { setPath, updateYamlFile } from '../../src/wild/writer.js';
-import { OP_FIELDS, backupLatest, initRepository, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, backupLatest, useSimApp } from '../helpers/sim-app.js';
 
-let s: SimApp;
-
-beforeAll(async () => {
-  s = await startSimApp({ apps: ['website', 'gitea'] });
-  await initRepository(s);
-}, 180_000);
-afterAll(async () => {
-  if (s) s.sim.kube.runtime.execGate = undefined;
-  await s?.close();
-});
+const suite = useSimApp(['website', 'gitea']);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 type Started = { __typename: string; code?: string; message?: string; operation?: { operationId: string } };
 
 async function websiteBackups(): Promise<string[]> {
+  const s = suite();
   const res = await s.gql<{ instance: { backups: { edges: Array<{ node: { backupId: string } }> } } }>(`{ instance(name: "test") { backups(app: "website") { edges { node { backupId } } } } }`);
   return res.data!.instance.backups.edges.map((e) => e.node.backupId);
 }
 
 it('keeps the backup a queued restore waits for, refuses its deletion, and removes it once the restore is done', async () => {
+  const s = suite();
   const older = await backupLatest(s, 'website');
   await backupLatest(s, 'website');
   await updateYamlFile(path.join(s.sim.instanceDir, 'config.yaml'), (doc) => setPath(doc, ['cloud', 'backup', 'retention'], { keepLast: 1 }), 0o644);
@@ -90,6 +83,7 @@ it('keeps the backup a queued restore waits for, refuses its deletion, and remov
 }, 240_000);
 
 it('a restore and a verification of backups removed by hand since they were listed fail before they do anything', async () => {
+  const s = suite();
   const website = await backupLatest(s, 'website');
   const gitea = await backupLatest(s, 'gitea');
   // restic run by hand, outside the server: the server's listing still shows both backups.

@@ -3,29 +3,21 @@
 // app's backup FAILED every time a ghost restore swapped its tables in meanwhile (mysqldump:
 // "Error 1412: Table definition has changed, please retry transaction"). Such work now holds the
 // server app too: the server's backup and an app's restore or drill do not run at once.
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { OP_FIELDS, backupLatest, initRepository, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { expect, it } from 'vitest';
+import { OP_FIELDS, backupLatest, useSimApp } from '../helpers/sim-app.js';
 
-let s: SimApp;
-
-beforeAll(async () => {
-  s = await startSimApp({ apps: ['ghost', 'mysql'] });
-  await initRepository(s);
-}, 180_000);
-afterAll(async () => {
-  if (s) s.sim.kube.runtime.execGate = undefined;
-  await s?.close();
-});
+const suite = useSimApp(['ghost', 'mysql']);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 type Started = { __typename: string; code?: string; message?: string; operation?: { operationId: string } };
 const start = async (mutation: string, variables?: Record<string, unknown>): Promise<Started> =>
-  Object.values((await s.gql<Record<string, Started>>(mutation, variables)).data!)[0]!;
+  Object.values((await suite().gql<Record<string, Started>>(mutation, variables)).data!)[0]!;
 const RESTORE = `mutation($id: ID!) { restoreBackup(input: { backupId: $id }) { ${OP_FIELDS} } }`;
 const VERIFY = `mutation($id: ID!) { verifyBackup(id: $id) { ${OP_FIELDS} } }`;
 const BACKUP_SERVER = `mutation { backupApp(input: { instance: "test", app: "mysql" }) { ${OP_FIELDS} } }`;
 
 it("refuses an app's restore or drill while its database server's backup runs, and the server's backup while a restore runs", async () => {
+  const s = suite();
   const ghost = await backupLatest(s, 'ghost');
   const engine = s.app.services.engine;
 
