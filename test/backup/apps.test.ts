@@ -35,6 +35,9 @@ const BACKUP_OF = `query($app: String!) { instance(name: "test") { app(name: $ap
 async function backupApp(app: string): Promise<BackupNode> {
   const done = await s.runOperation(`mutation($app: String!) { backupApp(input: { instance: "test", app: $app }) { ${OP_FIELDS} } }`, { app });
   expect(done.status, `${app}: ${JSON.stringify(done.error)}`).toBe('SUCCEEDED');
+  // Its message says what it holds and what it left out (immich's redis, a server's data directory).
+  expect(done.message).toMatch(new RegExp(`^backup ${done.backupId}: \\d+ artifacts?, \\d+ bytes(; skipped \\S+)?$`));
+  if (app === 'immich') expect(done.message).toMatch(/; skipped redis:redis$/);
   const res = await s.gql<{ instance: { app: { latestBackup: BackupNode } } }>(BACKUP_OF, { app });
   const b = res.data!.instance.app.latestBackup;
   expect(b.backupId).toBe(done.backupId);
@@ -136,8 +139,17 @@ describe('backupApp', () => {
   });
 
   it('backupCluster: the instance\'s own files, and the etcd snapshot skipped with its reason', async () => {
-    const done = await s.runOperation(`mutation { backupCluster(input: { instance: "test" }) { ${OP_FIELDS} } }`);
+    // Two asked at once: the second is refused while the first is under way, as for an app.
+    const [first, second] = await Promise.all([0, 1].map(() => s.gql<{ backupCluster: { __typename: string; message?: string; operation?: { operationId: string } } }>(
+      `mutation { backupCluster(input: { instance: "test" }) { ${OP_FIELDS} } }`)));
+    const answers = [first!.data!.backupCluster, second!.data!.backupCluster];
+    expect(answers.map((a) => a.__typename).sort()).toEqual(['ConflictError', 'OperationPayload']);
+    const started = answers.find((a) => a.operation)!.operation!.operationId;
+    expect(answers.find((a) => !a.operation)!.message).toMatch(new RegExp(`^instance "test" is busy with its backup, operation ${started} \\((QUEUED|RUNNING)\\)$`));
+    const done = await s.app.services.engine.waitFor(started);
     expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+    // Its operation says what it wrote, as an app backup's does.
+    expect(done.message).toMatch(new RegExp(`^backup ${done.backupId}: 1 artifact, \\d+ bytes; skipped etcd:test$`));
     const res = await s.gql<{ instance: { backups: { edges: Array<{ node: BackupNode & { kind: string; appName: string | null } }> } } }>(
       `{ instance(name: "test") { backups(kind: CLUSTER) { edges { node { backupId kind appName status skipped sizeBytes artifacts { kind name sizeBytes snapshot { snapshotId paths } } } } } } }`);
     const b = res.data!.instance.backups.edges[0]!.node;
@@ -153,6 +165,7 @@ describe('backupApp', () => {
     // Its drill reads each artifact back whole and checks it against the manifest.
     const rec = await s.runOperation(`mutation($id: ID!) { verifyBackup(id: $id) { ${OP_FIELDS} } }`, { id: b.backupId });
     expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
+    expect(rec.message).toBe(`backup ${b.backupId} verified: 1 artifact read back and checked`);
     const v = await s.gql<{ instance: { backups: { edges: Array<{ node: { verification: { ok: boolean; details: string } | null } }> } } }>(
       `{ instance(name: "test") { backups(kind: CLUSTER) { edges { node { verification { ok details } } } } } }`);
     expect(v.data!.instance.backups.edges[0]!.node.verification).toEqual({

@@ -39,5 +39,13 @@ export function manifestBytes(manifest: BackupManifest): Buffer {
   return Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
 }
 
+/** A written backup in a line, for its operation's message: what it holds and what it left out. */
+export function backupSummary(m: BackupManifest): string {
+  const n = m.artifacts.length;
+  const bytes = m.artifacts.reduce((sum, a) => sum + a.sizeBytes, 0);
+  const skipped = m.skipped.length > 0 ? `; skipped ${m.skipped.map((x) => `${x.kind}:${x.name}`).join(', ')}` : '';
+  return `backup ${m.backupId}: ${n} ${n === 1 ? 'artifact' : 'artifacts'}, ${bytes} bytes${skipped}`;
+}
+
 /** Manifests stay small; a larger file is not ours. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;

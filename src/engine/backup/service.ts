@@ -1,6 +1,6 @@
 // Backups of apps and instances: listing (from the snapshot cache and the manifest store),
 // starting BACKUP_APP / BACKUP_CLUSTER / DELETE_BACKUP operations.
-import { NotFoundError, RepositoryError, ValidationError } from '../../errors.js';
+import { ConflictError, NotFoundError, RepositoryError, ValidationError } from '../../errors.js';
 import type { OperationEngine, OperationRecord } from '../operations/index.js';
 import type { RepositoryService } from '../repository/service.js';
 import type { SnapshotListing } from '../restic/index.js';
@@ -8,7 +8,7 @@ import { requireReadableConfig, type AppInfo, type InstanceInfo, type WildStore 
 import { appConfigSource } from '../../plugins/config/app-config.js';
 import { clusterConfigSource, etcdSnapshotSource, etcdUnavailableReason } from '../../plugins/config/cluster-config.js';
 import { BackupCatalog, type BackupView } from './catalog.js';
-import type { BackupManifest } from './manifest.js';
+import { backupSummary, type BackupManifest } from './manifest.js';
 import { removeBackupSnapshots, runBackup } from './pipeline.js';
 import type { ArtifactSource } from './source.js';
 import { BACKUP_ID } from './tags.js';
@@ -128,7 +128,7 @@ export class BackupService {
             sources: [...plan.sources, appConfigSource(this.store, app)],
             skipped: plan.skipped,
           });
-          return { backupId: result.backupId, message: `backup ${result.backupId}: ${result.manifest.artifacts.length} artifacts, ${result.manifest.artifacts.reduce((n, a) => n + a.sizeBytes, 0)} bytes` };
+          return { backupId: result.backupId, message: backupSummary(result.manifest) };
         } finally {
           this.repositories.invalidate(instance);
         }
@@ -139,6 +139,10 @@ export class BackupService {
   async backupCluster(instance: string): Promise<OperationRecord> {
     const inst = await this.store.requireInstance(instance);
     const repo = await this.repositories.open(inst);
+    // As for an app: a second backup of the instance while one is under way is refused (checked
+    // with no await before the submission, so two at once cannot both pass).
+    const running = this.engine.list({ instance, status: ['QUEUED', 'RUNNING'] }).find((r) => r.kind === 'BACKUP_CLUSTER');
+    if (running) throw new ConflictError(`instance "${instance}" is busy with its backup, operation ${running.id} (${running.status})`);
     return this.engine.submit({
       kind: 'BACKUP_CLUSTER',
       instance,
@@ -153,7 +157,7 @@ export class BackupService {
         await this.sweepLeftovers(instance);
         try {
           const result = await runBackup({ repo, catalog: this.catalog, leftovers: this.leftovers, instance, app: null, sources, skipped, ctx, stallTimeoutMs: this.opts.stallTimeoutMs, startTimeoutMs: this.opts.startTimeoutMs });
-          return { backupId: result.backupId };
+          return { backupId: result.backupId, message: backupSummary(result.manifest) };
         } finally {
           this.repositories.invalidate(instance);
         }

@@ -619,7 +619,7 @@ export class RestoreService {
         await mkdir(path.dirname(this.verificationFile(inst.name, b.backupId)), { recursive: true });
         await writeFileAtomic(this.verificationFile(inst.name, b.backupId), JSON.stringify(result, null, 2), 0o644);
         if (!ok) throw Object.assign(new Error(`verification of ${b.backupId} failed: ${lines.filter((l) => !l.includes('as recorded')).join('; ')}`), { code: 'VERIFICATION_FAILED' });
-        return { backupId: b.backupId, message: `backup ${b.backupId} verified: ${lines.length} artifacts ${how} and checked` };
+        return { backupId: b.backupId, message: `backup ${b.backupId} verified: ${lines.length} ${lines.length === 1 ? 'artifact' : 'artifacts'} ${how} and checked` };
       },
     });
   }
