@@ -86,6 +86,9 @@ it('a restore and a verification of backups removed by hand since they were list
   const s = suite();
   const website = await backupLatest(s, 'website');
   const gitea = await backupLatest(s, 'gitea');
+  // Listed now, after the listings that confirm each backup (those run after their operation;
+  // one started before this is never stored): the listing the server keeps holds both backups.
+  await (await s.app.services.repositories.open(await s.app.services.store.requireInstance('test'))).refresh();
   // restic run by hand, outside the server: the server's listing still shows both backups.
   const repository = (await s.gql<{ instance: { repository: { uri: string } } }>(`{ instance(name: "test") { repository { uri } } }`)).data!.instance.repository.uri;
   const secrets = parse(await readFile(path.join(s.sim.instanceDir, 'secrets.yaml'), 'utf8')) as { cloud: { backup: { defaultRepositoryPassword: string } } };
