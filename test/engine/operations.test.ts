@@ -265,8 +265,8 @@ describe('OperationEngine', () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     // Restores of two apps on one database server run side by side.
-    const ghost = await engine.submit(tickTask({ kind: 'RESTORE_APP', app: 'ghost', alsoHolds: ['mysql'], steps: 1, gate }));
-    const blog = await engine.submit(tickTask({ kind: 'VERIFY_BACKUP', app: 'blog', alsoHolds: ['mysql'], steps: 1, gate }));
+    const ghost = await engine.submit(tickTask({ kind: 'RESTORE_APP', app: 'ghost', alsoHolds: [{ app: 'mysql', as: 'alter' }], steps: 1, gate }));
+    const blog = await engine.submit(tickTask({ kind: 'VERIFY_BACKUP', app: 'blog', alsoHolds: [{ app: 'mysql', as: 'alter' }], steps: 1, gate }));
     await expect(engine.submit(tickTask({ kind: 'BACKUP_APP', app: 'mysql' }))).rejects.toThrow(`app "mysql" of instance "home" is busy with operation ${ghost.id} (RESTORE_APP of ghost, RUNNING)`);
     // On another instance, the same app names are other apps.
     const elsewhere = await engine.submit(tickTask({ kind: 'BACKUP_APP', instance: 'lab', app: 'mysql', steps: 1 }));
@@ -275,11 +275,39 @@ describe('OperationEngine', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect([engine.get(ghost.id)?.status, engine.get(blog.id)?.status, engine.get(queued.id)?.status]).toEqual(['RUNNING', 'RUNNING', 'QUEUED']);
     // And a new restore on that server waits behind the server's queued backup, refused meanwhile.
-    await expect(engine.submit(tickTask({ kind: 'RESTORE_APP', app: 'wiki', alsoHolds: ['mysql'] }))).rejects.toThrow(`app "mysql" of instance "home" is busy with operation ${queued.id} (BACKUP_APP, QUEUED)`);
+    await expect(engine.submit(tickTask({ kind: 'RESTORE_APP', app: 'wiki', alsoHolds: [{ app: 'mysql', as: 'alter' }] }))).rejects.toThrow(`app "mysql" of instance "home" is busy with operation ${queued.id} (BACKUP_APP, QUEUED)`);
     release();
     for (const op of [ghost, blog, elsewhere, queued]) expect((await engine.waitFor(op.id)).status).toBe('SUCCEEDED');
     const [g, b, q] = [engine.get(ghost.id)!, engine.get(blog.id)!, engine.get(queued.id)!];
     expect(q.startedAt! >= g.finishedAt! && q.startedAt! >= b.finishedAt!).toBe(true);
+  });
+
+  it('work that only uses a server app runs beside that app\'s backup, not beside its restore, which stops it', async () => {
+    const engine = newEngine({ concurrency: 4 });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const uses = [{ app: 'postgres', as: 'use' as const }];
+    // The nightly shape: the server's whole dump and its apps' own dumps at once.
+    const server = await engine.submit(tickTask({ kind: 'BACKUP_APP', app: 'postgres', steps: 1, gate }));
+    const gitea = await engine.submit(tickTask({ kind: 'BACKUP_APP', app: 'gitea', alsoHolds: uses, steps: 1, gate }));
+    const immich = await engine.submit(tickTask({ kind: 'BACKUP_APP', app: 'immich', alsoHolds: uses, steps: 1, gate }));
+    await new Promise((r) => setTimeout(r, 50));
+    expect([server, gitea, immich].map((op) => engine.get(op.id)?.status)).toEqual(['RUNNING', 'RUNNING', 'RUNNING']);
+    release();
+    for (const op of [server, gitea, immich]) expect((await engine.waitFor(op.id)).status).toBe('SUCCEEDED');
+
+    let releaseB!: () => void;
+    const gateB = new Promise<void>((r) => (releaseB = r));
+    const backup = await engine.submit(tickTask({ kind: 'BACKUP_APP', app: 'gitea', alsoHolds: uses, steps: 1, gate: gateB }));
+    await expect(engine.submit(tickTask({ kind: 'RESTORE_APP', app: 'postgres', stopsApp: true }))).rejects.toThrow(`app "postgres" of instance "home" is busy with operation ${backup.id} (BACKUP_APP of gitea, RUNNING)`);
+    releaseB();
+    expect((await engine.waitFor(backup.id)).status).toBe('SUCCEEDED');
+    let releaseR!: () => void;
+    const gateR = new Promise<void>((r) => (releaseR = r));
+    const restore = await engine.submit(tickTask({ kind: 'RESTORE_APP', app: 'postgres', stopsApp: true, steps: 1, gate: gateR }));
+    await expect(engine.submit(tickTask({ kind: 'BACKUP_APP', app: 'immich', alsoHolds: uses }))).rejects.toThrow(`app "postgres" of instance "home" is busy with operation ${restore.id} (RESTORE_APP, RUNNING)`);
+    releaseR();
+    expect((await engine.waitFor(restore.id)).status).toBe('SUCCEEDED');
   });
 
   it('refuses a deletion of a backup that queued or running work reads, and work on a backup being deleted; reports what is in use', async () => {

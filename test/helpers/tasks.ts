@@ -12,7 +12,9 @@ export interface TickOptions {
   exclusive?: boolean;
   onAppConflict?: 'reject' | 'queue';
   /** Other apps the task holds (OperationTask.alsoHolds). */
-  alsoHolds?: string[];
+  alsoHolds?: OperationTask['alsoHolds'];
+  /** The task stops its app (OperationTask.stopsApp). */
+  stopsApp?: boolean;
   /** The backup the task reads or deletes (OperationTask.backup). */
   backup?: string;
   /** Resolves when the test lets the task finish (used to hold a task RUNNING). */
@@ -31,6 +33,7 @@ export function tickTask(o: TickOptions = {}): OperationTask {
     onAppConflict: o.onAppConflict,
     ...(o.backup !== undefined ? { backup: o.backup } : {}),
     ...(o.alsoHolds ? { alsoHolds: o.alsoHolds } : {}),
+    ...(o.stopsApp ? { stopsApp: true } : {}),
     async run(ctx) {
       o.onStart?.(ctx);
       ctx.progress({ phase: 'ticking', bytesTotal: steps * bytesPerStep, bytesDone: 0 });

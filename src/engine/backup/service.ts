@@ -13,6 +13,7 @@ import { removeBackupSnapshots, runBackup } from './pipeline.js';
 import type { ArtifactSource } from './source.js';
 import { BACKUP_ID } from './tags.js';
 import { stopOrphanedRestic } from './orphans.js';
+import { detectDatabases } from '../../plugins/databases/registry.js';
 import { Leftovers } from './leftovers.js';
 import { logger } from '../../util/log.js';
 
@@ -117,6 +118,9 @@ export class BackupService {
       kind: 'BACKUP_APP',
       instance,
       app: appName,
+      // The database servers it dumps from must stay up: a restore of a server app, which stops
+      // it, does not run meanwhile.
+      alsoHolds: detectDatabases(app).filter((d) => d.included && d.databaseName !== null && d.engine !== appName).map((d) => ({ app: d.engine, as: 'use' as const })),
       run: async (ctx) => {
         ctx.progress({ phase: 'planning' });
         const plan = await this.planner(inst, app, ctx.signal);

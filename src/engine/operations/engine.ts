@@ -76,18 +76,18 @@ const newestFirst = (a: OperationRecord, b: OperationRecord): number =>
 
 const appKey = (instance: string, app: string | undefined | null): string | null => (app ? `${instance}/${app}` : null);
 
-/** The apps a task holds: its own and those it also works on (OperationTask.alsoHolds). */
-const heldApps = (task: OperationTask): string[] => [...(task.app ? [task.app] : []), ...(task.alsoHolds ?? [])];
+/** Whether `other` holds `owner`'s own app in a way that work on that app cannot run beside (OperationTask.alsoHolds). */
+function holdsAgainst(owner: OperationTask, other: OperationTask): boolean {
+  if (!owner.app) return false;
+  if (other.app === owner.app) return true;
+  return (other.alsoHolds ?? []).some((h) => h.app === owner.app && (h.as === 'alter' || owner.stopsApp === true));
+}
 
-/**
- * The app over which two tasks (of one instance) conflict, if any: one's own app that the other
- * holds. Two tasks that both only also hold an app (restores of two apps on one database server)
- * do not conflict over it.
- */
+/** The app over which two tasks (of one instance) conflict, if any: one's own app, held by the other. */
 function sharedApp(a: OperationTask, b: OperationTask): string | undefined {
   if (a.instance !== b.instance) return undefined;
-  if (a.app && heldApps(b).includes(a.app)) return a.app;
-  if (b.app && heldApps(a).includes(b.app)) return b.app;
+  if (holdsAgainst(a, b)) return a.app;
+  if (holdsAgainst(b, a)) return b.app;
   return undefined;
 }
 

@@ -78,12 +78,16 @@ export interface OperationTask {
    */
   readonly onAppConflict?: 'reject' | 'queue';
   /**
-   * Other apps of the instance this task works on, held as its own app is: a restore or a
-   * verification creates, renames and drops databases on a database server app (`postgres`,
-   * `mysql`), which would break that server's whole dump if it ran meanwhile. Work on that app
-   * itself conflicts with this task; other tasks that also hold it do not.
+   * Other apps of the instance this task works through: database server apps (`postgres`,
+   * `mysql`, `redis`). `alter`: it creates, renames and drops databases there (a restore, a
+   * drill), which would break the server's whole dump, so any work on that app itself conflicts
+   * with it. `use`: it only needs the server up (a backup of an app's database), so only work that
+   * stops that app (`stopsApp`) conflicts with it. Tasks that both only hold an app never conflict
+   * over it: restores and backups of two apps on one server run side by side.
    */
-  readonly alsoHolds?: readonly string[];
+  readonly alsoHolds?: ReadonlyArray<{ app: string; as: 'alter' | 'use' }>;
+  /** The task stops its own app while it runs (a restore scales it to zero): see `alsoHolds`. */
+  readonly stopsApp?: boolean;
   /** Exclusive work (prune, check) waits until nothing else runs on the instance, and blocks new work. */
   readonly exclusive?: boolean;
   /**

@@ -343,7 +343,8 @@ export class RestoreService {
       kind: 'RESTORE_APP',
       instance: inst.name,
       app: targetName,
-      alsoHolds: serverAppsOf(artifacts, targetName),
+      alsoHolds: serverAppsOf(artifacts, targetName).map((app) => ({ app, as: 'alter' as const })),
+      stopsApp: true,
       backup: b.backupId,
       run: (ctx) => this.run(ctx, { inst, repo, backup: b, app: targetName, clone, artifacts, safety: input.safetyBackup !== false }),
     });
@@ -584,7 +585,7 @@ export class RestoreService {
     return this.engine.submit({
       kind: 'VERIFY_BACKUP',
       instance: inst.name,
-      ...(app ? { app, alsoHolds: serverAppsOf(artifacts, app) } : {}),
+      ...(app ? { app, alsoHolds: serverAppsOf(artifacts, app).map((server) => ({ app: server, as: 'alter' as const })) } : {}),
       backup: b.backupId,
       run: async (ctx) => {
         ctx.setBackupId(b.backupId);
