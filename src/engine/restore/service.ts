@@ -626,7 +626,6 @@ export class RestoreService {
   }
 }
 
-/** A backup whose manifest could not be read this time: it may be complete, so it is not called incomplete. */
 /**
  * The database server apps on which these artifacts are restored or loaded (a whole-server dump,
  * only read back, is not), other than `app` itself: the work holds them (OperationTask.alsoHolds).
@@ -653,6 +652,7 @@ async function requireSnapshots(repo: ResticRepository, b: BackupView, artifacts
   }
 }
 
+/** A backup whose manifest could not be read this time: it may be complete, so it is not called incomplete. */
 function unreadableBackup(backupId: string, problem: string): RepositoryError {
   return new RepositoryError(`backup ${backupId} cannot be used now: ${problem}`, 'BACKUPS_UNREADABLE');
 }
