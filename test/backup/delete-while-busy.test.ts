@@ -3,10 +3,9 @@
 // backups of eight apps and deletes of older backups at once, two deletes FAILED with "the
 // repository ... is locked by another restic process". A delete now waits for the instance's
 // running work, as retention and checks do, and goes through once it is done.
-import { readdir } from 'node:fs/promises';
-import path from 'node:path';
 import { expect, it } from 'vitest';
-import { OP_FIELDS, backupLatest, useSimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, backupLatest, holdExecs, useSimApp } from '../helpers/sim-app.js';
+import { lockFiles } from '../helpers/faults.js';
 
 const suite = useSimApp(['website', 'gitea']);
 
@@ -16,12 +15,10 @@ it("waits for another app's running backup instead of failing on its lock", asyn
   const s = suite();
   const old = await backupLatest(s, 'website');
   const repoUri = (await s.gql<{ instance: { repository: { uri: string } } }>(`{ instance(name: "test") { repository { uri } } }`)).data!.instance.repository.uri;
-  const locks = async () => (await readdir(path.join(repoUri, 'locks')).catch(() => [] as string[])).filter((f) => !f.includes('-tmp-'));
+  const locks = () => lockFiles(repoUri);
 
   // gitea's backup runs, held: its dump and its volume's tar wait at the gate while their restics hold their locks.
-  let release!: () => void;
-  const gate = new Promise<void>((r) => { release = r; });
-  s.sim.kube.runtime.execGate = (command) => (['tar', 'pg_dump'].includes(command[0] ?? '') ? gate : undefined);
+  const held = holdExecs(s, (command) => ['tar', 'pg_dump'].includes(command[0] ?? ''));
   const engine = s.app.services.engine;
   try {
     const started = await s.gql<{ backupApp: { operation: { operationId: string } } }>(`mutation { backupApp(input: { instance: "test", app: "gitea" }) { ${OP_FIELDS} } }`);
@@ -36,13 +33,12 @@ it("waits for another app's running backup instead of failing on its lock", asyn
     expect(engine.get(delOp)?.status, 'the delete waits its turn').toBe('QUEUED');
     expect(engine.get(backupOp)?.status).toBe('RUNNING');
 
-    release();
+    held.release();
     expect((await engine.waitFor(backupOp)).status).toBe('SUCCEEDED');
     const done = await engine.waitFor(delOp);
     expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
   } finally {
-    s.sim.kube.runtime.execGate = undefined;
-    release();
+    held.release();
   }
   const left = await s.gql<{ instance: { backups: { edges: Array<{ node: { backupId: string; appName: string } }> } } }>(`{ instance(name: "test") { backups { edges { node { backupId appName } } } } }`);
   expect(left.data!.instance.backups.edges.map((e) => e.node.appName)).toEqual(['gitea']);

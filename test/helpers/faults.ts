@@ -1,6 +1,8 @@
 // Shared checks of the fault tests (test/hardening/faults-*.test.ts): processes of this test
 // process found through /proc, waiting for an operation to stream an artifact, and "nothing left".
 import { readFileSync, readdirSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
 import { expect } from 'vitest';
 import { openExecSockets } from '../../src/kube/index.js';
 import type { OperationRecord } from '../../src/engine/operations/index.js';
@@ -108,4 +110,14 @@ export async function expectNoProcessesLeft(): Promise<void> {
   expect(openExecSockets(), 'no exec socket left open').toBe(0);
   // A killed restic is reaped a moment after its stream failed.
   await expect.poll(async () => (await resticChildren()).map((p) => p.argv.join(' ')), { timeout: 10_000, interval: 100 }).toEqual([]);
+}
+
+/**
+ * The lock files of a local repository. Not the temp file restic writes one as and renames: a
+ * restic interrupted while it saves its lock (a loaded machine, where a stream's bytes wait in the
+ * socket before restic has locked) leaves that file, which restic does not take for a lock
+ * (DESIGN.md, Faults).
+ */
+export async function lockFiles(repoDir: string): Promise<string[]> {
+  return (await readdir(path.join(repoDir, 'locks')).catch(() => [] as string[])).filter((f) => !f.includes('-tmp-'));
 }

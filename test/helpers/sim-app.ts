@@ -92,3 +92,24 @@ export function useSimApp(apps: NonNullable<SimClusterOptions['apps']>): () => S
   });
   return () => s!;
 }
+
+/**
+ * Holds the cluster's exec commands that `match` picks, before they start, until `release()`,
+ * which also lifts the gate (call it in a finally too; a second call does nothing more).
+ */
+export function holdExecs(s: SimApp, match: (command: readonly string[]) => boolean): { release(): void } {
+  let open!: () => void;
+  const gate = new Promise<void>((r) => { open = r; });
+  s.sim.kube.runtime.execGate = (command) => (match(command) ? gate : undefined);
+  return {
+    release() {
+      s.sim.kube.runtime.execGate = undefined;
+      open();
+    },
+  };
+}
+
+/** Resolves once the operation runs. */
+export async function untilRunning(s: SimApp, operationId: string): Promise<void> {
+  await expect.poll(() => s.app.services.engine.get(operationId)?.status, { timeout: 10_000, interval: 50 }).toBe('RUNNING');
+}

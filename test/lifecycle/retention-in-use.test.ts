@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { setPath, updateYamlFile } from '../../src/wild/writer.js';
-import { OP_FIELDS, backupLatest, useSimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, backupLatest, holdExecs, untilRunning, useSimApp } from '../helpers/sim-app.js';
 
 const suite = useSimApp(['website', 'gitea']);
 
@@ -32,15 +32,13 @@ it('keeps the backup a queued restore waits for, refuses its deletion, and remov
   const engine = s.app.services.engine;
 
   // gitea's backup runs, held at its dump: the retention run waits for it, and the restore waits behind the retention.
-  let release!: () => void;
-  const gate = new Promise<void>((r) => { release = r; });
-  s.sim.kube.runtime.execGate = (command) => (command[0] === 'pg_dump' ? gate : undefined);
+  const gate = holdExecs(s, (command) => command[0] === 'pg_dump');
   let restoreOp: string;
   let retentionOp: string;
   try {
     const held = await s.gql<{ backupApp: Started }>(`mutation { backupApp(input: { instance: "test", app: "gitea" }) { ${OP_FIELDS} } }`);
     const heldOp = held.data!.backupApp.operation!.operationId;
-    for (let i = 0; i < 100 && engine.get(heldOp)?.status !== 'RUNNING'; i++) await sleep(50);
+    await untilRunning(s, heldOp);
 
     const ret = await s.gql<{ applyRetention: { remove: Array<{ backupId: string }>; operation: { operationId: string } } }>(
       `mutation { applyRetention(input: { instance: "test" }) { ... on RetentionPreviewPayload { remove { backupId } operation { operationId } } } }`);
@@ -61,11 +59,10 @@ it('keeps the backup a queued restore waits for, refuses its deletion, and remov
     const del = await s.gql<{ deleteBackup: Started }>(`mutation($id: ID!) { deleteBackup(id: $id) { ${OP_FIELDS} } }`, { id: older.id });
     expect(del.data!.deleteBackup.__typename).toBe('ConflictError');
     expect(del.data!.deleteBackup.message).toContain(`operation ${restoreOp} (RESTORE_APP, QUEUED)`);
-    release();
+    gate.release();
     expect((await engine.waitFor(heldOp)).status).toBe('SUCCEEDED');
   } finally {
-    s.sim.kube.runtime.execGate = undefined;
-    release();
+    gate.release();
   }
 
   const retention = await engine.waitFor(retentionOp);

@@ -17,6 +17,7 @@ import {
   type ResticSpawnInfo,
 } from '../../src/engine/restic/index.js';
 import { SecretScan, randomStream, sha256Of } from '../storage/helpers.js';
+import { lockFiles } from '../helpers/faults.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -41,13 +42,8 @@ describe('restic client (local repository)', () => {
   const backup = (stdin: Readable, opts: { signal?: AbortSignal; tags?: string[]; filename?: string } = {}) =>
     repo.backupStdin({ stdin, filename: opts.filename ?? 'app/file.bin', host: 'wild-test', tags: opts.tags ?? ['wild-backup'], signal: opts.signal });
 
-  /**
-   * The repository's lock files. Not the temp file restic writes one as and renames: a restic
-   * interrupted while it saves its lock (a loaded machine, where the stream's bytes wait in the
-   * socket before restic has locked) leaves that file, which restic does not take for a lock
-   * (DESIGN.md, Faults).
-   */
-  const lockFiles = async () => (await readdir(join(dir, 'repo', 'locks')).catch(() => [] as string[])).filter((f) => !f.includes('-tmp-'));
+  /** The repository's lock files (not the temp file an interrupted lock save leaves). */
+  const locks = () => lockFiles(join(dir, 'repo'));
 
   /** Resolves once restic has read `bytes` of the stream (the stream then waits on `hold`). */
   async function untilRead(source: ReturnType<typeof randomStream>, bytes: number) {
@@ -131,7 +127,7 @@ describe('restic client (local repository)', () => {
     fail(new Error('pod exec stream broke'));
     await expect(running).rejects.toThrow('pod exec stream broke');
     expect(await repo.snapshots({ tags: ['broken-source'] })).toEqual([]);
-    expect(await lockFiles(), 'no lock left behind').toEqual([]);
+    expect(await locks(), 'no lock left behind').toEqual([]);
   });
 
   it('a restic killed mid-stream leaves no lock behind once the call has failed', async () => {
@@ -139,14 +135,14 @@ describe('restic client (local repository)', () => {
     const source = randomStream(1024 * 1024, { holdAfter: 128 * 1024, hold });
     const running = backup(source.stream, { tags: ['killed'] });
     await untilRead(source, 128 * 1024);
-    for (let i = 0; i < 300 && (await lockFiles()).length === 0; i++) await sleep(50);
-    expect((await lockFiles()).length, 'the backup holds its lock').toBe(1);
+    for (let i = 0; i < 300 && (await locks()).length === 0; i++) await sleep(50);
+    expect((await locks()).length, 'the backup holds its lock').toBe(1);
     // SIGKILL: restic cannot remove its own lock.
     process.kill(spawned.at(-1)!.pid, 'SIGKILL');
     const err = await running.catch((e: unknown) => e);
     release();
     expect((err as Error).message).toMatch(/was killed/);
-    expect(await lockFiles(), 'the stale lock was removed').toEqual([]);
+    expect(await locks(), 'the stale lock was removed').toEqual([]);
   });
 
   it('reports a locked repository at once, typed; the work goes through once the lock is gone', async () => {
@@ -155,8 +151,8 @@ describe('restic client (local repository)', () => {
     const running = backup(source.stream, { tags: ['while-locked'], filename: 'app/locked.bin' });
     await untilRead(source, 128 * 1024);
     // The bytes can sit in the pipe before restic has opened the repository: wait for its lock.
-    for (let i = 0; i < 300 && (await lockFiles()).length === 0; i++) await sleep(50);
-    expect((await lockFiles()).length, 'the backup holds its lock').toBe(1);
+    for (let i = 0; i < 300 && (await locks()).length === 0; i++) await sleep(50);
+    expect((await locks()).length, 'the backup holds its lock').toBe(1);
     const started = Date.now();
     // check needs an exclusive lock; the running backup holds a shared one.
     const err = await repo.check().catch((e: unknown) => e);

@@ -4,11 +4,10 @@
 // "Error 1412: Table definition has changed, please retry transaction"). Such work now holds the
 // server app too: the server's backup and an app's restore or drill do not run at once.
 import { expect, it } from 'vitest';
-import { OP_FIELDS, backupLatest, useSimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, backupLatest, holdExecs, untilRunning, useSimApp } from '../helpers/sim-app.js';
 
 const suite = useSimApp(['ghost', 'mysql']);
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 type Started = { __typename: string; code?: string; message?: string; operation?: { operationId: string } };
 const start = async (mutation: string, variables?: Record<string, unknown>): Promise<Started> =>
   Object.values((await suite().gql<Record<string, Started>>(mutation, variables)).data!)[0]!;
@@ -22,25 +21,22 @@ it("refuses an app's restore or drill while its database server's backup runs, a
   const engine = s.app.services.engine;
 
   // The server's whole dump, held before it starts.
-  let release!: () => void;
-  const gate = new Promise<void>((r) => { release = r; });
-  s.sim.kube.runtime.execGate = (command) => (command.join(' ').includes('--all-databases') ? gate : undefined);
+  const gate = holdExecs(s, (command) => command.join(' ').includes('--all-databases'));
   try {
     const server = await start(BACKUP_SERVER);
     expect(server.__typename, JSON.stringify(server)).toBe('OperationPayload');
     const serverOp = server.operation!.operationId;
-    for (let i = 0; i < 100 && engine.get(serverOp)?.status !== 'RUNNING'; i++) await sleep(50);
+    await untilRunning(s, serverOp);
     for (const m of [RESTORE, VERIFY]) {
       const refused = await start(m, { id: ghost.id });
       expect(refused.__typename, JSON.stringify(refused)).toBe('ConflictError');
       expect(refused.message).toBe(`app "mysql" of instance "test" is busy with operation ${serverOp} (BACKUP_APP, RUNNING)`);
     }
-    release();
+    gate.release();
     const done = await engine.waitFor(serverOp);
     expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
   } finally {
-    s.sim.kube.runtime.execGate = undefined;
-    release();
+    gate.release();
   }
 
   // The other way round: while ghost's restore is queued or runs, the server's backup is refused.
@@ -65,25 +61,22 @@ it("refuses a restore of the database server app, which stops the server, while 
 
   // ghost's own dump, held before it starts. Found in the demo: the postgres app's restore (its
   // CONFIG only) stopped the server under immich's backup, which FAILED with POD_NOT_FOUND.
-  let release!: () => void;
-  const gate = new Promise<void>((r) => { release = r; });
-  s.sim.kube.runtime.execGate = (command) => {
+  const gate = holdExecs(s, (command) => {
     const line = command.join(' ');
-    return line.includes('mysqldump') && !line.includes('--all-databases') ? gate : undefined;
-  };
+    return line.includes('mysqldump') && !line.includes('--all-databases');
+  });
   try {
     const backup = await start(BACKUP_GHOST);
     const backupOp = backup.operation!.operationId;
-    for (let i = 0; i < 100 && engine.get(backupOp)?.status !== 'RUNNING'; i++) await sleep(50);
+    await untilRunning(s, backupOp);
     const refused = await start(RESTORE_SERVER, { id: server.id });
     expect(refused.__typename, JSON.stringify(refused)).toBe('ConflictError');
     expect(refused.message).toBe(`app "mysql" of instance "test" is busy with operation ${backupOp} (BACKUP_APP of ghost, RUNNING)`);
-    release();
+    gate.release();
     const done = await engine.waitFor(backupOp);
     expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
   } finally {
-    s.sim.kube.runtime.execGate = undefined;
-    release();
+    gate.release();
   }
 
   const restore = await start(RESTORE_SERVER, { id: server.id });
