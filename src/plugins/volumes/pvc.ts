@@ -49,11 +49,14 @@ export interface VolumeSourceOptions {
   helperImage?: string;
 }
 
+/** Where a volume's tar runs. */
+interface Located { target: PodTarget; mountPath: string; excludes: string[]; cleanup?: () => Promise<void> }
+
 export function pvcSource(o: VolumeSourceOptions): ArtifactSource {
   const { client, app, volume } = o;
   const patterns = excludePatterns(app);
   // The pod and path are found when the source opens (the estimate may run on another pod).
-  const locate = async (signal: AbortSignal): Promise<{ target: PodTarget; mountPath: string; excludes: string[]; cleanup?: () => Promise<void> }> => {
+  const locate = async (signal: AbortSignal): Promise<Located> => {
     const mount = volume.mount && !volume.mount.subPath ? volume.mount : undefined;
     if (mount) {
       const pod = await client.call((c) => client.core.readNamespacedPod({ namespace: app.name, name: mount.pod }, c), { signal, timeoutMs: 15_000 });
@@ -77,20 +80,27 @@ export function pvcSource(o: VolumeSourceOptions): ArtifactSource {
       throw err;
     }
   };
-  let located: Awaited<ReturnType<typeof locate>> | undefined;
+  // Where the tar runs, once open has found it: a helper pod's `du` waits for it.
+  let opened!: (l: Located) => void;
+  const whenOpened = new Promise<Located>((resolve) => { opened = resolve; });
   return {
     artifact: { kind: 'pvc', name: volume.name },
     extension: '.tar',
     async estimate(signal) {
-      // Only a running pod is asked for `du`; a helper pod is not started just for an estimate.
-      if (!volume.mount || volume.mount.subPath) return volume.capacityBytes ?? null;
-      const l = await locate(signal);
-      const out = await podText(client, l.target, ['du', '-s', '-k', l.mountPath], signal);
-      return Number(out.split(/\s+/)[0]) * 1024 || null;
+      // No running pod mounts the whole volume (the app is stopped): `du` runs in the helper pod
+      // that open starts, not in one started just for an estimate. The volume's capacity (a 250 GiB
+      // claim holding 60 MB, say) would give the progress a percent and an ETA off by its ratio.
+      const helper = !volume.mount || volume.mount.subPath;
+      const l = helper ? await untilAborted(whenOpened, signal) : await locate(signal);
+      const out = await podText(client, l.target, ['du', '-s', '-k', l.mountPath], signal).catch((err: unknown) => {
+        if (helper && !signal.aborted) return null; // the helper went with the stream's end
+        throw err;
+      });
+      return out === null ? volume.capacityBytes ?? null : Number(out.split(/\s+/)[0]) * 1024 || null;
     },
     async open(signal) {
-      located = await locate(signal);
-      const l = located;
+      const l = await locate(signal);
+      opened(l);
       const source = execSource({
         client, target: l.target, artifact: { kind: 'pvc', name: volume.name }, extension: '.tar',
         command: tarCommand(l.mountPath, l.excludes),
@@ -103,4 +113,14 @@ export function pvcSource(o: VolumeSourceOptions): ArtifactSource {
       return source.open(signal);
     },
   };
+}
+
+/** `p`, or the signal's reason once it is aborted first. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v); }, (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e); });
+  });
 }
