@@ -10,6 +10,7 @@ import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { schema } from './schema/index.js';
 import { WildError } from './errors.js';
+import { ResticError } from './engine/restic/index.js';
 import { lockDataDir } from './server-lock.js';
 import { loadTokens, roleFor, type Tokens } from './auth.js';
 import { ClientGate, clientKey, type ClientLimits } from './fairness.js';
@@ -232,7 +233,9 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
         // graphql ships CJS and ESM builds, so `instanceof GraphQLError` is unreliable: duck-type.
         const isGraphQLError = error instanceof Error && error.name === 'GraphQLError';
         const original = isGraphQLError ? (error as GraphQLError).originalError ?? null : error;
-        if (original instanceof WildError) {
+        // restic's failures carry their own code (RESTIC_WRONG_PASSWORD, RESTIC_UNREACHABLE…): a
+        // query that meets one says what it was, as for a WildError.
+        if (original instanceof WildError || original instanceof ResticError) {
           return new GraphQLError(scrub(original.message), { extensions: { code: original.code } });
         }
         if (isGraphQLError && !original) return error as GraphQLError;

@@ -3,7 +3,7 @@
 import { ConflictError, NotFoundError, RepositoryError, ValidationError } from '../../errors.js';
 import type { OperationEngine, OperationRecord } from '../operations/index.js';
 import type { RepositoryService } from '../repository/service.js';
-import type { SnapshotListing } from '../restic/index.js';
+import { ResticError, type SnapshotListing } from '../restic/index.js';
 import { requireReadableConfig, type AppInfo, type InstanceInfo, type WildStore } from '../../wild/store.js';
 import { appConfigSource } from '../../plugins/config/app-config.js';
 import { clusterConfigSource, etcdSnapshotSource, etcdUnavailableReason } from '../../plugins/config/cluster-config.js';
@@ -76,7 +76,13 @@ export class BackupService {
     const st = await this.repositories.status(inst);
     if (!st.initialized || !st.reachable) return null;
     const repo = await this.repositories.open(inst);
-    const listing = await repo.allSnapshots();
+    // A repository whose status tells why it cannot be read (a wrong password) lists nothing, as
+    // one that cannot be reached: the status is the answer. Otherwise restic's failure is.
+    const listing = await repo.allSnapshots().catch((err: unknown) => {
+      if (st.error && err instanceof ResticError) return null;
+      throw err;
+    });
+    if (!listing) return null;
     return { listing, views: await this.catalog.list(repo, inst.name, listing) };
   }
 

@@ -1,5 +1,6 @@
 // Repository configuration, status and statistics of each instance, and the INIT_REPOSITORY task.
 // Resolvers ask this service; it alone turns config files into a restic repository.
+import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { ResticError, ResticRepository, type ResticStats, type SnapshotListing, type UnreadableSnapshot } from '../restic/index.js';
 import { StorageValidationError, displayRepositoryUri, findPluginForUri, validateRepositorySettings } from '../../plugins/storage/registry.js';
@@ -80,10 +81,17 @@ function toRepositoryError(err: unknown): unknown {
   return err;
 }
 
+/** A digest of the settings an instance's repository is opened with (secrets included; never shown). */
+async function settingsKey(store: WildStore, inst: InstanceInfo): Promise<string> {
+  const r = await resolveSettings(store, inst).catch((err: unknown) => ({ error: String(err) }));
+  return createHash('sha256').update(JSON.stringify(r)).digest('hex');
+}
+
 export class RepositoryService {
-  private readonly statusCache = new Map<string, { at: number; value: Promise<RepositoryStatusView>; refreshing?: boolean }>();
+  /** `key`: the settings the status was found with (settingsKey): a hand edit of the files makes it stale at once. */
+  private readonly statusCache = new Map<string, { at: number; key: string; value: Promise<RepositoryStatusView>; refreshing?: boolean }>();
   /** The status an instance had before our own last write dropped it (the repository opened then). */
-  private readonly beforeWrite = new Map<string, Promise<RepositoryStatusView>>();
+  private readonly beforeWrite = new Map<string, { key: string; value: Promise<RepositoryStatusView> }>();
   private readonly statsCache = new Map<string, { at: number; value: Promise<RepositoryStatsView> }>();
 
   constructor(
@@ -132,7 +140,7 @@ export class RepositoryService {
    */
   invalidate(instance: string): void {
     const hit = this.statusCache.get(instance);
-    if (hit) this.beforeWrite.set(instance, hit.value);
+    if (hit) this.beforeWrite.set(instance, { key: hit.key, value: hit.value });
     this.statusCache.delete(instance);
     this.statsCache.delete(instance);
   }
@@ -149,24 +157,29 @@ export class RepositoryService {
    * problems. Past its TTL the last answer is still given while one refresh runs behind it, so
    * queries never queue behind restic for a status that nothing of ours changed.
    */
-  status(inst: InstanceInfo): Promise<RepositoryStatusView> {
+  async status(inst: InstanceInfo): Promise<RepositoryStatusView> {
+    // Read from the files each time (they are cached by their stat): a password or repository
+    // changed by hand in secrets.yaml or config.yaml is not answered with the old one's status.
+    const key = await settingsKey(this.store, inst);
     const hit = this.statusCache.get(inst.name);
-    if (hit) {
+    if (hit && hit.key === key) {
       if (Date.now() - hit.at < (this.opts.statusTtlMs ?? 15_000)) return hit.value;
       if (!hit.refreshing) {
         hit.refreshing = true;
         this.computeStatus(inst).then((value) => {
           // Stored only if nothing invalidated the entry meanwhile.
-          if (this.statusCache.get(inst.name) === hit) this.statusCache.set(inst.name, { at: Date.now(), value: Promise.resolve(value) });
+          if (this.statusCache.get(inst.name) === hit) this.statusCache.set(inst.name, { at: Date.now(), key, value: Promise.resolve(value) });
         }, () => { hit.refreshing = false; });
       }
       return hit.value;
     }
+    // What our own last write left is only worth trusting with the settings it was found with.
     const before = this.beforeWrite.get(inst.name);
     this.beforeWrite.delete(inst.name);
-    const value = this.computeStatus(inst, undefined, before);
-    this.statusCache.set(inst.name, { at: Date.now(), value });
-    value.catch(() => this.statusCache.delete(inst.name));
+    const value = this.computeStatus(inst, undefined, before?.key === key ? before.value : undefined);
+    const entry = { at: Date.now(), key, value };
+    this.statusCache.set(inst.name, entry);
+    value.catch(() => { if (this.statusCache.get(inst.name) === entry) this.statusCache.delete(inst.name); });
     return value;
   }
 
@@ -211,7 +224,12 @@ export class RepositoryService {
       const [raw, restore, snaps] = await Promise.all([repo.stats('raw-data'), repo.stats('restore-size'), repo.snapshots()]);
       const times = snaps.map((s) => s.time).sort();
       return { ...raw, logicalSize: restore.totalSize, snapshotCount: snaps.length, oldestSnapshotAt: times[0] ?? null, latestSnapshotAt: times.at(-1) ?? null };
-    })();
+    })().catch((err: unknown) => {
+      // The status it was asked under was wrong (found before the repository changed): the next
+      // status looks again, and this query gets restic's reason with its code.
+      if (err instanceof ResticError) this.statusCache.delete(inst.name);
+      throw toRepositoryError(err);
+    });
     this.statsCache.set(inst.name, { at: Date.now(), value });
     value.catch(() => this.statsCache.delete(inst.name));
     return value;
