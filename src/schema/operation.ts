@@ -1,7 +1,7 @@
 // Operations: long jobs with progress, their queries, cancellation and live subscriptions.
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
-import { ConflictError, ForbiddenError, NotFoundError } from '../errors.js';
+import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../errors.js';
 import { OPERATION_KINDS, OPERATION_STATUSES, isOperationId, isTerminal, type OperationRecord } from '../engine/operations/index.js';
 import { OPERATION_EVENT_TYPES, type OperationEvent } from '../subscriptions/events.js';
 import { requireAdmin } from './errors.js';
@@ -11,6 +11,10 @@ import { connectionOf, defineConnection, FIRST_DESCRIPTION } from './pagination.
 
 export const OperationKindEnum = builder.enumType('OperationKind', { values: OPERATION_KINDS });
 export const OperationStatusEnum = builder.enumType('OperationStatus', { values: OPERATION_STATUSES });
+/** Operation.log: lines unless `last` is given, and at most. */
+const LOG_LINES = 100;
+const MAX_LOG_LINES = 1000;
+
 const OperationEventTypeEnum = builder.enumType('OperationEventType', { values: OPERATION_EVENT_TYPES });
 
 const OperationProgressRef = builder.objectRef<OperationRecord['progress']>('OperationProgress').implement({
@@ -64,8 +68,13 @@ OperationRef.implement({
       resolve: (o) => isTerminal(o.status) && o.recovery !== null,
     }),
     log: t.stringList({
-      args: { last: t.arg.int({ required: false }) },
-      resolve: (o, { last }, ctx) => ctx.services.engine.logTail(o.id, Math.min(Math.max(last ?? 100, 1), 1000)),
+      description: 'The last lines of the operation\'s log, oldest first.',
+      args: { last: t.arg.int({ required: false, description: `Lines: ${LOG_LINES} unless given, at most ${MAX_LOG_LINES}; 0 answers none. A negative number is refused.` }) },
+      resolve: async (o, { last }, ctx) => {
+        if (last != null && last < 0) throw new ValidationError(`last: ${last} is not a number of lines (give 0 or more; at most ${MAX_LOG_LINES} are returned)`, [{ path: 'last', message: 'must be 0 or more' }]);
+        const n = Math.min(last ?? LOG_LINES, MAX_LOG_LINES);
+        return n === 0 ? [] : ctx.services.engine.logTail(o.id, n);
+      },
     }),
   }),
 });

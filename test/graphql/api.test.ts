@@ -142,6 +142,13 @@ describe('operations', () => {
     expect(op.data!.operation.status).toBe('SUCCEEDED');
     expect(op.data!.operation.progress.percent).toBe(100);
     expect(op.data!.operation.log.join('\n')).toContain('SUCCEEDED');
+    // log(last:) as `first` is for pages: 0 answers none, a negative number is refused.
+    const lines = async (last: number) => t.gql<{ operation: { log: string[] } | null }>(`query($id: ID!, $last: Int) { operation(id: $id) { log(last: $last) } }`, { id: quick.id, last });
+    expect((await lines(1)).data!.operation!.log).toHaveLength(1);
+    expect((await lines(0)).data!.operation!.log).toEqual([]);
+    const negative = await lines(-3) as { errors?: Array<{ message: string; extensions: { code: string } }> };
+    expect(negative.errors?.map((e) => e.extensions.code)).toEqual(['VALIDATION_FAILED']);
+    expect(negative.errors![0]!.message).toMatch(/last: -3 is not a number of lines/);
   });
 });
 
