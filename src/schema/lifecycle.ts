@@ -86,7 +86,7 @@ builder.mutationFields((t) => ({
   checkRepository: t.field({
     type: OperationPayloadRef,
     args: { input: t.arg({ type: CheckRepositoryInput, required: true }) },
-    errors: { types: [NotFoundError, ConflictError, RepositoryError, ForbiddenError], directResult: true, union: { name: 'CheckRepositoryResult' } },
+    errors: { types: [NotFoundError, ValidationError, ConflictError, RepositoryError, ForbiddenError], directResult: true, union: { name: 'CheckRepositoryResult' } },
     resolve: async (_r, { input }, ctx) => {
       requireAdmin(ctx.role);
       return { operation: await ctx.services.maintenance.checkRepository(input.instance, input.readDataPercent) };

@@ -89,6 +89,16 @@ describe('retention', () => {
 });
 
 describe('checkRepository', () => {
+  it('answers a share of the data out of range with ValidationError in its union, and starts nothing', async () => {
+    const before = s.app.services.engine.list().length;
+    for (const pct of [0, -5, 101]) {
+      const res = await s.gql<{ checkRepository: { __typename: string; code: string; message: string } }>(`mutation($p: Float) { checkRepository(input: { instance: "test", readDataPercent: $p }) { ${OP_FIELDS} } }`, { p: pct });
+      expect(res.errors).toBeUndefined();
+      expect(res.data!.checkRepository).toMatchObject({ __typename: 'ValidationError', code: 'VALIDATION_FAILED', message: expect.stringContaining('input.readDataPercent') });
+    }
+    expect(s.app.services.engine.list()).toHaveLength(before);
+  });
+
   it('passes on a healthy repository; a corrupted pack fails the check and names the problem; a later backup of other data is good', async () => {
     const ok = await s.runOperation(`mutation { checkRepository(input: { instance: "test", readDataPercent: 100 }) { ${OP_FIELDS} } }`);
     expect(ok.status, JSON.stringify(ok.error)).toBe('SUCCEEDED');
