@@ -46,10 +46,16 @@ export interface ExecOptions {
   highWaterMark?: number;
   /** Subprotocols to offer (tests); default v5 then v4. */
   protocols?: readonly ExecProtocol[];
+  /**
+   * A non-zero exit that the caller takes as success, from its code and stderr tail (GNU tar's 1
+   * when files changed while it read them: its archive is whole). stdout then ends cleanly.
+   */
+  acceptExit?: (exitCode: number, stderr: string) => boolean;
 }
 
 export interface ExecResult {
-  exitCode: 0;
+  /** 0, or a code `acceptExit` accepted. */
+  exitCode: number;
   stderr: string;
 }
 
@@ -59,7 +65,7 @@ export interface ExecStream {
   readonly protocol: ExecProtocol;
   /** The TLS suite of the exec's connection (e.g. TLS_AES_128_GCM_SHA256; see ciphers.ts); null over plain HTTP. */
   readonly tlsCipher: string | null;
-  /** Resolves when the command exited 0 (stdout may still hold unread bytes); rejects with a KubeError. */
+  /** Resolves when the command exited 0, or with a code `acceptExit` took (stdout may still hold unread bytes); rejects with a KubeError. */
   readonly done: Promise<ExecResult>;
   /** The stderr tail kept so far. */
   stderr(): string;
@@ -198,7 +204,7 @@ export async function execStream(client: KubeClient, o: ExecOptions): Promise<Ex
 
   const stderrText = (): string => stderrTail.toString('utf8');
 
-  function finish(err?: Error): void {
+  function finish(err?: Error, exitCode = 0): void {
     if (finished) return;
     finished = true;
     o.signal?.removeEventListener('abort', onAbort);
@@ -209,7 +215,7 @@ export async function execStream(client: KubeClient, o: ExecOptions): Promise<Ex
     } else {
       if (ws.readyState === WebSocket.OPEN) ws.close(1000);
       stdout.push(null);
-      resolveDone({ exitCode: 0, stderr: stderrText() });
+      resolveDone({ exitCode, stderr: stderrText() });
     }
   }
 
@@ -231,7 +237,9 @@ export async function execStream(client: KubeClient, o: ExecOptions): Promise<Ex
       try { status = JSON.parse(payload.toString('utf8')) as typeof status; } catch { status = { status: 'Failure', message: payload.toString('utf8') }; }
       if (status?.status === 'Success') return finish();
       const exit = status?.details?.causes?.find((c) => c.reason === 'ExitCode')?.message;
-      finish(new CommandFailedError(program, status?.reason === 'NonZeroExitCode' && exit !== undefined ? Number(exit) : null, stderrText(), where, status?.message));
+      const code = status?.reason === 'NonZeroExitCode' && exit !== undefined ? Number(exit) : null;
+      if (code !== null && o.acceptExit?.(code, stderrText())) return finish(undefined, code);
+      finish(new CommandFailedError(program, code, stderrText(), where, status?.message));
     }
   });
   ws.on('close', (code: number, reason: Buffer) => {

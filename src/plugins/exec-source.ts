@@ -28,6 +28,11 @@ export interface ExecSourceSpec {
   through?: () => { transform: Duplex; result: () => Record<string, unknown> };
   /** Called when the stream is done either way (helper pod removal). */
   cleanup?: () => Promise<void>;
+  /**
+   * A non-zero exit that still leaves a whole stream, and the warnings to record of it (the
+   * artifact's `meta.warnings`, logged by the backup); null: a failure, as any other exit.
+   */
+  acceptExit?: (exitCode: number, stderr: string) => string[] | null;
 }
 
 export function execSource(spec: ExecSourceSpec): ArtifactSource {
@@ -40,9 +45,11 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
       let ex;
       try {
         const command = typeof spec.command === 'function' ? await spec.command(signal) : spec.command;
+        const accept = spec.acceptExit;
         ex = await execStream(spec.client, {
           ...spec.target, command, signal,
           ...(stdin ? { stdin, stdinLength: stdin.length } : {}),
+          ...(accept ? { acceptExit: (code: number, stderr: string) => accept(code, stderr) !== null } : {}),
         });
       } catch (err) {
         await spec.cleanup?.().catch(() => undefined);
@@ -52,23 +59,27 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
       const stream: Readable = through ? ex.stdout.pipe(through.transform) : ex.stdout;
       if (through) ex.stdout.on('error', (e) => through.transform.destroy(e));
       const ended = (async () => {
-        await ex.done;
+        const result = await ex.done;
         // The command has exited, but its last bytes may still be on their way through the
         // transform: its facts are complete only once it has processed all of them.
         if (through) await finishedWriting(through.transform, { readable: false });
+        return result;
       })();
       ended.catch(() => undefined);
       const finished = (async () => {
         try {
-          await ended;
+          const result = await ended;
+          const warnings = result.exitCode !== 0 ? spec.acceptExit?.(result.exitCode, result.stderr) ?? [] : [];
           const facts = spec.meta ? await spec.meta(signal) : {};
-          return { ...facts, ...(through ? through.result() : {}) };
+          return { ...facts, ...(through ? through.result() : {}), ...(warnings.length > 0 ? { warnings } : {}) };
         } finally {
           await spec.cleanup?.().catch(() => undefined);
         }
       })();
       finished.catch(() => undefined);
-      return { stream, finished, ended };
+      const exited = ended.then(() => undefined);
+      exited.catch(() => undefined); // as `ended`: observed by the caller, never unhandled
+      return { stream, finished, ended: exited };
     },
   };
 }

@@ -39,6 +39,7 @@ const BackupArtifactRef = builder.objectRef<BackupArtifactView & { instance: str
     name: t.exposeString('name', { description: 'database or PVC name' }),
     snapshot: t.field({ type: SnapshotRef, resolve: (a) => ({ instance: a.instance, snap: a.snapshot }) }),
     sizeBytes: t.field({ type: 'ByteCount', resolve: (a) => a.sizeBytes }),
+    warnings: t.stringList({ description: 'what the backup of this artifact met and got past: files of a volume that the app changed while tar read them (each is held as read)', resolve: (a) => a.warnings ?? [] }),
   }),
 });
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { ResticRepository, Snapshot, SnapshotListing } from '../restic/index.js';
 import { writeFileAtomic } from '../../wild/writer.js';
 import { logger, scrub } from '../../util/log.js';
-import { backupManifestSchema, manifestBytes, MAX_MANIFEST_BYTES, type ArtifactRecord, type BackupManifest } from './manifest.js';
+import { artifactWarnings, backupManifestSchema, manifestBytes, MAX_MANIFEST_BYTES, type ArtifactRecord, type BackupManifest } from './manifest.js';
 import { MANIFEST_ARTIFACT, parseTags, type ParsedTags } from './tags.js';
 
 const log = logger('catalog');
@@ -17,6 +17,8 @@ export interface BackupArtifactView {
   name: string;
   snapshot: Snapshot;
   sizeBytes: number;
+  /** What its source recorded as worth knowing (files that changed while read); empty for most. */
+  warnings?: string[];
 }
 
 export interface BackupView {
@@ -265,7 +267,8 @@ export class BackupCatalog {
         const snap = snapOf(a);
         if (!snap) { complete = false; records.push(a); continue; }
         records.push({ ...a, snapshotId: snap.id });
-        artifacts.push({ kind: a.kind, name: a.name, snapshot: snap, sizeBytes: a.sizeBytes });
+        const warnings = artifactWarnings(a);
+        artifacts.push({ kind: a.kind, name: a.name, snapshot: snap, sizeBytes: a.sizeBytes, ...(warnings.length > 0 ? { warnings } : {}) });
       }
       resolved = { ...manifest, artifacts: records };
       if (manifestSnap) artifacts.push({ kind: MANIFEST_ARTIFACT, name: 'backup.json', snapshot: manifestSnap, sizeBytes: manifestBytes(manifest).length });

@@ -44,7 +44,14 @@ export function backupSummary(m: BackupManifest): string {
   const n = m.artifacts.length;
   const bytes = m.artifacts.reduce((sum, a) => sum + a.sizeBytes, 0);
   const skipped = m.skipped.length > 0 ? `; skipped ${m.skipped.map((x) => `${x.kind}:${x.name}`).join(', ')}` : '';
-  return `backup ${m.backupId}: ${n} ${n === 1 ? 'artifact' : 'artifacts'}, ${bytes} bytes${skipped}`;
+  const warned = m.artifacts.filter((a) => artifactWarnings(a).length > 0).map((a) => `${a.kind}:${a.name}`);
+  return `backup ${m.backupId}: ${n} ${n === 1 ? 'artifact' : 'artifacts'}, ${bytes} bytes${skipped}${warned.length > 0 ? `; warnings for ${warned.join(', ')} (see the log)` : ''}`;
+}
+
+/** What a source recorded as worth knowing of a whole artifact (`meta.warnings`: files that changed while read). */
+export function artifactWarnings(a: ArtifactRecord): string[] {
+  const w = a.meta.warnings;
+  return Array.isArray(w) ? w.filter((x): x is string => typeof x === 'string') : [];
 }
 
 /** Manifests stay small; a larger file is not ours. */

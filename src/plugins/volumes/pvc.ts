@@ -49,6 +49,34 @@ export interface VolumeSourceOptions {
   helperImage?: string;
 }
 
+/**
+ * GNU tar's warnings on --create that leave its archive whole, for which it exits 1: a file
+ * written, shrunk (padded with zeros) or removed while tar read it, as happens on a live app's
+ * volume (a log file appended, a photo uploaded). busybox tar never exits for these, and its
+ * exit 1 is a failure, which no line here matches.
+ */
+const TAR_CHANGED = /^tar: (.+): (file changed as we read it|File removed before we read it|File shrank by \d+ bytes?; padding with zeros)$/;
+/** The stderr kept of an exec (exec.ts's default): its first line may be cut when it is full. */
+const STDERR_TAIL = 64 << 10;
+
+/**
+ * The warnings to record when tar's exit 1 only says that files changed while it read them (the
+ * backup holds each such file as tar read it); null for any other exit or any other line.
+ */
+export function tarChangedWhileRead(exitCode: number, stderr: string): string[] | null {
+  if (exitCode !== 1) return null;
+  const lines = stderr.split('\n').filter((l) => l.trim() !== '');
+  const files: string[] = [];
+  for (const [i, line] of lines.entries()) {
+    const m = TAR_CHANGED.exec(line);
+    if (m) files.push(m[1]!);
+    else if (!(i === 0 && Buffer.byteLength(stderr) >= STDERR_TAIL - 4)) return null;
+  }
+  if (files.length === 0) return null;
+  const shown = files.slice(0, 10).join(', ') + (files.length > 10 ? ` and ${files.length - 10} more` : '');
+  return [`${files.length} ${files.length === 1 ? 'file' : 'files'} changed while tar read ${files.length === 1 ? 'it' : 'them'} (the app was writing): ${shown}; the backup holds ${files.length === 1 ? 'it' : 'each'} as read, the rest of the volume is whole`];
+}
+
 /** Where a volume's tar runs. */
 interface Located { target: PodTarget; mountPath: string; excludes: string[]; cleanup?: () => Promise<void> }
 
@@ -104,6 +132,7 @@ export function pvcSource(o: VolumeSourceOptions): ArtifactSource {
       const source = execSource({
         client, target: l.target, artifact: { kind: 'pvc', name: volume.name }, extension: '.tar',
         command: tarCommand(l.mountPath, l.excludes),
+        acceptExit: tarChangedWhileRead,
         through: () => {
           const scanner = new TarScanner();
           return { transform: scanner, result: () => ({ ...scanner.result(), excludes: l.excludes, pod: l.target.pod }) };
