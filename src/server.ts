@@ -59,6 +59,8 @@ export interface AppOptions {
   helperSweepTimeoutMs?: number;
   /** Wait before that sweep is tried again for an instance whose cluster did not answer. Default 60 s. */
   helperSweepRetryMs?: number;
+  /** How long a database dump waits for a table lock another session holds before it fails naming it. Default 2 min. */
+  lockWaitMs?: number;
   /** A backup artifact under way that moves no byte for this long fails (STALLED). Default 2 min. */
   stallTimeoutMs?: number;
   /** A backup artifact whose restic has not opened the repository, or whose source sent nothing, after this long fails (STALLED). Default 10 min. */
@@ -190,7 +192,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     });
   }
   const cluster = new ClusterService({ timeoutMs: opts.clusterTimeoutMs });
-  backups.planner = clusterPlanner(cluster, { helperImage: opts.helperImage });
+  backups.planner = clusterPlanner(cluster, { helperImage: opts.helperImage, lockWaitMs: opts.lockWaitMs });
   const restores = new RestoreService(store, engine, repositories, backups, cluster, { helperImage: opts.helperImage });
   // A drill's record holds only side copies to drop (never swapped, nothing scaled).
   engine.onRecovery('VERIFY_BACKUP', (rec, log) => restores.recover(rec, log));

@@ -68,9 +68,11 @@ export class CommandFailedError extends KubeError {
     readonly stderrTail: string,
     readonly where: string,
     detail?: string,
+    /** What the failure means, when the caller could tell (ExecOptions.explainFailure). */
+    explanation?: string,
   ) {
     const tail = stderrTail.trim().split('\n').slice(-3).join(' | ').slice(-400);
-    super(`${program} in ${where} ${exitCode === null ? `could not run: ${detail ?? 'unknown error'}` : `exited with code ${exitCode}`}${tail ? `: ${tail}` : ''}`);
+    super(`${explanation ? `${explanation}; ` : ''}${program} in ${where} ${exitCode === null ? `could not run: ${detail ?? 'unknown error'}` : `exited with code ${exitCode}`}${tail ? `: ${tail}` : ''}`);
   }
 }
 

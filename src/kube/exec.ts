@@ -51,6 +51,8 @@ export interface ExecOptions {
    * when files changed while it read them: its archive is whole). stdout then ends cleanly.
    */
   acceptExit?: (exitCode: number, stderr: string) => boolean;
+  /** What a failure means, from its exit code and stderr tail, put before CommandFailedError's own words. */
+  explainFailure?: (exitCode: number | null, stderr: string) => string | undefined;
 }
 
 export interface ExecResult {
@@ -239,7 +241,7 @@ export async function execStream(client: KubeClient, o: ExecOptions): Promise<Ex
       const exit = status?.details?.causes?.find((c) => c.reason === 'ExitCode')?.message;
       const code = status?.reason === 'NonZeroExitCode' && exit !== undefined ? Number(exit) : null;
       if (code !== null && o.acceptExit?.(code, stderrText())) return finish(undefined, code);
-      finish(new CommandFailedError(program, code, stderrText(), where, status?.message));
+      finish(new CommandFailedError(program, code, stderrText(), where, status?.message, o.explainFailure?.(code, stderrText())));
     }
   });
   ws.on('close', (code: number, reason: Buffer) => {

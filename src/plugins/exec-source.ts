@@ -33,6 +33,8 @@ export interface ExecSourceSpec {
    * artifact's `meta.warnings`, logged by the backup); null: a failure, as any other exit.
    */
   acceptExit?: (exitCode: number, stderr: string) => string[] | null;
+  /** What a failure means (ExecOptions.explainFailure). */
+  explainFailure?: (exitCode: number | null, stderr: string) => string | undefined;
 }
 
 export function execSource(spec: ExecSourceSpec): ArtifactSource {
@@ -50,6 +52,7 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
           ...spec.target, command, signal,
           ...(stdin ? { stdin, stdinLength: stdin.length } : {}),
           ...(accept ? { acceptExit: (code: number, stderr: string) => accept(code, stderr) !== null } : {}),
+          explainFailure: spec.explainFailure,
         });
       } catch (err) {
         await spec.cleanup?.().catch(() => undefined);

@@ -8,7 +8,7 @@ import type { AppBackupPlan, AppPlanner } from './service.js';
 
 const DATABASE_SERVER_APPS = new Set(['postgres', 'mysql', 'redis']);
 
-export function clusterPlanner(cluster: ClusterService, opts: { helperImage?: string } = {}): AppPlanner {
+export function clusterPlanner(cluster: ClusterService, opts: { helperImage?: string; lockWaitMs?: number } = {}): AppPlanner {
   return async (inst, app, signal, planOpts = {}) => {
     const plan: AppBackupPlan = { sources: [], skipped: [] };
     const dbs = detectDatabases(app);
@@ -23,7 +23,7 @@ export function clusterPlanner(cluster: ClusterService, opts: { helperImage?: st
         plan.skipped.push({ kind: dep.engine, name: dep.databaseName ?? dep.engine, reason: 'no backup support for this engine' });
         continue;
       }
-      plan.sources.push(...(await plugin.sources({ client, inst, app, missingOk: planOpts.missingOk }, dep, signal)));
+      plan.sources.push(...(await plugin.sources({ client, inst, app, missingOk: planOpts.missingOk, lockWaitMs: opts.lockWaitMs }, dep, signal)));
     }
     for (const vol of await cluster.volumes(inst, app, signal)) {
       if (DATABASE_SERVER_APPS.has(app.name)) {

@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import type { ArtifactSource } from '../../engine/backup/source.js';
 import { execSource, podText, type PodTarget } from '../exec-source.js';
 import { execStream, type KubeClient } from '../../kube/index.js';
-import type { ClusterContext, DatabasePlugin } from './types.js';
+import { DEFAULT_LOCK_WAIT_MS, type ClusterContext, type DatabasePlugin } from './types.js';
 import { detectSqlDependency } from './detect.js';
 import { checkDatabaseName, engineServer, serverPod } from './server.js';
 
@@ -30,6 +30,18 @@ export async function postgresRowCounts(client: KubeClient, target: PodTarget, d
   return parseRowCounts(out.split('\n'));
 }
 
+/**
+ * A dump that gave up waiting for a table lock (--lock-wait-timeout: pg_dump says "statement
+ * timeout" on its LOCK TABLE), in words: which table, and what holds such locks.
+ */
+export function lockWaitExplained(lockWaitMs: number): (exitCode: number | null, stderr: string) => string | undefined {
+  return (_code, stderr) => {
+    const table = /Query was: LOCK TABLE (\S+) IN ACCESS SHARE MODE/.exec(stderr)?.[1];
+    if (!table || !/canceling statement due to (statement|lock) timeout/.test(stderr)) return undefined;
+    return `table ${table} is locked by another session of the database (an app's migration, a VACUUM FULL, a transaction left open): the dump waited ${lockWaitMs / 1000} s for it and gave up; back up again once it is released`;
+  };
+}
+
 /** A transaction whose snapshot pg_dump shares, and the row counts taken in it. */
 interface SharedSnapshot {
   /** For `pg_dump --snapshot`. */
@@ -50,8 +62,9 @@ const COUNTS_DONE = 'wild-backup:row-counts-done';
  * before and after it. The transaction stays open until `release()`: pg_dump imports the snapshot
  * when it starts, which must happen while the exporting transaction lives.
  */
-async function shareSnapshot(client: KubeClient, target: PodTarget, db: string, signal: AbortSignal): Promise<SharedSnapshot> {
-  const begin = 'begin isolation level repeatable read, read only;\nselect pg_export_snapshot();\n';
+async function shareSnapshot(client: KubeClient, target: PodTarget, db: string, lockWaitMs: number, signal: AbortSignal): Promise<SharedSnapshot> {
+  // The counts wait for a locked table no longer than the dump does.
+  const begin = `begin isolation level repeatable read, read only;\nset local lock_timeout = ${lockWaitMs};\nselect pg_export_snapshot();\n`;
   const count = `${ROW_COUNTS_SQL};\n\\echo ${COUNTS_DONE}\n`;
   const commit = 'commit;\n\\q\n';
   const input = new PassThrough();
@@ -117,12 +130,16 @@ export const postgresPlugin: DatabasePlugin = {
 
   async sources(ctx: ClusterContext, dep, signal): Promise<ArtifactSource[]> {
     const server = engineServer(ctx.inst, 'postgres');
+    // A table locked by another session (an app's migration, a VACUUM FULL) fails the dump after
+    // this long, naming the table, instead of holding it silently until the start bound (10 min).
+    const lockWait = Math.max(1, Math.round(ctx.lockWaitMs ?? DEFAULT_LOCK_WAIT_MS));
     const target = await serverPod(ctx.client, server, 'postgres', signal);
     const version = await psql(target, ctx.client, 'postgres', 'show server_version', signal);
     if (dep.databaseName === null) {
       return [execSource({
         client: ctx.client, target, artifact: { kind: 'postgres', name: 'all' }, extension: '.sql',
-        command: ['pg_dumpall', '-U', 'postgres', '--clean', '--if-exists'],
+        command: ['pg_dumpall', '-U', 'postgres', '--clean', '--if-exists', `--lock-wait-timeout=${lockWait}ms`],
+        explainFailure: lockWaitExplained(lockWait),
         estimate: async (s) => Number(await psql(target, ctx.client, 'postgres', 'select sum(pg_database_size(datname)) from pg_database', s)) || null,
         meta: async () => ({ serverVersion: version, format: 'plain' }),
       })];
@@ -135,9 +152,10 @@ export const postgresPlugin: DatabasePlugin = {
       execSource({
         client: ctx.client, target, artifact: { kind: 'postgres', name: db }, extension: '.pgdump',
         command: async (s) => {
-          shared = await shareSnapshot(ctx.client, target, db, s);
-          return ['pg_dump', '-U', 'postgres', '--format=custom', '--compress=0', '--no-password', `--snapshot=${shared.id}`, `--dbname=${db}`];
+          shared = await shareSnapshot(ctx.client, target, db, lockWait, s);
+          return ['pg_dump', '-U', 'postgres', '--format=custom', '--compress=0', '--no-password', `--lock-wait-timeout=${lockWait}ms`, `--snapshot=${shared.id}`, `--dbname=${db}`];
         },
+        explainFailure: lockWaitExplained(lockWait),
         estimate: async (s) => (databaseBytes = Number(await psql(target, ctx.client, db, 'select pg_database_size(current_database())', s)) || null),
         // Counted in the dump's own snapshot: exact, whatever the app wrote meanwhile. databaseBytes:
         // the room a restore's side copy needs on the server's volume.

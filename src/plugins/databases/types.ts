@@ -42,4 +42,12 @@ export interface ClusterContext {
   app: AppInfo;
   /** A database that does not exist yet yields no artifact (a safety backup of a clone target). */
   missingOk?: boolean;
+  /**
+   * How long a dump waits for a table lock that another session holds (an app's migration, a
+   * VACUUM FULL) before it fails saying so. Default DEFAULT_LOCK_WAIT_MS.
+   */
+  lockWaitMs?: number;
 }
+
+/** A dump's wait for a table lock, unless ClusterContext.lockWaitMs says otherwise: 2 minutes. */
+export const DEFAULT_LOCK_WAIT_MS = 120_000;
