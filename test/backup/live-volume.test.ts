@@ -61,6 +61,7 @@ describe('which exit 1 of tar is taken', () => {
     expect(tarChangedWhileRead(1, changed)).toEqual([expect.stringMatching(/^3 files changed while tar read them \(the app was writing\): \.\/a\.log, \.\/b\\:c, \.\/d;/)]);
     const many = Array.from({ length: 12 }, (_, i) => `tar: ./f${i}: file changed as we read it`).join('\n');
     expect(tarChangedWhileRead(1, many)![0]).toContain('./f9 and 2 more');
+    expect(tarChangedWhileRead(1, 'tar: .: file changed as we read it\n')![0]).toContain("(the app was writing): the volume's top directory;");
     // Anything else is a failure: another tar line, busybox's errors, another exit code, nothing said.
     expect(tarChangedWhileRead(1, `${changed}tar: ./e: Cannot open: Permission denied\n`)).toBeNull();
     expect(tarChangedWhileRead(1, "tar: can't open './x': Permission denied\n")).toBeNull();

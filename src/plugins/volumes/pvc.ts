@@ -73,7 +73,9 @@ export function tarChangedWhileRead(exitCode: number, stderr: string): string[] 
     else if (!(i === 0 && Buffer.byteLength(stderr) >= STDERR_TAIL - 4)) return null;
   }
   if (files.length === 0) return null;
-  const shown = files.slice(0, 10).join(', ') + (files.length > 10 ? ` and ${files.length - 10} more` : '');
+  // A directory whose entries changed is named too; the volume's own root is "." to tar.
+  const named = files.map((f) => (f === '.' ? "the volume's top directory" : f));
+  const shown = named.slice(0, 10).join(', ') + (named.length > 10 ? ` and ${named.length - 10} more` : '');
   return [`${files.length} ${files.length === 1 ? 'file' : 'files'} changed while tar read ${files.length === 1 ? 'it' : 'them'} (the app was writing): ${shown}; the backup holds ${files.length === 1 ? 'it' : 'each'} as read, the rest of the volume is whole`];
 }
 
