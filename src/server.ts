@@ -59,7 +59,7 @@ export interface AppOptions {
   helperSweepTimeoutMs?: number;
   /** Wait before that sweep is tried again for an instance whose cluster did not answer. Default 60 s. */
   helperSweepRetryMs?: number;
-  /** How long a database dump waits for a table lock another session holds before it fails naming it. Default 2 min. */
+  /** How long a database dump, or a restore's swap of a MariaDB schema, waits for a table lock another session holds before it fails naming it. Default 2 min. */
   lockWaitMs?: number;
   /** A backup artifact under way that moves no byte for this long fails (STALLED). Default 2 min. */
   stallTimeoutMs?: number;
@@ -193,7 +193,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
   }
   const cluster = new ClusterService({ timeoutMs: opts.clusterTimeoutMs });
   backups.planner = clusterPlanner(cluster, { helperImage: opts.helperImage, lockWaitMs: opts.lockWaitMs });
-  const restores = new RestoreService(store, engine, repositories, backups, cluster, { helperImage: opts.helperImage });
+  const restores = new RestoreService(store, engine, repositories, backups, cluster, { helperImage: opts.helperImage, lockWaitMs: opts.lockWaitMs });
   // A drill's record holds only side copies to drop (never swapped, nothing scaled).
   engine.onRecovery('VERIFY_BACKUP', (rec, log) => restores.recover(rec, log));
   engine.onRecovery('RESTORE_APP', async (rec, log) => {

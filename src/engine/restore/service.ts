@@ -280,7 +280,7 @@ export class RestoreService {
     private readonly repositories: RepositoryService,
     private readonly backups: BackupService,
     private readonly cluster: ClusterService,
-    private readonly opts: { helperImage?: string } = {},
+    private readonly opts: { helperImage?: string; lockWaitMs?: number } = {},
   ) {}
 
   private artifactsFor(b: BackupView, components: Set<RestoreComponent>): ArtifactRecord[] {
@@ -355,7 +355,7 @@ export class RestoreService {
     const app = await this.store.requireApp(inst, r.app);
     ctx.log(`restoring backup ${backup.backupId} of ${backup.appName} into ${r.app}: ${r.artifacts.map((a) => `${a.kind}:${a.name}`).join(', ') || 'nothing'}`);
     const client = await this.cluster.client(inst);
-    const target: RestoreTarget = { client, inst, app, sourceApp: backup.appName!, helperImage: this.opts.helperImage };
+    const target: RestoreTarget = { client, inst, app, sourceApp: backup.appName!, helperImage: this.opts.helperImage, lockWaitMs: this.opts.lockWaitMs };
     // What can fail before the app is stopped fails now (the room for each side copy), and before
     // the safety backup's time is spent.
     ctx.progress({ phase: 'checking' });

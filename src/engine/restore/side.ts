@@ -39,6 +39,8 @@ export interface RestoreTarget {
   /** The app the backup was taken of. */
   sourceApp: string;
   helperImage?: string;
+  /** How long a swap waits for a table lock another session holds (default DEFAULT_LOCK_WAIT_MS). */
+  lockWaitMs?: number;
   /**
    * The replicas the target app's workloads had before the restore scaled them to 0 ("Kind/name"
    * -> replicas); unset in a restore drill. A restorer that must start a server to prove the swap

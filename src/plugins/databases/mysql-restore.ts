@@ -12,6 +12,7 @@ import { appDatabaseName } from './detect.js';
 import { mysqlCommand, mysqlQuery, mysqlRowCounts, mysqlTriggers } from './mysql.js';
 import { adminPassword, checkDatabaseName, engineServer, serverPod } from './server.js';
 import { checkServerDump, compareRowCounts, type DumpEnding } from './verify.js';
+import { DEFAULT_LOCK_WAIT_MS } from './types.js';
 import { ensureRoomFor, sideCopyBytes } from '../free-space.js';
 
 const q = (s: string) => '`' + s.replace(/`/g, '``') + '`';
@@ -62,7 +63,7 @@ export function commentOutAlters(live: string): Transform {
 }
 
 /** The server pod is looked up for every step: after a server restart it is another pod. */
-function handle(client: KubeClient, locate: (signal?: AbortSignal) => Promise<PodTarget>, pw: string, d: MyDescription, artifact?: ArtifactRecord): SideRestore {
+function handle(client: KubeClient, locate: (signal?: AbortSignal) => Promise<PodTarget>, pw: string, d: MyDescription, artifact?: ArtifactRecord, lockWaitMs = DEFAULT_LOCK_WAIT_MS): SideRestore {
   // Each step's statements, bounded by the step's signal.
   const on = (signal?: AbortSignal) => ({
     run: async (sql: string) => mysqlQuery(client, await locate(signal), pw, sql, undefined, signal),
@@ -83,12 +84,21 @@ function handle(client: KubeClient, locate: (signal?: AbortSignal) => Promise<Po
       const [liveTables, sideTables] = [await tablesOf(d.live), (await tablesOf(d.side)).filter((t) => t !== SWAPPED)];
       await run(`create database if not exists ${q(d.live)}; create database if not exists ${q(d.old)}; create table if not exists ${q(d.side)}.${q(SWAPPED)} (swapped int)`);
       // One atomic rename: the live tables out to old, the restored ones in, and the marker to old
-      // with them. The marker in old is what says the swap happened (see swapBack).
-      await run(`rename table ${[
+      // with them. The marker in old is what says the swap happened (see swapBack). Another
+      // session holding a live table (a transaction left open in a database client) would make it
+      // wait for a day (the server's lock_wait_timeout) with the app stopped: it waits this long,
+      // then fails having moved nothing, and says which sessions use the schema.
+      const waitS = Math.max(1, Math.round(lockWaitMs / 1000));
+      await run(`set session lock_wait_timeout = ${waitS}; rename table ${[
         ...liveTables.map((t) => `${q(d.live)}.${q(t)} to ${q(d.old)}.${q(t)}`),
         ...sideTables.map((t) => `${q(d.side)}.${q(t)} to ${q(d.live)}.${q(t)}`),
         `${q(d.side)}.${q(SWAPPED)} to ${q(d.old)}.${q(SWAPPED)}`,
-      ].join(', ')}`);
+      ].join(', ')}`).catch(async (err: unknown) => {
+        if (!/Lock wait timeout exceeded|ERROR 1205/.test((err as Error).message)) throw err;
+        const sessions = await run(`select id, user, host, command, time, left(coalesce(info, ''), 80) from information_schema.processlist where db = '${d.live}' and id <> connection_id() order by time desc limit 5`).catch(() => []);
+        const who = sessions.map(([id, user, host, command, time, info]) => `session ${id} of ${user}@${host}: ${command} for ${time} s${info ? ` (${info})` : ''}`).join('; ');
+        throw new Error(`the tables of schema ${d.live} are in use by another session of the MariaDB server${who ? ` (${who})` : ''}: the swap waited ${waitS} s for them and moved nothing. End that session or its transaction, then restore again`);
+      });
     },
     async swapBack(signal) {
       const { run, tablesOf } = on(signal);
@@ -158,7 +168,7 @@ export const mysqlRestorer: ArtifactRestorer = {
     const base = live.slice(0, 64 - 6 - suffix.length);
     const d: MyDescription = { kind: 'mysql', live, side: `${base}_wbr_${suffix}`, old: `${base}_wbo_${suffix}` };
     await roomForSide(t.client, target, pw, artifact, `the side schema ${d.side}`, signal);
-    const h = handle(t.client, (s) => serverPod(t.client, server, 'mysql', s), pw, d, artifact);
+    const h = handle(t.client, (s) => serverPod(t.client, server, 'mysql', s), pw, d, artifact, t.lockWaitMs);
     return filledOrDiscarded(h, async () => {
       await createdThenAbortable(() => mysqlQuery(t.client, target, pw, `create database ${q(d.side)}`), signal);
       // The password line first (read by the pod's shell), then the dump, as one stdin.

@@ -49,5 +49,5 @@ export interface ClusterContext {
   lockWaitMs?: number;
 }
 
-/** A dump's wait for a table lock, unless ClusterContext.lockWaitMs says otherwise: 2 minutes. */
+/** The wait of a dump (ClusterContext.lockWaitMs) or a MariaDB swap (RestoreTarget.lockWaitMs) for a table lock another session holds: 2 minutes. */
 export const DEFAULT_LOCK_WAIT_MS = 120_000;
