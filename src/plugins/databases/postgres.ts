@@ -34,7 +34,7 @@ export async function postgresRowCounts(client: KubeClient, target: PodTarget, d
  * A dump that gave up waiting for a table lock (--lock-wait-timeout: pg_dump says "statement
  * timeout" on its LOCK TABLE), in words: which table, and what holds such locks.
  */
-export function lockWaitExplained(lockWaitMs: number): (exitCode: number | null, stderr: string) => string | undefined {
+function lockWaitExplained(lockWaitMs: number): (exitCode: number | null, stderr: string) => string | undefined {
   return (_code, stderr) => {
     const table = /Query was: LOCK TABLE (\S+) IN ACCESS SHARE MODE/.exec(stderr)?.[1];
     if (!table || !/canceling statement due to (statement|lock) timeout/.test(stderr)) return undefined;
