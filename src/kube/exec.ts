@@ -75,6 +75,9 @@ export interface ExecStream {
   abort(reason?: unknown): void;
 }
 
+/** The stderr tail an exec keeps unless ExecOptions.stderrLimit says otherwise: a fuller one starts inside a line. */
+export const EXEC_STDERR_LIMIT = 64 << 10;
+
 let openSockets = 0;
 /** Exec sockets currently open in this process (tests check that none is left behind). */
 export function openExecSockets(): number {
@@ -184,7 +187,7 @@ export async function execStream(client: KubeClient, o: ExecOptions): Promise<Ex
   const protocol = ws.protocol as ExecProtocol;
   if (!o.protocols) client.execProtocol ??= protocol;
 
-  const stderrLimit = o.stderrLimit ?? 64 << 10;
+  const stderrLimit = o.stderrLimit ?? EXEC_STDERR_LIMIT;
   let stderrTail = Buffer.alloc(0);
   let status: { status?: string; reason?: string; message?: string; details?: { causes?: Array<{ reason?: string; message?: string }> } } | undefined;
   let finished = false;

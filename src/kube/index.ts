@@ -14,4 +14,4 @@ export {
   DEFAULT_HELPER_IMAGE, HELPER_LABEL, HELPER_SERVER_LABEL, HELPER_RUN_LABEL, type HelperPod, type HelperPodOptions, type HelperPodOwner,
 } from './helper-pod.js';
 export { Kubeconfig } from './kubeconfig.js';
-export { execStream, execText, openExecSockets, type ExecOptions, type ExecStream, type ExecResult, type ExecTextOptions } from './exec.js';
+export { EXEC_STDERR_LIMIT, execStream, execText, openExecSockets, type ExecOptions, type ExecStream, type ExecResult, type ExecTextOptions } from './exec.js';

@@ -45,13 +45,21 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
     async open(signal) {
       const stdin = spec.stdin === undefined ? undefined : Buffer.from(spec.stdin);
       let ex;
+      // What an accepted non-zero exit leaves to record, read once when the exec decides on it.
+      let warnings: string[] = [];
       try {
         const command = typeof spec.command === 'function' ? await spec.command(signal) : spec.command;
         const accept = spec.acceptExit;
         ex = await execStream(spec.client, {
           ...spec.target, command, signal,
           ...(stdin ? { stdin, stdinLength: stdin.length } : {}),
-          ...(accept ? { acceptExit: (code: number, stderr: string) => accept(code, stderr) !== null } : {}),
+          ...(accept ? {
+            acceptExit: (code: number, stderr: string) => {
+              const w = accept(code, stderr);
+              if (w !== null) warnings = w;
+              return w !== null;
+            },
+          } : {}),
           explainFailure: spec.explainFailure,
         });
       } catch (err) {
@@ -62,17 +70,15 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
       const stream: Readable = through ? ex.stdout.pipe(through.transform) : ex.stdout;
       if (through) ex.stdout.on('error', (e) => through.transform.destroy(e));
       const ended = (async () => {
-        const result = await ex.done;
+        await ex.done;
         // The command has exited, but its last bytes may still be on their way through the
         // transform: its facts are complete only once it has processed all of them.
         if (through) await finishedWriting(through.transform, { readable: false });
-        return result;
       })();
       ended.catch(() => undefined);
       const finished = (async () => {
         try {
-          const result = await ended;
-          const warnings = result.exitCode !== 0 ? spec.acceptExit?.(result.exitCode, result.stderr) ?? [] : [];
+          await ended;
           const facts = spec.meta ? await spec.meta(signal) : {};
           return { ...facts, ...(through ? through.result() : {}), ...(warnings.length > 0 ? { warnings } : {}) };
         } finally {
@@ -80,9 +86,7 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
         }
       })();
       finished.catch(() => undefined);
-      const exited = ended.then(() => undefined);
-      exited.catch(() => undefined); // as `ended`: observed by the caller, never unhandled
-      return { stream, finished, ended: exited };
+      return { stream, finished, ended };
     },
   };
 }

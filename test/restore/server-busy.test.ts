@@ -15,6 +15,24 @@ const RESTORE = `mutation($id: ID!) { restoreBackup(input: { backupId: $id }) { 
 const VERIFY = `mutation($id: ID!) { verifyBackup(id: $id) { ${OP_FIELDS} } }`;
 const BACKUP_SERVER = `mutation { backupApp(input: { instance: "test", app: "mysql" }) { ${OP_FIELDS} } }`;
 
+/**
+ * Starts `restore` (not held), checks that `other` is refused while it is queued or runs, with the
+ * refusal naming it as `described` (e.g. "RESTORE_APP of ghost"), then that both succeed in turn.
+ */
+async function refusedWhileRestoring(restore: string, variables: Record<string, unknown>, other: string, described: string): Promise<void> {
+  const s = suite();
+  const started = await start(restore, variables);
+  expect(started.__typename, JSON.stringify(started)).toBe('OperationPayload');
+  const restoreOp = started.operation!.operationId;
+  const refused = await start(other);
+  expect(refused.__typename).toBe('ConflictError');
+  expect(refused.message).toMatch(new RegExp(`^app "mysql" of instance "test" is busy with operation ${restoreOp} \\(${described}, (QUEUED|RUNNING)\\)$`));
+  const restored = await s.app.services.engine.waitFor(restoreOp);
+  expect(restored.status, JSON.stringify(restored.error)).toBe('SUCCEEDED');
+  const after = await s.runOperation(other);
+  expect(after.status, JSON.stringify(after.error)).toBe('SUCCEEDED');
+}
+
 it("refuses an app's restore or drill while its database server's backup runs, and the server's backup while a restore runs", async () => {
   const s = suite();
   const ghost = await backupLatest(s, 'ghost');
@@ -40,16 +58,7 @@ it("refuses an app's restore or drill while its database server's backup runs, a
   }
 
   // The other way round: while ghost's restore is queued or runs, the server's backup is refused.
-  const restore = await start(RESTORE, { id: ghost.id });
-  expect(restore.__typename, JSON.stringify(restore)).toBe('OperationPayload');
-  const restoreOp = restore.operation!.operationId;
-  const refused = await start(BACKUP_SERVER);
-  expect(refused.__typename).toBe('ConflictError');
-  expect(refused.message).toMatch(new RegExp(`^app "mysql" of instance "test" is busy with operation ${restoreOp} \\(RESTORE_APP of ghost, (QUEUED|RUNNING)\\)$`));
-  const restored = await engine.waitFor(restoreOp);
-  expect(restored.status, JSON.stringify(restored.error)).toBe('SUCCEEDED');
-  const after = await s.runOperation(BACKUP_SERVER);
-  expect(after.status, JSON.stringify(after.error)).toBe('SUCCEEDED');
+  await refusedWhileRestoring(RESTORE, { id: ghost.id }, BACKUP_SERVER, 'RESTORE_APP of ghost');
 }, 240_000);
 
 it("refuses a restore of the database server app, which stops the server, while an app's backup dumps from it, and such a backup while the server's restore runs", async () => {
@@ -79,13 +88,5 @@ it("refuses a restore of the database server app, which stops the server, while 
     gate.release();
   }
 
-  const restore = await start(RESTORE_SERVER, { id: server.id });
-  expect(restore.__typename, JSON.stringify(restore)).toBe('OperationPayload');
-  const restoreOp = restore.operation!.operationId;
-  const refused = await start(BACKUP_GHOST);
-  expect(refused.__typename).toBe('ConflictError');
-  expect(refused.message).toMatch(new RegExp(`^app "mysql" of instance "test" is busy with operation ${restoreOp} \\(RESTORE_APP, (QUEUED|RUNNING)\\)$`));
-  expect((await engine.waitFor(restoreOp)).status).toBe('SUCCEEDED');
-  const after = await s.runOperation(BACKUP_GHOST);
-  expect(after.status, JSON.stringify(after.error)).toBe('SUCCEEDED');
+  await refusedWhileRestoring(RESTORE_SERVER, { id: server.id }, BACKUP_GHOST, 'RESTORE_APP');
 }, 240_000);

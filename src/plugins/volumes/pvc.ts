@@ -3,7 +3,7 @@
 // mounted inside the PVC's mount path (a configMap file by subPath, say) are left out: they are
 // not on the volume. Optional exclude patterns: apps.<app>.backup.exclude.
 import type { V1Pod } from '@kubernetes/client-node';
-import { createHelperPod, deleteHelperPod, waitForHelperPod, type KubeClient } from '../../kube/index.js';
+import { EXEC_STDERR_LIMIT, createHelperPod, deleteHelperPod, waitForHelperPod, type KubeClient } from '../../kube/index.js';
 import type { ArtifactSource } from '../../engine/backup/source.js';
 import type { AppVolume } from '../../engine/cluster.js';
 import type { AppInfo } from '../../wild/store.js';
@@ -56,8 +56,6 @@ export interface VolumeSourceOptions {
  * exit 1 is a failure, which no line here matches.
  */
 const TAR_CHANGED = /^tar: (.+): (file changed as we read it|File removed before we read it|File shrank by \d+ bytes?; padding with zeros)$/;
-/** The stderr kept of an exec (exec.ts's default): its first line may be cut when it is full. */
-const STDERR_TAIL = 64 << 10;
 
 /**
  * The warnings to record when tar's exit 1 only says that files changed while it read them (the
@@ -70,7 +68,8 @@ export function tarChangedWhileRead(exitCode: number, stderr: string): string[] 
   for (const [i, line] of lines.entries()) {
     const m = TAR_CHANGED.exec(line);
     if (m) files.push(m[1]!);
-    else if (!(i === 0 && Buffer.byteLength(stderr) >= STDERR_TAIL - 4)) return null;
+    // A tail kept full (EXEC_STDERR_LIMIT) may start inside a line: that line alone is let go.
+    else if (!(i === 0 && Buffer.byteLength(stderr) >= EXEC_STDERR_LIMIT - 4)) return null;
   }
   if (files.length === 0) return null;
   // A directory whose entries changed is named too; the volume's own root is "." to tar.
