@@ -54,7 +54,7 @@ export const mysqlPlugin: DatabasePlugin = {
       return [execSource({
         client: ctx.client, target, artifact: { kind: 'mysql', name: 'all' }, extension: '.sql', stdin: `${password}\n`,
         command: mysqlCommand(['mysqldump', '-uroot', ...DUMP_FLAGS, '--all-databases']),
-        estimate: async (s) => Number((await mysqlQuery(ctx.client, target, password, 'select sum(data_length + index_length) from information_schema.tables', undefined, s))[0]?.[0]) || null,
+        estimate: async (s) => Number((await mysqlQuery(ctx.client, target, password, 'select sum(data_length) from information_schema.tables', undefined, s))[0]?.[0]) || null,
         meta: async () => ({ serverVersion: version }),
       })];
     }
@@ -67,9 +67,10 @@ export const mysqlPlugin: DatabasePlugin = {
       command: mysqlCommand(['mysqldump', '-uroot', ...DUMP_FLAGS, '--', db]),
       estimate: async (s) => {
         before = await mysqlRowCounts(ctx.client, target, password, db, s);
-        const rows = await mysqlQuery(ctx.client, target, password, `select sum(data_length + index_length) from information_schema.tables where table_schema = '${db}'`, undefined, s);
+        // The schema's size is the room a side copy needs; its rows' (no index is dumped) the estimate.
+        const rows = await mysqlQuery(ctx.client, target, password, `select sum(data_length + index_length), sum(data_length) from information_schema.tables where table_schema = '${db}'`, undefined, s);
         databaseBytes = Number(rows[0]?.[0]) || null;
-        return databaseBytes;
+        return Number(rows[0]?.[1]) || databaseBytes;
       },
       meta: async (s) => {
         const [after, triggers] = await Promise.all([mysqlRowCounts(ctx.client, target, password, db, s), mysqlTriggers(ctx.client, target, password, db, s)]);

@@ -117,6 +117,14 @@ async function shareSnapshot(client: KubeClient, target: PodTarget, db: string, 
   };
 }
 
+/**
+ * The database's size (the room a side copy needs) and its tables' (what pg_dump reads, the
+ * progress's estimate): indexes and the catalogs are not dumped, and an app's small database is
+ * mostly catalogs (7-8 MB for a dump of 0.5 MB). Large objects are dumped: pg_largeobject counts.
+ */
+const SIZES_SQL = `select pg_database_size(current_database()), coalesce(sum(pg_table_size(c.oid)), 0) from pg_class c join pg_namespace n on n.oid = c.relnamespace
+  where (c.relkind in ('r', 'm') and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname !~ '^pg_toast') or c.oid = 'pg_largeobject'::regclass`;
+
 function psql(target: PodTarget, client: KubeClient, db: string, sql: string, signal?: AbortSignal): Promise<string> {
   return podText(client, target, ['psql', '-U', 'postgres', `--dbname=${db}`, '-X', '-A', '-t', '-c', sql], signal);
 }
@@ -156,7 +164,11 @@ export const postgresPlugin: DatabasePlugin = {
           return ['pg_dump', '-U', 'postgres', '--format=custom', '--compress=0', '--no-password', `--lock-wait-timeout=${lockWait}ms`, `--snapshot=${shared.id}`, `--dbname=${db}`];
         },
         explainFailure: lockWaitExplained(lockWait),
-        estimate: async (s) => (databaseBytes = Number(await psql(target, ctx.client, db, 'select pg_database_size(current_database())', s)) || null),
+        estimate: async (s) => {
+          const [database, tables] = (await psql(target, ctx.client, db, SIZES_SQL, s)).split('|').map(Number);
+          databaseBytes = database || null;
+          return tables || databaseBytes;
+        },
         // Counted in the dump's own snapshot: exact, whatever the app wrote meanwhile. databaseBytes:
         // the room a restore's side copy needs on the server's volume.
         meta: async () => ({ serverVersion: version, database: db, format: 'custom', rowCounts: await shared!.counts, rowCountsExact: true, ...(databaseBytes ? { databaseBytes } : {}) }),
