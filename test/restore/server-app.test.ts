@@ -1,6 +1,6 @@
 // Restores refused up front, before a safety backup is taken or anything is scaled down:
 // - a database server app (postgres): its backup is a whole-server dump (postgres:all), which is
-//   for rebuilding a server, not for restoreBackup;
+//   for rebuilding a server, not for restoreBackup; nor is it a clone target for an app's database;
 // - an app restored in place whose database setting changed since the backup: the backup's
 //   database is not the one the app uses, nor one the safety backup would keep.
 // And the drill of a server app's backup: its whole-server dump is read back and checked, not loaded.
@@ -52,6 +52,27 @@ describe('restoring the postgres server app', () => {
     expect(serverDeployment()).toEqual(deploymentBefore);
     expect(await pgTableDigests(pg, 'gitea')).toEqual(giteaBefore);
   }, 240_000);
+});
+
+describe('cloning an app into a database server app', () => {
+  it('is refused before anything happens, whatever the components: the server is not stopped, no whole-server safety backup', async () => {
+    const pg = s.sim.databases.postgres!;
+    const b = await backupLatest(s, 'gitea');
+    const deploymentBefore = serverDeployment();
+    const databasesBefore = await pg.query('select datname from pg_database order by 1');
+    const backupsBefore = (await s.app.services.backups.list(await s.app.services.store.requireInstance('test'), { app: 'postgres' })).map((x) => x.backupId);
+    const restoresBefore = s.app.services.engine.list({ instance: 'test' }).filter((o) => o.kind === 'RESTORE_APP').length;
+    for (const components of [undefined, ['DATABASES']]) {
+      const res = await s.gql<{ restoreBackup: { __typename: string; code?: string; message?: string } }>(RESTORE, { input: { backupId: b.id, targetApp: 'postgres', components } });
+      expect(res.errors).toBeUndefined();
+      expect(res.data!.restoreBackup, JSON.stringify(components)).toMatchObject({ __typename: 'ValidationError', code: 'VALIDATION_FAILED' });
+      expect(res.data!.restoreBackup.message).toMatch(/"postgres" is the postgres server itself/);
+    }
+    expect(s.app.services.engine.list({ instance: 'test' }).filter((o) => o.kind === 'RESTORE_APP').length).toBe(restoresBefore);
+    expect((await s.app.services.backups.list(await s.app.services.store.requireInstance('test'), { app: 'postgres' })).map((x) => x.backupId)).toEqual(backupsBefore);
+    expect(serverDeployment()).toEqual(deploymentBefore);
+    expect(await pg.query('select datname from pg_database order by 1')).toBe(databasesBefore);
+  }, 120_000);
 });
 
 describe('restoring in place after the app\'s database setting changed', () => {

@@ -327,6 +327,10 @@ export class RestoreService {
       if (clone) {
         // Another kind of app (ghost on MariaDB for a backup of immich on PostgreSQL) has nothing to restore it into.
         if (now === undefined) throw new ValidationError(`"${targetName}" uses no ${a.kind} database to restore ${b.appName}'s "${a.name}" into: a clone must be an app of the same kind`, [{ path: 'input.targetApp', message: `uses no ${a.kind} database` }]);
+        // A database server app (its database is the whole server): the clone would stop the
+        // server every app uses, take a whole-server safety backup, and load an app's database
+        // into the server's own.
+        if (now === null) throw new ValidationError(`"${targetName}" is the ${a.kind} server itself, not an app using a database: ${b.appName}'s "${a.name}" can be cloned only into an app of the same kind`, [{ path: 'input.targetApp', message: `is the ${a.kind} server` }]);
         if (now === a.name) throw new ValidationError(`the clone "${targetName}" uses the same ${a.kind} database "${a.name}" as the source`, [{ path: 'input.targetApp', message: 'shares a database with the source app' }]);
       } else if (now !== a.name) {
         // In place, a database goes back under its name in the backup. That must be the database
