@@ -271,7 +271,7 @@ function parseRoute(p: string): Route | undefined {
   return { def, name: seg[1], sub: seg[2] };
 }
 
-/** JSON patch (RFC 6902: add/replace/remove/test) or merge patch (strategic merge treated as merge). */
+/** JSON patch (RFC 6902: add/replace/remove/test), JSON merge patch, or strategic merge patch (kubectl's). */
 function applyPatch(target: KubeObject, patch: unknown, contentType: string): KubeObject {
   const ct = contentType.split(';')[0]!.trim();
   if (ct === 'application/json-patch+json') {
@@ -279,13 +279,25 @@ function applyPatch(target: KubeObject, patch: unknown, contentType: string): Ku
     for (const op of patch as Array<{ op: string; path: string; value?: unknown }>) {
       const parts = op.path.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
       const last = parts.pop();
-      let node: Record<string, unknown> = doc;
+      let node: Record<string, unknown> | unknown[] = doc;
       for (const k of parts) {
-        const next = node[k];
+        const next: unknown = Array.isArray(node) ? node[Number(k)] : node[k];
         if (typeof next !== 'object' || next === null) throw ApiError.invalid(target.kind, target.metadata.name, op.path, 'path does not exist');
-        node = next as Record<string, unknown>;
+        node = next as Record<string, unknown> | unknown[];
       }
       if (last === undefined) throw ApiError.badRequest('the whole document cannot be patched');
+      if (Array.isArray(node)) {
+        // An array's member is an index, or "-" (past the end) to append.
+        const i = last === '-' ? node.length : Number(last);
+        const bound = op.op === 'add' ? node.length : node.length - 1;
+        if (!/^(0|[1-9]\d*|-)$/.test(last) || i > bound || (last === '-' && op.op !== 'add')) throw ApiError.invalid(target.kind, target.metadata.name, op.path, 'index out of range');
+        if (op.op === 'add') node.splice(i, 0, op.value);
+        else if (op.op === 'replace') node[i] = op.value;
+        else if (op.op === 'remove') node.splice(i, 1);
+        else if (op.op === 'test') { if (JSON.stringify(node[i]) !== JSON.stringify(op.value)) throw new ApiError(statusBody(422, 'Invalid', `the test operation failed at ${op.path}`)); }
+        else throw ApiError.badRequest(`unsupported JSON patch operation ${op.op}`);
+        continue;
+      }
       if (op.op === 'remove') delete node[last];
       else if (op.op === 'add' || op.op === 'replace') node[last] = op.value;
       else if (op.op === 'test') { if (JSON.stringify(node[last]) !== JSON.stringify(op.value)) throw new ApiError(statusBody(422, 'Invalid', `the test operation failed at ${op.path}`)); }
@@ -293,18 +305,48 @@ function applyPatch(target: KubeObject, patch: unknown, contentType: string): Ku
     }
     return doc as unknown as KubeObject;
   }
-  if (ct === 'application/merge-patch+json' || ct === 'application/strategic-merge-patch+json') {
-    return mergePatch(structuredClone(target), patch) as KubeObject;
-  }
+  if (ct === 'application/merge-patch+json') return mergePatch(structuredClone(target), patch, false) as KubeObject;
+  if (ct === 'application/strategic-merge-patch+json') return mergePatch(structuredClone(target), patch, true) as KubeObject;
   throw new ApiError(statusBody(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json`));
 }
 
-function mergePatch(target: unknown, patch: unknown): unknown {
+/**
+ * The merge keys of the lists a strategic merge patch merges item by item (the core types' patch
+ * strategy, for the fields kubectl set, edit and apply touch); other lists are replaced whole.
+ */
+const MERGE_KEYS: Record<string, string> = {
+  containers: 'name', initContainers: 'name', ephemeralContainers: 'name', volumes: 'name', env: 'name',
+  imagePullSecrets: 'name', volumeMounts: 'mountPath', volumeDevices: 'devicePath', ports: 'containerPort',
+  volumeClaimTemplates: 'metadata.name',
+};
+
+const keyOf = (item: unknown, key: string): unknown =>
+  key.split('.').reduce<unknown>((v, k) => (typeof v === 'object' && v !== null ? (v as Record<string, unknown>)[k] : undefined), item);
+
+/**
+ * RFC 7386 merge; with `strategic`, lists with a merge key merge item by item (an item with
+ * `$patch: delete` removes its match) and kubectl's directives (`$setElementOrder/...`,
+ * `$retainKeys`, `$deleteFromPrimitiveList/...`) are not stored.
+ */
+function mergePatch(target: unknown, patch: unknown, strategic: boolean, field = ''): unknown {
+  if (strategic && Array.isArray(patch) && MERGE_KEYS[field]) {
+    const key = MERGE_KEYS[field]!;
+    const out = Array.isArray(target) ? [...target] : [];
+    for (const item of patch) {
+      const at = out.findIndex((x) => keyOf(x, key) === keyOf(item, key));
+      const del = typeof item === 'object' && item !== null && (item as Record<string, unknown>).$patch === 'delete';
+      if (del) { if (at >= 0) out.splice(at, 1); continue; }
+      if (at >= 0) out[at] = mergePatch(out[at], item, true);
+      else out.push(mergePatch(undefined, item, true));
+    }
+    return out;
+  }
   if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch;
   const out: Record<string, unknown> = typeof target === 'object' && target !== null && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
   for (const [k, v] of Object.entries(patch)) {
+    if (strategic && k.startsWith('$')) continue;
     if (v === null) delete out[k];
-    else out[k] = mergePatch(out[k], v);
+    else out[k] = mergePatch(out[k], v, strategic, k);
   }
   return out;
 }

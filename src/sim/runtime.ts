@@ -127,7 +127,7 @@ export class SimRuntime {
       case 'persistentvolumeclaims': this.admitPvc(obj); break;
       case 'services': obj.spec = { type: 'ClusterIP', clusterIP: `10.43.${Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`, ...obj.spec }; obj.status = { loadBalancer: {} }; break;
       case 'pods': this.admitPod(obj); break;
-      case 'deployments': case 'statefulsets': this.workloads.admit(plural, obj); break;
+      case 'deployments': case 'statefulsets': this.workloads.admit(plural, obj); obj.spec = { replicas: 1, ...obj.spec }; obj.status = {}; break;
     }
     const stored = this.store.insert(plural, obj);
     const sns = stored.metadata.namespace ?? '';
@@ -156,11 +156,15 @@ export class SimRuntime {
     }
     if (plural === 'secrets') admitSecret(obj);
     if (plural === 'deployments' || plural === 'statefulsets') {
+      this.workloads.admit(plural, obj);
       obj.status = old.status;
       obj.metadata.generation = (old.metadata.generation ?? 1) + (JSON.stringify(old.spec) !== JSON.stringify(obj.spec) ? 1 : 0);
     }
     const stored = this.store.update(plural, obj);
-    if (plural === 'deployments' || plural === 'statefulsets') this.workloads.reconcile(plural, ns ?? '', name);
+    if (plural === 'deployments' || plural === 'statefulsets') {
+      this.workloads.templateChanged(plural, old, stored);
+      this.workloads.reconcile(plural, ns ?? '', name);
+    }
     return this.store.get(plural, ns, name) ?? stored;
   }
 

@@ -30,8 +30,18 @@ export class WorkloadController {
     const sel = parseLabelSelector(selectorToString(spec.selector));
     if (!matchesLabels(sel, spec.template?.metadata?.labels)) throw ApiError.invalid(kind, obj.metadata.name, 'spec.template.metadata.labels', '`selector` does not match template `labels`');
     if (!spec.template?.spec?.containers?.length) throw ApiError.invalid(kind, obj.metadata.name, 'spec.template.spec.containers', 'Required value');
-    obj.spec = { replicas: 1, ...obj.spec };
-    obj.status = {};
+    spec.template.spec.containers.forEach((c, i) => {
+      if (!c.name || !c.image) throw ApiError.invalid(kind, obj.metadata.name, `spec.template.spec.containers[${i}]`, 'Required value: name and image');
+    });
+  }
+
+  /**
+   * A changed pod template rolls the workload's pods, as its controller does: each pod of the old
+   * template is replaced by one of the new (the reconcile after each removal creates it).
+   */
+  templateChanged(plural: WorkloadPlural, before: KubeObject, after: KubeObject): void {
+    if (JSON.stringify(tmpl(before).template ?? {}) === JSON.stringify(tmpl(after).template ?? {})) return;
+    for (const p of this.podsOf(plural, after).filter((x) => !x.metadata.deletionTimestamp)) this.rt.remove('pods', p.metadata.namespace, p.metadata.name);
   }
 
   /** The pods this workload owns (terminating ones included). */

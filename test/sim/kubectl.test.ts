@@ -154,6 +154,31 @@ describe.skipIf(!kubectlFound)('the simulated cluster, through kubectl', () => {
     expect(d.status).toMatchObject({ replicas: 1, readyReplicas: 1 });
   });
 
+  it('patches as the API server does: set env merges the container by name, a JSON patch appends, the pods roll to the new template', async () => {
+    const env = async (pod: string) => (await kubectl(['exec', '-n', 'ghost', pod, '--', 'sh', '-c', 'echo "$GREETING/$COLOUR"'])).stdout.trim();
+    const before = await podOf('ghost');
+    // kubectl set env sends a strategic merge patch with `$setElementOrder/containers`: merged by
+    // name, the container keeps its image and mounts (a plain merge patch replaced the list).
+    const set = await kubectl(['set', 'env', '-n', 'ghost', 'deployment/ghost', 'GREETING=hello']);
+    expect(set.status, set.stderr).toBe(0);
+    await waitFor(async () => { const p = await podOf('ghost'); return p !== '' && p !== before && (await env(p)) === 'hello/'; });
+    const patched = await kubectl(['patch', '-n', 'ghost', 'deployment/ghost', '--type=json', '-p', '[{"op":"add","path":"/spec/template/spec/containers/0/env/-","value":{"name":"COLOUR","value":"green"}}]']);
+    expect(patched.status, patched.stderr).toBe(0);
+    await waitFor(async () => { const p = await podOf('ghost'); return p !== '' && (await env(p)) === 'hello/green'; });
+    const d = JSON.parse((await kubectl(['get', 'deployment', '-n', 'ghost', 'ghost', '-o', 'json'])).stdout) as { spec: { template: { spec: Record<string, unknown> & { containers: Array<{ name: string; image: string; env: unknown[]; volumeMounts: unknown[] }> } } } };
+    const c = d.spec.template.spec.containers;
+    expect(c.map((x) => [x.name, x.image, x.volumeMounts.length])).toEqual([['app', 'busybox', 1]]);
+    expect(c[0]!.env).toEqual([{ name: 'GREETING', value: 'hello' }, { name: 'COLOUR', value: 'green' }]);
+    expect(Object.keys(d.spec.template.spec).filter((k) => k.startsWith('$')), 'no patch directive stored').toEqual([]);
+    expect((await kubectl(['get', 'pods', '-n', 'ghost', '-o', 'name'])).stdout.trim().split('\n')).toHaveLength(1);
+    // A patch that would leave the template invalid is refused, and nothing changes.
+    const bad = await kubectl(['patch', '-n', 'ghost', 'deployment/ghost', '--type=merge', '-p', '{"spec":{"template":{"spec":{"containers":[{"name":"app2"}]}}}}']);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toContain('name and image');
+    expect((await kubectl(['set', 'env', '-n', 'ghost', 'deployment/ghost', 'COLOUR-'])).status).toBe(0);
+    await waitFor(async () => { const p = await podOf('ghost'); return p !== '' && (await env(p)) === 'hello/'; });
+  });
+
   it('leaves no exec process running', () => {
     expect(sim.runtime.activeExecs()).toBe(0);
   });
