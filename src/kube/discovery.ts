@@ -53,6 +53,8 @@ export interface PvcInfo {
   capacity?: string;
   capacityBytes?: number;
   storageClass?: string;
+  /** ReadWriteOnce, ReadOnlyMany, ReadWriteMany, ReadWriteOncePod */
+  accessModes?: string[];
   labels: Record<string, string>;
 }
 
@@ -66,6 +68,7 @@ export function pvcInfo(p: V1PersistentVolumeClaim): PvcInfo {
     ...(capacity ? { capacity } : {}),
     ...(bytes !== undefined ? { capacityBytes: bytes } : {}),
     ...(p.spec?.storageClassName ? { storageClass: p.spec.storageClassName } : {}),
+    ...(p.spec?.accessModes?.length ? { accessModes: p.spec.accessModes } : {}),
     labels: p.metadata?.labels ?? {},
   };
 }

@@ -25,6 +25,8 @@ export interface HelperPodOptions extends CallOptions {
   readOnly?: boolean;
   /** How long to wait for it to run (default 3 min). */
   startTimeoutMs?: number;
+  /** The node to run on: beside an app's running pod, whose ReadWriteOnce volume only that node can mount. */
+  nodeName?: string;
   /** Extra labels, e.g. the operation id. */
   labels?: Record<string, string>;
 }
@@ -74,6 +76,7 @@ export async function createHelperPod(client: KubeClient, o: HelperPodOptions): 
     metadata: { name, namespace: o.namespace, labels: { 'app.kubernetes.io/managed-by': 'wild-backup', [HELPER_LABEL]: 'true', ...o.labels, ...ownerLabels() } },
     spec: {
       restartPolicy: 'Never',
+      ...(o.nodeName ? { nodeName: o.nodeName } : {}),
       terminationGracePeriodSeconds: 0,
       activeDeadlineSeconds: 24 * 3600,
       containers: [{

@@ -2,7 +2,7 @@
 // plugins' common shape): argv only, secrets through stdin, facts for the manifest at the end.
 import type { Duplex, Readable } from 'node:stream';
 import { finished as finishedWriting } from 'node:stream/promises';
-import { execStream, execText, type KubeClient } from '../kube/index.js';
+import { CommandFailedError, execStream, execText, type KubeClient } from '../kube/index.js';
 import type { ArtifactSource } from '../engine/backup/source.js';
 import type { ArtifactRef } from '../engine/backup/tags.js';
 
@@ -102,6 +102,11 @@ export async function streamIntoPod(client: KubeClient, target: PodTarget, comma
 }
 
 /** Runs a short command in a pod and returns its trimmed stdout. */
+/** The exec could not start the program: the container's image has none (a distroless one). */
+export function programMissing(err: unknown): boolean {
+  return err instanceof CommandFailedError && err.exitCode === null && /executable file.* not found|no such file or directory/i.test(err.message);
+}
+
 export async function podText(client: KubeClient, target: PodTarget, command: string[], signal?: AbortSignal, stdin?: string): Promise<string> {
   const input = stdin === undefined ? undefined : Buffer.from(stdin);
   const { stdout } = await execText(client, { ...target, command, signal, ...(input ? { stdin: input, stdinLength: input.length } : {}) });

@@ -6,7 +6,7 @@
 import type { Readable } from 'node:stream';
 import { createHelperPod, deleteHelperPod, findPvcMount, listPvcs, waitForHelperPod, type KubeClient } from '../../kube/index.js';
 import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
-import { podText, streamIntoPod, type PodTarget } from '../exec-source.js';
+import { podText, programMissing, streamIntoPod, type PodTarget } from '../exec-source.js';
 import { TarScanner, type TarListing } from './tar-scan.js';
 import { ensureRoomFor, sideCopyBytes } from '../free-space.js';
 
@@ -120,7 +120,8 @@ export const pvcRestorer: ArtifactRestorer = {
     // else restoreSide checks through its helper pod, once the app is stopped.
     const mount = await findPvcMount(t.client, t.app.name, artifact.name, { signal, timeoutMs: 15_000 });
     if (!mount || mount.subPath) return;
-    await ensureRoomFor(t.client, { namespace: t.app.name, pod: mount.pod, container: mount.container }, mount.mountPath, sideCopyBytes(artifact), `the restored copy of volume ${artifact.name}, written beside its live data on the same volume`, signal);
+    await ensureRoomFor(t.client, { namespace: t.app.name, pod: mount.pod, container: mount.container }, mount.mountPath, sideCopyBytes(artifact), `the restored copy of volume ${artifact.name}, written beside its live data on the same volume`, signal)
+      .catch((err: unknown) => { if (!programMissing(err)) throw err; }); // an image without df: the helper checks
   },
   async restoreSide(t: RestoreTarget, artifact, stream: Readable, suffix, signal) {
     const namespace = t.app.name;

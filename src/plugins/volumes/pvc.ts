@@ -7,7 +7,7 @@ import { EXEC_STDERR_LIMIT, createHelperPod, deleteHelperPod, waitForHelperPod, 
 import type { ArtifactSource } from '../../engine/backup/source.js';
 import type { AppVolume } from '../../engine/cluster.js';
 import type { AppInfo } from '../../wild/store.js';
-import { execSource, podText, type PodTarget } from '../exec-source.js';
+import { execSource, podText, programMissing, type PodTarget } from '../exec-source.js';
 import { OLD_DIR_PREFIX, RESTORE_DIR_PREFIX } from './pvc-restore.js';
 import { TarScanner } from './tar-scan.js';
 
@@ -78,24 +78,27 @@ export function tarChangedWhileRead(exitCode: number, stderr: string): string[] 
   return [`${files.length} ${files.length === 1 ? 'file' : 'files'} changed while tar read ${files.length === 1 ? 'it' : 'them'} (the app was writing): ${shown}; the backup holds ${files.length === 1 ? 'it' : 'each'} as read, the rest of the volume is whole`];
 }
 
-/** Where a volume's tar runs. */
-interface Located { target: PodTarget; mountPath: string; excludes: string[]; cleanup?: () => Promise<void> }
+/** Where a volume's tar runs; `why` says why a running app's volume is read by a helper pod. */
+interface Located { target: PodTarget; mountPath: string; excludes: string[]; cleanup?: () => Promise<void>; why?: string }
+
+/** Whether `program` runs in the pod: false only when its image has none (busybox tar, which has no --version, runs). */
+async function runs(client: KubeClient, target: PodTarget, program: string, signal: AbortSignal): Promise<boolean> {
+  try {
+    await podText(client, target, [program, '--version'], signal);
+  } catch (err) {
+    if (programMissing(err)) return false;
+  }
+  return true;
+}
 
 export function pvcSource(o: VolumeSourceOptions): ArtifactSource {
   const { client, app, volume } = o;
   const patterns = excludePatterns(app);
   // The pod and path are found when the source opens (the estimate may run on another pod).
-  const locate = async (signal: AbortSignal): Promise<Located> => {
-    const mount = volume.mount && !volume.mount.subPath ? volume.mount : undefined;
-    if (mount) {
-      const pod = await client.call((c) => client.core.readNamespacedPod({ namespace: app.name, name: mount.pod }, c), { signal, timeoutMs: 15_000 });
-      return {
-        target: { namespace: app.name, pod: mount.pod, container: mount.container },
-        mountPath: mount.mountPath,
-        excludes: [...nestedMounts(pod, mount.container, mount.mountPath), ...patterns],
-      };
-    }
-    const helper = await createHelperPod(client, { namespace: app.name, pvc: volume.name, readOnly: true, image: o.helperImage, signal });
+  const mount = volume.mount && !volume.mount.subPath ? volume.mount : undefined;
+  const mountTarget = mount && { namespace: app.name, pod: mount.pod, container: mount.container };
+  const throughHelper = async (signal: AbortSignal, nodeName?: string): Promise<Located> => {
+    const helper = await createHelperPod(client, { namespace: app.name, pvc: volume.name, readOnly: true, image: o.helperImage, nodeName, signal });
     try {
       const running = await waitForHelperPod(client, helper, { namespace: app.name, pvc: volume.name, signal });
       return {
@@ -109,6 +112,21 @@ export function pvcSource(o: VolumeSourceOptions): ArtifactSource {
       throw err;
     }
   };
+  const locate = async (signal: AbortSignal): Promise<Located> => {
+    if (!mount || !mountTarget) return throughHelper(signal);
+    const [pod, tarRuns] = await Promise.all([
+      client.call((c) => client.core.readNamespacedPod({ namespace: app.name, name: mount.pod }, c), { signal, timeoutMs: 15_000 }),
+      runs(client, mountTarget, 'tar', signal),
+    ]);
+    if (tarRuns) return { target: mountTarget, mountPath: mount.mountPath, excludes: [...nestedMounts(pod, mount.container, mount.mountPath), ...patterns] };
+    // The app's image has no tar (a distroless image): a helper pod reads the volume, on the
+    // app's node, the one node that can mount a ReadWriteOnce volume while the app runs.
+    const why = `tar cannot run in ${app.name}/${mount.pod} (its image has none)`;
+    if (volume.accessModes?.includes('ReadWriteOncePod')) {
+      throw new Error(`${why}, and volume ${volume.name} is ReadWriteOncePod, so no other pod can mount it while the app runs: stop the app (scale it to 0) for its backup, and a helper pod reads it`);
+    }
+    return { ...(await throughHelper(signal, pod.spec?.nodeName)), why };
+  };
   // Where the tar runs, once open has found it: a helper pod's `du` waits for it.
   let opened!: (l: Located) => void;
   const whenOpened = new Promise<Located>((resolve) => { opened = resolve; });
@@ -119,10 +137,16 @@ export function pvcSource(o: VolumeSourceOptions): ArtifactSource {
       // No running pod mounts the whole volume (the app is stopped): `du` runs in the helper pod
       // that open starts, not in one started just for an estimate. The volume's capacity (a 250 GiB
       // claim holding 60 MB, say) would give the progress a percent and an ETA off by its ratio.
-      const helper = !volume.mount || volume.mount.subPath;
-      const l = helper ? await untilAborted(whenOpened, signal) : await locate(signal);
+      // A running app's image without du (a distroless one) has no tar either: its volume is read,
+      // and measured, in the helper pod that open starts.
+      const inApp = mount && mountTarget && await podText(client, mountTarget, ['du', '-s', '-k', mount.mountPath], signal).catch((err: unknown) => {
+        if (programMissing(err)) return null;
+        throw err;
+      });
+      if (inApp) return Number(inApp.split(/\s+/)[0]) * 1024 || null;
+      const l = await untilAborted(whenOpened, signal);
       const out = await podText(client, l.target, ['du', '-s', '-k', l.mountPath], signal).catch((err: unknown) => {
-        if (helper && !signal.aborted) return null; // the helper went with the stream's end
+        if (!signal.aborted) return null; // the helper went with the stream's end
         throw err;
       });
       return out === null ? volume.capacityBytes ?? null : Number(out.split(/\s+/)[0]) * 1024 || null;
@@ -136,7 +160,7 @@ export function pvcSource(o: VolumeSourceOptions): ArtifactSource {
         acceptExit: tarChangedWhileRead,
         through: () => {
           const scanner = new TarScanner();
-          return { transform: scanner, result: () => ({ ...scanner.result(), excludes: l.excludes, pod: l.target.pod }) };
+          return { transform: scanner, result: () => ({ ...scanner.result(), excludes: l.excludes, pod: l.target.pod, ...(l.why ? { helperBecause: l.why } : {}) }) };
         },
         cleanup: l.cleanup,
       });
