@@ -471,6 +471,20 @@ describe('OperationEngine', () => {
     expect(stale).toEqual([]);
   });
 
+  it('a stop right after an operation ends returns once its last log line and its history pruning are on disk', async () => {
+    // The owner of the data directory may move or remove it once stop() returns (a test's clean-up
+    // did): a log line landing after that recreated the directory.
+    for (let round = 0; round < 5; round++) {
+      const engine = newEngine({ finishedKeptPerApp: 1 });
+      const first = await engine.waitFor((await engine.submit(tickTask({ app: 'gitea', steps: 1 }))).id);
+      const rec = await engine.waitFor((await engine.submit(tickTask({ app: 'gitea', steps: 1 }))).id);
+      await engine.stop();
+      const log = await readFile(path.join(paths.operationsDir('home'), rec.id, 'output.log'), 'utf8');
+      expect(log, `round ${round}`).toMatch(/SUCCEEDED: ticked 1 times\n$/);
+      expect((await readdir(paths.operationsDir('home'))).filter((n) => n.startsWith(first.id)), `round ${round}: the older one pruned`).toEqual([]);
+    }
+  });
+
   it('a stop during a run leaves the record FAILED/INTERRUPTED', async () => {
     const engine = newEngine();
     const rec = await engine.submit(tickTask({ steps: 1000, stepMs: 20 }));

@@ -97,6 +97,8 @@ export class OperationEngine {
   private readonly logs = new Map<string, string[]>();
   /** Ids of finished operations whose log is still in `logs`, oldest first. */
   private readonly finishedLogs: string[] = [];
+  /** The tails of finish() still under way: the last log line and the history pruning (stop waits for them). */
+  private readonly finishing = new Set<Promise<void>>();
   private readonly active = new Map<string, Active>();
   private readonly queue: string[] = [];
   private readonly recoveryHooks = new Map<OperationKind, RecoveryHook>();
@@ -406,7 +408,7 @@ export class OperationEngine {
     const running = [...this.active.values()];
     for (const a of running) a.controller.abort(new CancelReason('shutdown'));
     await Promise.race([
-      Promise.all([...running.map((a) => a.finished), ...recovering]),
+      Promise.all([...running.map((a) => a.finished), ...recovering]).then(() => Promise.allSettled([...this.finishing])),
       new Promise((r) => setTimeout(r, timeoutMs).unref()),
     ]);
   }
@@ -559,11 +561,21 @@ export class OperationEngine {
       a.resolveFinished();
       this.pump();
     }
-    // Once the whole log is on disk, its tail can leave memory in its turn.
-    await lastLine;
-    this.finishedLogs.push(rec.id);
-    while (this.finishedLogs.length > FINISHED_LOGS_IN_MEMORY) this.logs.delete(this.finishedLogs.shift()!);
-    await this.pruneHistory(rec.instanceName, rec.appName ?? null);
+    // Once the whole log is on disk, its tail can leave memory in its turn. stop() waits for this
+    // tail: a log line or a pruning landing after it would write into a data directory that its
+    // owner may already have moved or removed.
+    const tail = (async () => {
+      await lastLine;
+      this.finishedLogs.push(rec.id);
+      while (this.finishedLogs.length > FINISHED_LOGS_IN_MEMORY) this.logs.delete(this.finishedLogs.shift()!);
+      await this.pruneHistory(rec.instanceName, rec.appName ?? null);
+    })();
+    this.finishing.add(tail);
+    try {
+      await tail;
+    } finally {
+      this.finishing.delete(tail);
+    }
   }
 
   /** Operations whose log tail is held in memory (the running ones and the latest finished). */
