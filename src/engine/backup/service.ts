@@ -1,9 +1,9 @@
 // Backups of apps and instances: listing (from the snapshot cache and the manifest store),
 // starting BACKUP_APP / BACKUP_CLUSTER / DELETE_BACKUP operations.
 import { ConflictError, NotFoundError, RepositoryError, ValidationError } from '../../errors.js';
-import type { OperationEngine, OperationRecord } from '../operations/index.js';
+import type { OperationEngine, OperationRecord, TaskContext } from '../operations/index.js';
 import type { RepositoryService } from '../repository/service.js';
-import { ResticError, type SnapshotListing } from '../restic/index.js';
+import { ResticError, type ResticRepository, type SnapshotListing } from '../restic/index.js';
 import { requireReadableConfig, type AppInfo, type InstanceInfo, type WildStore } from '../../wild/store.js';
 import { appConfigSource } from '../../plugins/config/app-config.js';
 import { clusterConfigSource, etcdSnapshotSource, etcdUnavailableReason } from '../../plugins/config/cluster-config.js';
@@ -120,6 +120,7 @@ export class BackupService {
     if (!app.manifest) throw ValidationError.fromIssues(app.problems.map((p) => ({ path: `${p.file}${p.path ? `#${p.path}` : ''}`, message: p.message })), `app "${appName}" cannot be backed up until its files are fixed`);
     requireReadableConfig(inst, `a backup of "${appName}"`);
     const repo = await this.repositories.open(inst);
+    const defaultDir = this.repositories.defaultRepositoryPath(inst);
     return this.engine.submit({
       kind: 'BACKUP_APP',
       instance,
@@ -129,6 +130,7 @@ export class BackupService {
       alsoHolds: detectDatabases(app).filter((d) => d.included && d.databaseName !== null && d.engine !== appName).map((d) => ({ app: d.engine, as: 'use' as const })),
       run: async (ctx) => {
         ctx.progress({ phase: 'planning' });
+        if (defaultDir) await this.createDefault(instance, defaultDir, repo, ctx);
         const plan = await this.planner(inst, app, ctx.signal);
         for (const s of plan.skipped) ctx.log(`skipping ${s.kind}:${s.name}: ${s.reason}`);
         await this.sweepLeftovers(instance);
@@ -146,9 +148,17 @@ export class BackupService {
     });
   }
 
+  /** The embedded default repository, created at the first backup that goes to it. */
+  private async createDefault(instance: string, dir: string, repo: ResticRepository, ctx: TaskContext): Promise<void> {
+    if (await this.repositories.createDefaultIfMissing(instance, dir, repo, ctx.signal)) {
+      ctx.log(`created the embedded default repository at ${dir} (no repository is configured; its password is in secrets.yaml, cloud.backup.defaultRepositoryPassword)`);
+    }
+  }
+
   async backupCluster(instance: string): Promise<OperationRecord> {
     const inst = await this.store.requireInstance(instance);
     const repo = await this.repositories.open(inst);
+    const defaultDir = this.repositories.defaultRepositoryPath(inst);
     // As for an app: a second backup of the instance while one is under way is refused (checked
     // with no await before the submission, so two at once cannot both pass).
     const running = this.engine.list({ instance, status: ['QUEUED', 'RUNNING'] }).find((r) => r.kind === 'BACKUP_CLUSTER');
@@ -157,6 +167,7 @@ export class BackupService {
       kind: 'BACKUP_CLUSTER',
       instance,
       run: async (ctx) => {
+        if (defaultDir) await this.createDefault(instance, defaultDir, repo, ctx);
         const sources: ArtifactSource[] = [clusterConfigSource(this.store, inst)];
         const skipped: BackupManifest['skipped'] = [];
         const why = etcdUnavailableReason(inst);

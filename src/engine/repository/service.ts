@@ -1,7 +1,8 @@
 // Repository configuration, status and statistics of each instance, and the INIT_REPOSITORY task.
 // Resolvers ask this service; it alone turns config files into a restic repository.
 import { createHash } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { access, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
 import { ResticError, ResticRepository, type ResticStats, type SnapshotListing, type UnreadableSnapshot } from '../restic/index.js';
 import { StorageValidationError, displayRepositoryUri, findPluginForUri, validateRepositorySettings } from '../../plugins/storage/registry.js';
 import { splitRestUserinfo } from '../../plugins/storage/rest.js';
@@ -93,6 +94,8 @@ export class RepositoryService {
   /** The status an instance had before our own last write dropped it (the repository opened then). */
   private readonly beforeWrite = new Map<string, { key: string; value: Promise<RepositoryStatusView> }>();
   private readonly statsCache = new Map<string, { at: number; value: Promise<RepositoryStatsView> }>();
+  /** The embedded default repositories being created, by path (see createDefaultIfMissing). */
+  private readonly creatingDefault = new Map<string, Promise<void>>();
 
   constructor(
     private readonly store: WildStore,
@@ -113,6 +116,39 @@ export class RepositoryService {
     } catch (err) {
       throw toRepositoryError(err);
     }
+  }
+
+  /** The embedded default repository's path when the instance backs up to it; null when a repository is configured. */
+  defaultRepositoryPath(inst: InstanceInfo): string | null {
+    return inst.config.cloud?.backup?.repository ? null : this.store.paths.defaultRepository(inst.name);
+  }
+
+  /**
+   * Creates the embedded default repository at its first backup: no repository is configured, so
+   * the path and the password are ours, and a first backup should not fail with "initialise it
+   * first". A configured repository is never created unasked (initRepository): a mistyped bucket
+   * or path would start a new, empty repository beside the one that holds the backups. Backups
+   * starting at once share one `restic init`. True when this call created it.
+   */
+  async createDefaultIfMissing(instance: string, dir: string, repo: ResticRepository, signal?: AbortSignal): Promise<boolean> {
+    const exists = () => access(path.join(dir, 'config')).then(() => true, () => false);
+    if (await exists()) return false;
+    let creating = this.creatingDefault.get(dir);
+    const mine = !creating;
+    if (!creating) {
+      creating = (async () => {
+        try {
+          await repo.init({ signal });
+        } catch (err) {
+          if (!(await exists())) throw toRepositoryError(err); // another writer (initRepository) made it meanwhile: fine
+        } finally {
+          this.forget(instance);
+        }
+      })().finally(() => this.creatingDefault.delete(dir));
+      this.creatingDefault.set(dir, creating);
+    }
+    await creating;
+    return mine;
   }
 
   async config(inst: InstanceInfo): Promise<BackupConfigView> {
