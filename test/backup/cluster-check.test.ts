@@ -1,10 +1,10 @@
-// A restore drill of a cluster backup's artifacts, which nothing restores into a running cluster:
-// read back whole, as many bytes as recorded, and the instance's files a whole tar of as many
-// files as were put in. The passing case runs against real restic in test/backup/apps.test.ts.
+// A restore drill of the artifacts nothing loads into scratch space (a cluster backup's, an app's
+// settings and roles): read back whole, as many bytes as recorded, and a tar (the instance's files)
+// whole, with as many files as were put in. The passing case runs against real restic in test/backup/apps.test.ts.
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { ArtifactRecord } from '../../src/engine/backup/manifest.js';
-import { checkClusterArtifact } from '../../src/plugins/config/cluster-config.js';
+import { checkReadBack } from '../../src/plugins/read-back.js';
 import { tarStream } from '../../src/plugins/config/tar.js';
 
 async function bytesOf(r: Readable): Promise<Buffer> {
@@ -15,10 +15,10 @@ async function bytesOf(r: Readable): Promise<Buffer> {
 
 const files = ['config.yaml', 'secrets.yaml', 'kubeconfig'];
 const tar = await bytesOf(tarStream(files.map((name) => ({ name, content: Buffer.from(`${name}: contents\n`), mode: 0o600 }))));
-const record = (kind: string, sizeBytes: number, meta: Record<string, unknown> = {}): ArtifactRecord => ({ kind, name: 'home', filename: `_cluster/${kind}-home`, snapshotId: 'abcd1234', sizeBytes, addedBytes: null, meta });
-const check = (a: ArtifactRecord, b: Buffer) => checkClusterArtifact(a, Readable.from([b.subarray(0, 700), b.subarray(700)]));
+const record = (kind: string, sizeBytes: number, meta: Record<string, unknown> = {}): ArtifactRecord => ({ kind, name: 'home', filename: `_cluster/${kind}-home${kind === 'etcd' ? '.db' : '.tar'}`, snapshotId: 'abcd1234', sizeBytes, addedBytes: null, meta });
+const check = (a: ArtifactRecord, b: Buffer) => checkReadBack(a, Readable.from([b.subarray(0, 700), b.subarray(700)]));
 
-describe('checkClusterArtifact', () => {
+describe('checkReadBack', () => {
   it('passes what was recorded', async () => {
     expect(await check(record('cluster-config', tar.length, { files }), tar)).toBe(`cluster-config:home: 3 files (config.yaml, secrets.yaml, kubeconfig), ${tar.length} bytes read back whole, as recorded`);
     const snapshot = Buffer.alloc(5000, 7);

@@ -177,6 +177,10 @@ describe('verifyBackup', () => {
     expect(v.data!.node.verification.ok).toBe(true);
     expect(v.data!.node.verification.details).toMatch(/database gitea: \d+ tables, \d+ rows, as recorded/);
     expect(v.data!.node.verification.details).toMatch(/volume gitea-data: \d+ files, \d+ bytes, listing as recorded/);
+    // The app's settings and its roles, which a restore also reads, are read back whole.
+    expect(rec.message).toBe(`backup ${b.backupId} verified: 2 artifacts restored and 2 read back and checked`);
+    expect(v.data!.node.verification.details).toMatch(/config:gitea: \d+ files, \d+ bytes read back whole, as recorded/);
+    expect(v.data!.node.verification.details).toMatch(/postgres-roles:gitea: \d+ bytes read back whole, as recorded/);
     expect((await s.sim.databases.postgres!.query(`select datname from pg_database where datname like 'gitea_wb%'`)).trim()).toBe('');
     // Another server on the same data directory (a restart) still knows the result.
     const { buildApp } = await import('../../src/server.js');
@@ -185,4 +189,18 @@ describe('verifyBackup', () => {
     const again = await s.gql<{ node: { verification: { ok: boolean } } }>(q, { id: b.id });
     expect(again.data!.node.verification.ok).toBe(true);
   }, 240_000);
+
+  it("fails when the app's settings do not read back as recorded, naming them", async () => {
+    const b = await backup('gitea');
+    const svc = s.app.services;
+    const config = (await svc.backups.get(await svc.store.requireInstance('test'), b.backupId))!.manifest!.artifacts.find((a) => a.kind === 'config')!;
+    config.sizeBytes += 512; // as a snapshot that lost a block would read back
+    try {
+      const rec = await s.runOperation(`mutation($id: ID!) { verifyBackup(id: $id) { ${OP_FIELDS} } }`, { id: b.id });
+      expect(rec.status).toBe('FAILED');
+      expect(rec.error?.message).toMatch(/^verification of \S+ failed: config:gitea: \d+ bytes read back, the backup recorded \d+$/);
+    } finally {
+      config.sizeBytes -= 512;
+    }
+  }, 120_000);
 });

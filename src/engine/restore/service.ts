@@ -15,7 +15,7 @@ import type { ArtifactRecord } from '../backup/manifest.js';
 import { ArtifactFailedError, runBackup } from '../backup/pipeline.js';
 import { readAll } from '../backup/catalog.js';
 import { appConfigSource } from '../../plugins/config/app-config.js';
-import { checkClusterArtifact } from '../../plugins/config/cluster-config.js';
+import { checkReadBack } from '../../plugins/read-back.js';
 import type { ClusterService } from '../cluster.js';
 import type { ResticRepository } from '../restic/index.js';
 import { requireReadableConfig, type InstanceInfo, type WildStore } from '../../wild/store.js';
@@ -554,11 +554,14 @@ export class RestoreService {
     const inst = await this.store.requireInstance(b.instance);
     // A cluster backup restores nothing into the running cluster: each artifact is read back
     // whole and checked against the manifest (plugins/config/cluster-config.ts).
-    if (b.kind === 'CLUSTER') return this.drill(inst, b, null, b.manifest.artifacts, 'read back', async () => (a, stream) => checkClusterArtifact(a, stream));
+    if (b.kind === 'CLUSTER') return this.drill(inst, b, null, b.manifest.artifacts, () => false, async () => (a, stream) => checkReadBack(a, stream));
     if (!b.appName) throw new NotFoundError(`backup ${b.backupId} names no app`);
     const app = await this.store.requireApp(inst, b.appName);
-    const artifacts = this.artifactsFor(b, new Set(['DATABASES', 'VOLUMES'])).filter((a) => a.kind in restorers);
-    return this.drill(inst, b, app.name, artifacts, 'restored', async (ctx) => {
+    // Databases and volumes are restored into scratch space and compared; the rest (the app's
+    // settings, its database roles), which a restore also reads, is read back whole: a damaged one
+    // would otherwise pass the drill and fail the restore.
+    const restored = new Set(this.artifactsFor(b, new Set(['DATABASES', 'VOLUMES'])).filter((a) => a.kind in restorers));
+    return this.drill(inst, b, app.name, b.manifest.artifacts, (a) => restored.has(a), async (ctx) => {
       const client = await this.cluster.client(inst);
       const target: RestoreTarget = { client, inst, app, sourceApp: b.appName!, helperImage: this.opts.helperImage };
       // A drill's side copies are recorded like a restore's (never swapped, no replicas): a crash
@@ -566,6 +569,7 @@ export class RestoreService {
       // copy of the database left on the server's shared volume for good.
       new RecoveryLedger(ctx, app.name).attach(target);
       return async (a, stream, cleanups) => {
+        if (!restored.has(a)) return checkReadBack(a, stream);
         const unloaded = restorers[a.kind]!.checkUnloaded?.(a);
         if (unloaded) return unloaded(stream);
         const side = await restorers[a.kind]!.restoreSide(target, a, stream, `v${randomBytes(2).toString('hex')}`, ctx.signal);
@@ -582,7 +586,7 @@ export class RestoreService {
    * The result is kept for `Backup.verification`.
    */
   private async drill(
-    inst: InstanceInfo, b: BackupView, app: string | null, artifacts: ArtifactRecord[], how: 'restored' | 'read back',
+    inst: InstanceInfo, b: BackupView, app: string | null, artifacts: ArtifactRecord[], loads: (a: ArtifactRecord) => boolean,
     prepare: (ctx: TaskContext) => Promise<(a: ArtifactRecord, stream: Readable, cleanups: Array<() => Promise<void>>) => Promise<string>>,
   ): Promise<OperationRecord> {
     const repo = await this.repositories.open(inst);
@@ -612,7 +616,9 @@ export class RestoreService {
           } catch (err) {
             if (ctx.signal.aborted) throw err;
             ok = false;
-            lines.push(`${a.kind}:${a.name}: ${(err as Error).message}`);
+            const what = `${a.kind}:${a.name}: `;
+            const message = (err as Error).message;
+            lines.push(message.startsWith(what) ? message : what + message);
           } finally {
             dumpDone.abort();
             for (const c of cleanups) await c();
@@ -624,7 +630,11 @@ export class RestoreService {
         await mkdir(path.dirname(this.verificationFile(inst.name, b.backupId)), { recursive: true });
         await writeFileAtomic(this.verificationFile(inst.name, b.backupId), JSON.stringify(result, null, 2), 0o644);
         if (!ok) throw Object.assign(new Error(`verification of ${b.backupId} failed: ${lines.filter((l) => !l.includes('as recorded')).join('; ')}`), { code: 'VERIFICATION_FAILED' });
-        return { backupId: b.backupId, message: `backup ${b.backupId} verified: ${lines.length} ${lines.length === 1 ? 'artifact' : 'artifacts'} ${how} and checked` };
+        const n = (k: number) => `${k} ${k === 1 ? 'artifact' : 'artifacts'}`;
+        const loaded = artifacts.filter(loads).length;
+        const read = artifacts.length - loaded;
+        const how = [loaded ? `${n(loaded)} restored` : '', read ? `${loaded ? read : n(read)} read back` : ''].filter(Boolean).join(' and ');
+        return { backupId: b.backupId, message: `backup ${b.backupId} verified: ${how || 'nothing'} and checked` };
       },
     });
   }

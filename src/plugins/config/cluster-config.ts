@@ -2,11 +2,7 @@
 // kubeconfig, talosconfig) and, where talosctl is installed and configured, an etcd snapshot.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
-import type { ArtifactRecord } from '../../engine/backup/manifest.js';
 import type { ArtifactSource } from '../../engine/backup/source.js';
-import { readBackWhole } from '../read-back.js';
-import { TarScanner } from '../volumes/tar-scan.js';
 import type { InstanceInfo, WildStore } from '../../wild/store.js';
 import type { TarEntry } from './tar.js';
 import { tarStream } from './tar.js';
@@ -65,20 +61,4 @@ export function etcdSnapshotSource(inst: InstanceInfo): ArtifactSource {
       return { stream: child.stdout, finished };
     },
   };
-}
-
-/**
- * A restore drill of a cluster backup's artifact, which nothing restores into a running cluster:
- * its bytes are read back from the repository (restic authenticates each piece) and must be as
- * many as recorded; the instance's files must be a whole tar of as many files as were put in.
- */
-export async function checkClusterArtifact(artifact: ArtifactRecord, stream: Readable): Promise<string> {
-  const what = `${artifact.kind}:${artifact.name}`;
-  const tar = artifact.kind === 'cluster-config' ? new TarScanner() : undefined;
-  const bytes = await readBackWhole(what, artifact, stream, { through: tar });
-  if (!tar) return `${what}: ${bytes} bytes read back whole, as recorded`;
-  const names = Array.isArray(artifact.meta.files) ? (artifact.meta.files as string[]) : null;
-  if (!tar.complete) throw new Error(`${what}: not a whole tar archive (no end-of-archive marker)`);
-  if (names && tar.listing.files !== names.length) throw new Error(`${what}: ${tar.listing.files} files in the archive, the backup recorded ${names.length}`);
-  return `${what}: ${tar.listing.files} files${names ? ` (${names.join(', ')})` : ''}, ${bytes} bytes read back whole, as recorded`;
 }
