@@ -74,6 +74,24 @@ it('retries in the background until the repository answers', async () => {
   }
 }, 60_000);
 
+it('backs off while the repository stays down, each retry waiting twice as long, and still removes them once it answers', async () => {
+  const file = join(dir, 'state4', 'leftovers.json');
+  let up = false;
+  let asked = 0;
+  const l = new Leftovers(file, async () => { asked++; if (!up) throw new Error('down'); return repo; }, remove, 100);
+  try {
+    await l.add('test', backupId);
+    await new Promise((r) => setTimeout(r, 1650));
+    // Retries at 0.1, 0.3, 0.7 and 1.5 s; every 0.1 s, it would have asked 16 times.
+    expect(asked).toBeGreaterThanOrEqual(2);
+    expect(asked).toBeLessThanOrEqual(5);
+    up = true;
+    await expect.poll(() => l.list(), { timeout: 20_000, interval: 100 }).toEqual([]);
+  } finally {
+    l.close();
+  }
+}, 60_000);
+
 it('drops the leftovers of an instance that no longer exists', async () => {
   const l = new Leftovers(join(dir, 'state3', 'leftovers.json'), async () => null, remove, 60_000);
   await l.add('gone', backupId);

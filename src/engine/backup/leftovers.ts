@@ -17,10 +17,15 @@ interface Leftover {
   since: string;
 }
 
+/** The background retries back off, each one that removes nothing waiting twice as long, up to this many times retryMs. */
+const MAX_BACKOFF = 64;
+
 export class Leftovers {
   private pending: Leftover[] | null = null;
   private timer: NodeJS.Timeout | null = null;
   private sweeping: Promise<void> | null = null;
+  /** The next background retry's wait: retryMs, doubled after each sweep that removed nothing. */
+  private delayMs: number;
 
   /**
    * @param open the instance's repository, or null when the instance is gone.
@@ -31,7 +36,9 @@ export class Leftovers {
     private readonly open: (instance: string) => Promise<ResticRepository | null>,
     private readonly remove: (repo: ResticRepository, backupId: string) => Promise<boolean>,
     private readonly retryMs = 30_000,
-  ) {}
+  ) {
+    this.delayMs = retryMs;
+  }
 
   private async load(): Promise<Leftover[]> {
     if (this.pending) return this.pending;
@@ -62,6 +69,8 @@ export class Leftovers {
       pending.push({ instance, backupId, since: new Date().toISOString() });
       await this.save();
     }
+    // A new failure: the repository may be back soon.
+    this.delayMs = this.retryMs;
     this.schedule();
   }
 
@@ -70,6 +79,7 @@ export class Leftovers {
     // One sweep at a time; a caller during a sweep waits for it, then sweeps again.
     const run = async (): Promise<void> => {
       const pending = await this.load();
+      const before = pending.length;
       for (const l of [...pending]) {
         if (instance && l.instance !== instance) continue;
         let repo: ResticRepository | null;
@@ -85,6 +95,9 @@ export class Leftovers {
           log.info('removed the snapshots of an incomplete backup', { instance: l.instance, backupId: l.backupId });
         }
       }
+      // A repository down for hours is not asked every 30 s: the retries back off while they remove
+      // nothing (a backup of the instance still sweeps first, whatever the wait).
+      this.delayMs = pending.length < before ? this.retryMs : Math.min(this.delayMs * 2, this.retryMs * MAX_BACKOFF);
       try {
         await this.save();
       } finally {
@@ -104,7 +117,7 @@ export class Leftovers {
     this.timer = setTimeout(() => {
       this.timer = null;
       this.sweep().catch((err: unknown) => log.warn('leftover sweep failed', { error: (err as Error).message }));
-    }, this.retryMs);
+    }, this.delayMs);
     this.timer.unref();
   }
 
