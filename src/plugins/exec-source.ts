@@ -101,12 +101,12 @@ export async function streamIntoPod(client: KubeClient, target: PodTarget, comma
   await ex.done;
 }
 
-/** Runs a short command in a pod and returns its trimmed stdout. */
 /** The exec could not start the program: the container's image has none (a distroless one). */
 export function programMissing(err: unknown): boolean {
   return err instanceof CommandFailedError && err.exitCode === null && /executable file.* not found|no such file or directory/i.test(err.message);
 }
 
+/** Runs a short command in a pod and returns its trimmed stdout. */
 export async function podText(client: KubeClient, target: PodTarget, command: string[], signal?: AbortSignal, stdin?: string): Promise<string> {
   const input = stdin === undefined ? undefined : Buffer.from(stdin);
   const { stdout } = await execText(client, { ...target, command, signal, ...(input ? { stdin: input, stdinLength: input.length } : {}) });

@@ -553,7 +553,7 @@ export class RestoreService {
     if (b.status !== 'COMPLETE' || !b.manifest) throw new ConflictError(`backup ${b.backupId} is incomplete: there is nothing to verify`);
     const inst = await this.store.requireInstance(b.instance);
     // A cluster backup restores nothing into the running cluster: each artifact is read back
-    // whole and checked against the manifest (plugins/config/cluster-config.ts).
+    // whole and checked against the manifest (plugins/read-back.ts).
     if (b.kind === 'CLUSTER') return this.drill(inst, b, null, b.manifest.artifacts, () => false, async () => (a, stream) => checkReadBack(a, stream));
     if (!b.appName) throw new NotFoundError(`backup ${b.backupId} names no app`);
     const app = await this.store.requireApp(inst, b.appName);
