@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HELPER_LABEL, kubeClientFor, listPods, listWorkloads } from '../../src/kube/index.js';
 import type { ArtifactRecord } from '../../src/engine/backup/manifest.js';
 import { pgTableDigests, treeDigest } from '../helpers/compare.js';
-import { initRepository, OP_FIELDS, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { holdExecs, initRepository, OP_FIELDS, startSimApp, type SimApp } from '../helpers/sim-app.js';
 
 let s: SimApp;
 let backupId = '';
@@ -70,6 +70,23 @@ describe('room for a side copy', () => {
     expect(pg.meta.databaseBytes).toBeGreaterThan(pg.sizeBytes);
     expect(Math.abs(Number(pg.meta.databaseBytes) - size) / size).toBeLessThan(0.5);
   });
+
+  it('the database size is recorded even when the dump ends before its estimate (PostgreSQL and MariaDB)', async () => {
+    // The streams start while the estimates run: a small database's dump can end first.
+    for (const [app, kind, marker] of [['gitea', 'postgres', 'pg_table_size'], ['ghost', 'mysql', 'sum(data_length + index_length)']] as const) {
+      const held = holdExecs(s, (command) => command.some((a) => a.includes(marker)));
+      const timer = setTimeout(() => held.release(), 3000);
+      try {
+        const rec = await s.runOperation(`mutation($app: String!) { backupApp(input: { instance: "test", app: $app }) { ${OP_FIELDS} } }`, { app });
+        expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
+        const art = await artifactOf(kind, rec.backupId!);
+        expect(Number(art.meta.databaseBytes), `${kind}: ${JSON.stringify(art.meta)}`).toBeGreaterThan(art.sizeBytes);
+      } finally {
+        clearTimeout(timer);
+        held.release();
+      }
+    }
+  }, 120_000);
 
   it("the progress's estimate of a database is its tables' size, not the database's: indexes and catalogs are not dumped", async () => {
     const pg = await artifactOf('postgres');

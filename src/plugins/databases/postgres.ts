@@ -156,6 +156,7 @@ export const postgresPlugin: DatabasePlugin = {
     if (ctx.missingOk && (await psql(target, ctx.client, 'postgres', `select count(*) from pg_database where datname = '${db}'`, signal)) === '0') return [];
     let shared: SharedSnapshot | undefined;
     let databaseBytes: number | null = null;
+    let measured: Promise<void> | undefined;
     return [
       execSource({
         client: ctx.client, target, artifact: { kind: 'postgres', name: db }, extension: '.pgdump',
@@ -164,14 +165,23 @@ export const postgresPlugin: DatabasePlugin = {
           return ['pg_dump', '-U', 'postgres', '--format=custom', '--compress=0', '--no-password', `--lock-wait-timeout=${lockWait}ms`, `--snapshot=${shared.id}`, `--dbname=${db}`];
         },
         explainFailure: lockWaitExplained(lockWait),
-        estimate: async (s) => {
-          const [database, tables] = (await psql(target, ctx.client, db, SIZES_SQL, s)).split('|').map(Number);
-          databaseBytes = database || null;
-          return tables || databaseBytes;
+        estimate: (s) => {
+          const sizes = psql(target, ctx.client, db, SIZES_SQL, s).then((out) => {
+            const [database, tables] = out.split('|').map(Number);
+            databaseBytes = database || null;
+            return tables || databaseBytes;
+          });
+          measured = sizes.then(() => undefined, () => undefined);
+          return sizes;
         },
         // Counted in the dump's own snapshot: exact, whatever the app wrote meanwhile. databaseBytes:
-        // the room a restore's side copy needs on the server's volume.
-        meta: async () => ({ serverVersion: version, database: db, format: 'custom', rowCounts: await shared!.counts, rowCountsExact: true, ...(databaseBytes ? { databaseBytes } : {}) }),
+        // the room a restore's side copy needs on the server's volume, measured by the estimate,
+        // which a small database's dump can outrun (the streams start while the estimates run).
+        meta: async () => {
+          const rowCounts = await shared!.counts;
+          await measured;
+          return { serverVersion: version, database: db, format: 'custom', rowCounts, rowCountsExact: true, ...(databaseBytes ? { databaseBytes } : {}) };
+        },
         cleanup: async () => { await shared?.release(); },
       }),
       execSource({
