@@ -85,6 +85,10 @@ export async function startSimCluster(opts: SimClusterOptions = {}): Promise<Sim
   const kube = await startSimKube({
     stateDir, kubeconfigPath: path.join(instanceDir, 'kubeconfig'),
     ...(opts.port ? { port: opts.port } : {}), ...(opts.token ? { token: opts.token } : {}), ...(opts.execProtocols ? { execProtocols: opts.execProtocols } : {}),
+  }).catch((err: unknown) => {
+    // An API server that cannot start (its port taken) leaves no directory behind either.
+    if (ownRoot) rmSync(root, { recursive: true, force: true });
+    throw err;
   });
   const rt = kube.runtime;
   const run = path.join(stateDir, 'run');

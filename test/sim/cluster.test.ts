@@ -1,7 +1,9 @@
 // startSimCluster: a Wild Cloud instance whose database pods are real servers. Database tools run in
 // pods as in the official images, and the Wild Central data directory is written as Wild Backup reads it.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -112,5 +114,20 @@ describe('startSimCluster with PostgreSQL, MariaDB and Redis', () => {
     expect(total).toBe(3 << 20);
     expect(existsSync(path.join(sim.pvcDir('postgres', 'postgres-pvc'), 'pgdata', 'PG_VERSION'))).toBe(true);
     expect(existsSync(path.join(sim.pvcDir('ghost', 'ghost-content'), 'settings', 'routes.yaml'))).toBe(true);
+  });
+});
+
+describe('a simulated cluster that cannot start', () => {
+  it('leaves no temporary directory behind (its API server\'s port taken)', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const instance = `gone-${process.pid}-${Date.now()}`;
+    try {
+      await expect(startSimCluster({ instance, port: (taken.address() as net.AddressInfo).port, apps: ['whoami'] })).rejects.toThrow(/EADDRINUSE/);
+      const left = readdirSync(os.tmpdir()).filter((d) => d.startsWith('wild-sim-cluster-') && existsSync(path.join(os.tmpdir(), d, 'wild-central', 'instances', instance)));
+      expect(left).toEqual([]);
+    } finally {
+      taken.close();
+    }
   });
 });
