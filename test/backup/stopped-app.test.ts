@@ -11,7 +11,7 @@ import { OP_FIELDS, initRepository, startSimApp, type SimApp } from '../helpers/
 let s: SimApp;
 
 beforeAll(async () => {
-  s = await startSimApp({ apps: ['website'] });
+  s = await startSimApp({ apps: ['website', 'gitea'] });
   await initRepository(s);
 }, 180_000);
 afterAll(async () => { await s?.close(); });
@@ -34,4 +34,24 @@ it("estimates a stopped app's volume by `du` in its helper pod, not by the claim
   const art = res.data!.instance.app.latestBackup.artifacts.find((a) => a.kind === 'pvc')!;
   expect(art.sizeBytes).toBeGreaterThan(3 << 20);
   expect(art.sizeBytes).toBeLessThan(2 * du);
+}, 180_000);
+
+it("a small stopped volume whose stream ends before its du ran is estimated at the bytes it streamed, not at its claim's capacity", async () => {
+  const client = kubeClientFor(s.sim.kubeconfigPath);
+  for (const w of await listWorkloads(client, 'gitea')) await scaleAndWait(client, w, 0, { timeoutMs: 30_000 });
+  // du runs once the helper pod has streamed the volume and gone; the roles' dump, held longer,
+  // keeps the backup going meanwhile (a backup that ends first stops its estimates).
+  const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+  s.sim.kube.runtime.execGate = (command) => (command[0] === 'du' ? sleep(2000) : command.includes('--roles-only') ? sleep(4000) : undefined);
+  let done;
+  try {
+    done = await s.runOperation(`mutation { backupApp(input: { instance: "test", app: "gitea" }) { ${OP_FIELDS} } }`);
+  } finally {
+    s.sim.kube.runtime.execGate = undefined;
+  }
+  expect(done.status, JSON.stringify(done.error)).toBe('SUCCEEDED');
+  const svc = s.app.services;
+  const pvc = (await svc.backups.get(await svc.store.requireInstance('test'), done.backupId!))!.manifest!.artifacts.find((a) => a.kind === 'pvc')!;
+  const log = await svc.engine.logTail(done.id, 200);
+  expect(log.find((l) => l.includes('pvc:gitea-data: about')), log.join('\n')).toContain(`pvc:gitea-data: about ${pvc.sizeBytes} bytes`);
 }, 180_000);

@@ -130,6 +130,7 @@ export function pvcSource(o: VolumeSourceOptions): ArtifactSource {
   // Where the tar runs, once open has found it: a helper pod's `du` waits for it.
   let opened!: (l: Located) => void;
   const whenOpened = new Promise<Located>((resolve) => { opened = resolve; });
+  let scanned: TarScanner | undefined;
   return {
     artifact: { kind: 'pvc', name: volume.name },
     extension: '.tar',
@@ -149,7 +150,10 @@ export function pvcSource(o: VolumeSourceOptions): ArtifactSource {
         if (!signal.aborted) return null; // the helper went with the stream's end
         throw err;
       });
-      return out === null ? volume.capacityBytes ?? null : Number(out.split(/\s+/)[0]) * 1024 || null;
+      if (out !== null) return Number(out.split(/\s+/)[0]) * 1024 || null;
+      // A small volume's stream can end, and its helper pod go, before that du runs: its size is
+      // then known exactly. The claim's capacity (10 GiB for 235 KB) is the answer only when not.
+      return scanned?.writableFinished ? scanned.archiveBytes : volume.capacityBytes ?? null;
     },
     async open(signal) {
       const l = await locate(signal);
@@ -160,6 +164,7 @@ export function pvcSource(o: VolumeSourceOptions): ArtifactSource {
         acceptExit: tarChangedWhileRead,
         through: () => {
           const scanner = new TarScanner();
+          scanned = scanner;
           return { transform: scanner, result: () => ({ ...scanner.result(), excludes: l.excludes, pod: l.target.pod, ...(l.why ? { helperBecause: l.why } : {}) }) };
         },
         cleanup: l.cleanup,

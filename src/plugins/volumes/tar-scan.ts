@@ -60,8 +60,11 @@ export class TarScanner extends Transform {
   private readonly hash = createHash('sha256');
   private ended = false;
   readonly listing: Omit<TarListing, 'listingSha256'> = { files: 0, directories: 0, bytes: 0 };
+  /** The archive's bytes that have passed. */
+  archiveBytes = 0;
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void): void {
+    this.archiveBytes += chunk.length;
     this.scan(chunk);
     cb(null, chunk);
   }
