@@ -128,6 +128,22 @@ describe('restoreBackup', () => {
     expect(openExecSockets()).toBe(0);
   }, 240_000);
 
+  it("CONFIG alone comes back with the app still running: it is Wild Central's files, not the cluster's", async () => {
+    const b = await backup('gitea');
+    const configFile = s.app.services.store.paths.configFile('test');
+    const { setPath, updateYamlFile } = await import('../../src/wild/writer.js');
+    await updateYamlFile(configFile, (doc) => { setPath(doc, ['apps', 'gitea', 'timezone'], 'Pacific/Auckland'); }, 0o644);
+    const d = () => { const x = s.sim.kube.runtime.store.list('deployments', 'gitea')[0]!; return { generation: x.metadata.generation, replicas: (x.spec as { replicas?: number }).replicas }; };
+    const before = d();
+    const pod = s.sim.kube.runtime.store.list('pods', 'gitea')[0]!.metadata.name;
+    const rec = await s.runOperation(RESTORE, { input: { backupId: b.id, components: ['CONFIG'] } });
+    expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
+    expect((await s.app.services.store.requireInstance('test')).config.apps?.gitea?.timezone).toBe('UTC');
+    expect(d(), 'never scaled').toEqual(before);
+    expect(s.sim.kube.runtime.store.list('pods', 'gitea').map((p) => p.metadata.name)).toEqual([pod]);
+    expect((await s.app.services.engine.logTail(rec.id, 100)).join('\n')).toContain('the app keeps running');
+  }, 180_000);
+
   it('refuses bad requests with typed errors and changes nothing', async () => {
     const b = await backup('ghost');
     const empty = await backup('whoami');

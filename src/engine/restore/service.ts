@@ -343,18 +343,21 @@ export class RestoreService {
       }
     }
     const repo = await this.repositories.open(inst);
+    // Only the app's settings (CONFIG alone): they are Wild Central's files, not the cluster's, so
+    // the app keeps running; it takes them at its next deploy.
+    const stopsApp = artifacts.some((a) => a.kind !== 'config');
     return this.engine.submit({
       kind: 'RESTORE_APP',
       instance: inst.name,
       app: targetName,
       alsoHolds: serverAppsOf(artifacts, targetName).map((app) => ({ app, as: 'alter' as const })),
-      stopsApp: true,
+      stopsApp,
       backup: b.backupId,
-      run: (ctx) => this.run(ctx, { inst, repo, backup: b, app: targetName, clone, artifacts, safety: input.safetyBackup !== false }),
+      run: (ctx) => this.run(ctx, { inst, repo, backup: b, app: targetName, clone, artifacts, safety: input.safetyBackup !== false, stopsApp }),
     });
   }
 
-  private async run(ctx: TaskContext, r: { inst: InstanceInfo; repo: ResticRepository; backup: BackupView; app: string; clone: boolean; artifacts: ArtifactRecord[]; safety: boolean }) {
+  private async run(ctx: TaskContext, r: { inst: InstanceInfo; repo: ResticRepository; backup: BackupView; app: string; clone: boolean; artifacts: ArtifactRecord[]; safety: boolean; stopsApp: boolean }) {
     const { inst, repo, backup } = r;
     const app = await this.store.requireApp(inst, r.app);
     ctx.log(`restoring backup ${backup.backupId} of ${backup.appName} into ${r.app}: ${r.artifacts.map((a) => `${a.kind}:${a.name}`).join(', ') || 'nothing'}`);
@@ -401,11 +404,13 @@ export class RestoreService {
     // (key derivation, index) is off the critical path; read before the swap, applied after it.
     const configBytes = config ? readAll(repo.dump(config.snapshotId, `/${config.filename}`, { signal: ctx.signal }), 8 << 20) : null;
     configBytes?.catch(() => undefined); // awaited below; a restore that fails earlier does not care
-    ctx.progress({ phase: 'quiescing', bytesDone: 0, bytesTotal: total });
+    ctx.progress({ phase: r.stopsApp ? 'quiescing' : 'restoring', bytesDone: 0, bytesTotal: total });
     try {
-      const replicas = await quiesce(client, r.app, async (rep) => { ledger.data.replicas = rep; await ledger.save(); }, ctx.signal);
-      target.quiesced = replicas;
-      ctx.log(`quiesced ${Object.keys(replicas).join(', ') || 'no workloads'}`);
+      if (r.stopsApp) {
+        const replicas = await quiesce(client, r.app, async (rep) => { ledger.data.replicas = rep; await ledger.save(); }, ctx.signal);
+        target.quiesced = replicas;
+        ctx.log(`quiesced ${Object.keys(replicas).join(', ') || 'no workloads'}`);
+      } else ctx.log('only the app\'s settings are restored: the app keeps running, and takes them at its next deploy');
       // Roles first (the dumps' owners and grants need them), then the data artifacts side by side,
       // up to three at once, biggest first: a database and a volume restore on different servers
       // and volumes, and their restic start-ups overlap. The first failure stops the others.
