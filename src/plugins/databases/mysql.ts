@@ -5,7 +5,7 @@
 import type { ArtifactSource } from '../../engine/backup/source.js';
 import type { KubeClient } from '../../kube/index.js';
 import { execSource, podText, type PodTarget } from '../exec-source.js';
-import type { ClusterContext, DatabasePlugin } from './types.js';
+import { ESTIMATE_WAIT_MS, settledWithin, type ClusterContext, type DatabasePlugin } from './types.js';
 import { detectSqlDependency } from './detect.js';
 import { adminPassword, checkDatabaseName, engineServer, serverPod } from './server.js';
 
@@ -62,7 +62,7 @@ export const mysqlPlugin: DatabasePlugin = {
     if (ctx.missingOk && (await mysqlQuery(ctx.client, target, password, `select count(*) from information_schema.schemata where schema_name = '${db}'`, undefined, signal))[0]?.[0] === '0') return [];
     let before: Record<string, number> = {};
     let databaseBytes: number | null = null;
-    let measured: Promise<void> | undefined;
+    let measured: Promise<unknown> | undefined;
     return [execSource({
       client: ctx.client, target, artifact: { kind: 'mysql', name: db }, extension: '.sql', stdin: `${password}\n`,
       command: mysqlCommand(['mysqldump', '-uroot', ...DUMP_FLAGS, '--', db]),
@@ -74,12 +74,12 @@ export const mysqlPlugin: DatabasePlugin = {
           databaseBytes = Number(rows[0]?.[0]) || null;
           return Number(rows[0]?.[1]) || databaseBytes;
         })();
-        measured = sizes.then(() => undefined, () => undefined);
+        measured = sizes;
         return sizes;
       },
       meta: async (s) => {
         // The streams start while the estimates run: a small schema's dump can end first.
-        await measured;
+        await settledWithin(measured, ESTIMATE_WAIT_MS);
         const [after, triggers] = await Promise.all([mysqlRowCounts(ctx.client, target, password, db, s), mysqlTriggers(ctx.client, target, password, db, s)]);
         // triggers: a restore refuses a schema with triggers before it stops the app. databaseBytes:
         // the room a restore's side copy needs on the server's volume.

@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import type { ArtifactSource } from '../../engine/backup/source.js';
 import { execSource, podText, type PodTarget } from '../exec-source.js';
 import { execStream, type KubeClient } from '../../kube/index.js';
-import { DEFAULT_LOCK_WAIT_MS, type ClusterContext, type DatabasePlugin } from './types.js';
+import { DEFAULT_LOCK_WAIT_MS, ESTIMATE_WAIT_MS, settledWithin, type ClusterContext, type DatabasePlugin } from './types.js';
 import { detectSqlDependency } from './detect.js';
 import { checkDatabaseName, engineServer, serverPod } from './server.js';
 
@@ -156,7 +156,7 @@ export const postgresPlugin: DatabasePlugin = {
     if (ctx.missingOk && (await psql(target, ctx.client, 'postgres', `select count(*) from pg_database where datname = '${db}'`, signal)) === '0') return [];
     let shared: SharedSnapshot | undefined;
     let databaseBytes: number | null = null;
-    let measured: Promise<void> | undefined;
+    let measured: Promise<unknown> | undefined;
     return [
       execSource({
         client: ctx.client, target, artifact: { kind: 'postgres', name: db }, extension: '.pgdump',
@@ -171,7 +171,7 @@ export const postgresPlugin: DatabasePlugin = {
             databaseBytes = database || null;
             return tables || databaseBytes;
           });
-          measured = sizes.then(() => undefined, () => undefined);
+          measured = sizes;
           return sizes;
         },
         // Counted in the dump's own snapshot: exact, whatever the app wrote meanwhile. databaseBytes:
@@ -179,7 +179,7 @@ export const postgresPlugin: DatabasePlugin = {
         // which a small database's dump can outrun (the streams start while the estimates run).
         meta: async () => {
           const rowCounts = await shared!.counts;
-          await measured;
+          await settledWithin(measured, ESTIMATE_WAIT_MS);
           return { serverVersion: version, database: db, format: 'custom', rowCounts, rowCountsExact: true, ...(databaseBytes ? { databaseBytes } : {}) };
         },
         cleanup: async () => { await shared?.release(); },
