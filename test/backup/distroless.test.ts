@@ -58,8 +58,10 @@ it('is read by a helper pod on its node while the app runs, with its files exact
   const art = view!.manifest!.artifacts.find((a) => a.kind === 'pvc')!;
   expect(art.meta.helperBecause).toBe(`tar cannot run in website/${pod!.metadata.name} (its image has none)`);
   expect(String(art.meta.pod)).toMatch(/^wild-backup-helper-/);
-  // Its estimate came from du in that helper pod, not from the claim's capacity (1 GiB).
+  // The operation's log says so, and its estimate came from du in that helper pod, not from the
+  // claim's capacity (1 GiB).
   const log = await svc.engine.logTail(done.id, 200);
+  expect(log.join('\n')).toContain(`pvc:website-content: tar cannot run in website/${pod!.metadata.name} (its image has none): read by the helper pod ${String(art.meta.pod)} on the app's node, the app still running`);
   const estimate = Number(/pvc:website-content: about (\d+) bytes/.exec(log.join('\n'))?.[1]);
   expect(estimate, log.join('\n')).toBeGreaterThan(2 << 20);
   expect(estimate).toBeLessThan(1 << 29);

@@ -54,5 +54,11 @@ export function artifactWarnings(a: ArtifactRecord): string[] {
   return Array.isArray(w) ? w.filter((x): x is string => typeof x === 'string') : [];
 }
 
+/** What the backup of an artifact did otherwise than usual, worth a line in the log (`meta.notes`). */
+export function artifactNotes(a: ArtifactRecord): string[] {
+  const n = a.meta.notes;
+  return Array.isArray(n) ? n.filter((x): x is string => typeof x === 'string') : [];
+}
+
 /** Manifests stay small; a larger file is not ours. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;

@@ -10,7 +10,7 @@ import { WildError } from '../../errors.js';
 import { scrub } from '../../util/log.js';
 import type { BackupCatalog } from './catalog.js';
 import type { Leftovers } from './leftovers.js';
-import { artifactWarnings, manifestBytes, type ArtifactRecord, type BackupManifest } from './manifest.js';
+import { artifactNotes, artifactWarnings, manifestBytes, type ArtifactRecord, type BackupManifest } from './manifest.js';
 import { gatedCounter, type ArtifactSource } from './source.js';
 import { artifactFilename, MANIFEST_ARTIFACT, newBackupId, tagsFor } from './tags.js';
 
@@ -282,6 +282,7 @@ async function streamArtifacts(run: BackupRun, scope: string, backupId: string, 
       records[i] = { kind: src.artifact.kind, name: src.artifact.name, filename, snapshotId: summary.snapshotId, sizeBytes: counted[i]!, addedBytes: summary.dataAdded, meta };
       written.push({ summary, filename, tags });
       ctx.log(`${label(src)}: ${counted[i]} bytes, repository grew by ${summary.dataAdded} bytes (snapshot ${summary.snapshotId.slice(0, 8)})`);
+      for (const n of artifactNotes(records[i]!)) ctx.log(`${label(src)}: ${n}`);
       for (const w of artifactWarnings(records[i]!)) ctx.log(`${label(src)}: warning: ${w}`);
       return 'done';
     } catch (err) {

@@ -165,7 +165,7 @@ export function pvcSource(o: VolumeSourceOptions): ArtifactSource {
         through: () => {
           const scanner = new TarScanner();
           scanned = scanner;
-          return { transform: scanner, result: () => ({ ...scanner.result(), excludes: l.excludes, pod: l.target.pod, ...(l.why ? { helperBecause: l.why } : {}) }) };
+          return { transform: scanner, result: () => ({ ...scanner.result(), excludes: l.excludes, pod: l.target.pod, ...(l.why ? { helperBecause: l.why, notes: [`${l.why}: read by the helper pod ${l.target.pod} on the app's node, the app still running`] } : {}) }) };
         },
         cleanup: l.cleanup,
       });
