@@ -22,7 +22,7 @@ export interface ExecSourceSpec {
   /** Given to the command on stdin (e.g. a password line); never on argv. */
   stdin?: string;
   estimate?: (signal: AbortSignal) => Promise<number | null>;
-  /** Facts gathered after the command succeeded (row counts, listing). */
+  /** Facts gathered after the command succeeded (row counts, listing), once the estimate is in (ESTIMATE_WAIT_MS at most). */
   meta?: (signal: AbortSignal) => Promise<Record<string, unknown>>;
   /** Transforms the stream on its way out (e.g. a tar scanner), given the same bytes. */
   through?: () => { transform: Duplex; result: () => Record<string, unknown> };
@@ -37,11 +37,30 @@ export interface ExecSourceSpec {
   explainFailure?: (exitCode: number | null, stderr: string) => string | undefined;
 }
 
+/**
+ * How long a source's facts wait for its estimate, whose measures they may record (a database's
+ * whole size): the streams start while the estimates run, and a small dump can end first. A size
+ * query held up (a table's share lock queued behind a migration's) leaves the fact out rather than
+ * the backup waiting on it.
+ */
+const ESTIMATE_WAIT_MS = 20_000;
+
+/** Resolves when `p` settles or after `ms`, whichever is first. */
+function settledWithin(p: Promise<unknown> | undefined, ms: number): Promise<void> {
+  if (!p) return Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.then(() => undefined, () => undefined),
+    new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); timer.unref(); }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 export function execSource(spec: ExecSourceSpec): ArtifactSource {
+  let estimating: Promise<unknown> | undefined;
   return {
     artifact: spec.artifact,
     extension: spec.extension,
-    estimate: (signal) => (spec.estimate ? spec.estimate(signal) : Promise.resolve(null)),
+    estimate: (signal) => (spec.estimate ? (estimating = spec.estimate(signal)) : Promise.resolve(null)),
     async open(signal) {
       const stdin = spec.stdin === undefined ? undefined : Buffer.from(spec.stdin);
       let ex;
@@ -79,6 +98,7 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
       const finished = (async () => {
         try {
           await ended;
+          if (spec.meta) await settledWithin(estimating, ESTIMATE_WAIT_MS);
           const facts = spec.meta ? await spec.meta(signal) : {};
           return { ...facts, ...(through ? through.result() : {}), ...(warnings.length > 0 ? { warnings } : {}) };
         } finally {

@@ -48,17 +48,17 @@ export function backupSummary(m: BackupManifest): string {
   return `backup ${m.backupId}: ${n} ${n === 1 ? 'artifact' : 'artifacts'}, ${bytes} bytes${skipped}${warned.length > 0 ? `; warnings for ${warned.join(', ')} (see the log)` : ''}`;
 }
 
-/** What a source recorded as worth knowing of a whole artifact (`meta.warnings`: files that changed while read). */
-export function artifactWarnings(a: ArtifactRecord): string[] {
-  const w = a.meta.warnings;
-  return Array.isArray(w) ? w.filter((x): x is string => typeof x === 'string') : [];
+/** A list of lines an artifact's source recorded in its meta, strings only. */
+function metaLines(a: ArtifactRecord, key: 'warnings' | 'notes'): string[] {
+  const v = a.meta[key];
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
 }
 
+/** What a source recorded as worth knowing of a whole artifact (`meta.warnings`: files that changed while read). */
+export const artifactWarnings = (a: ArtifactRecord): string[] => metaLines(a, 'warnings');
+
 /** What the backup of an artifact did otherwise than usual, worth a line in the log (`meta.notes`). */
-export function artifactNotes(a: ArtifactRecord): string[] {
-  const n = a.meta.notes;
-  return Array.isArray(n) ? n.filter((x): x is string => typeof x === 'string') : [];
-}
+export const artifactNotes = (a: ArtifactRecord): string[] => metaLines(a, 'notes');
 
 /** Manifests stay small; a larger file is not ours. */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;

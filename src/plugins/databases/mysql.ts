@@ -5,7 +5,7 @@
 import type { ArtifactSource } from '../../engine/backup/source.js';
 import type { KubeClient } from '../../kube/index.js';
 import { execSource, podText, type PodTarget } from '../exec-source.js';
-import { ESTIMATE_WAIT_MS, settledWithin, type ClusterContext, type DatabasePlugin } from './types.js';
+import type { ClusterContext, DatabasePlugin } from './types.js';
 import { detectSqlDependency } from './detect.js';
 import { adminPassword, checkDatabaseName, engineServer, serverPod } from './server.js';
 
@@ -62,24 +62,18 @@ export const mysqlPlugin: DatabasePlugin = {
     if (ctx.missingOk && (await mysqlQuery(ctx.client, target, password, `select count(*) from information_schema.schemata where schema_name = '${db}'`, undefined, signal))[0]?.[0] === '0') return [];
     let before: Record<string, number> = {};
     let databaseBytes: number | null = null;
-    let measured: Promise<unknown> | undefined;
     return [execSource({
       client: ctx.client, target, artifact: { kind: 'mysql', name: db }, extension: '.sql', stdin: `${password}\n`,
       command: mysqlCommand(['mysqldump', '-uroot', ...DUMP_FLAGS, '--', db]),
-      estimate: (s) => {
-        const sizes = (async () => {
-          before = await mysqlRowCounts(ctx.client, target, password, db, s);
-          // The schema's size is the room a side copy needs; its rows' (no index is dumped) the estimate.
-          const rows = await mysqlQuery(ctx.client, target, password, `select sum(data_length + index_length), sum(data_length) from information_schema.tables where table_schema = '${db}'`, undefined, s);
-          databaseBytes = Number(rows[0]?.[0]) || null;
-          return Number(rows[0]?.[1]) || databaseBytes;
-        })();
-        measured = sizes;
-        return sizes;
+      estimate: async (s) => {
+        before = await mysqlRowCounts(ctx.client, target, password, db, s);
+        // The schema's size is the room a side copy needs; its rows' (no index is dumped) the estimate.
+        const rows = await mysqlQuery(ctx.client, target, password, `select sum(data_length + index_length), sum(data_length) from information_schema.tables where table_schema = '${db}'`, undefined, s);
+        databaseBytes = Number(rows[0]?.[0]) || null;
+        return Number(rows[0]?.[1]) || databaseBytes;
       },
+      // Called once the estimate is in (execSource): `before` and databaseBytes are its.
       meta: async (s) => {
-        // The streams start while the estimates run: a small schema's dump can end first.
-        await settledWithin(measured, ESTIMATE_WAIT_MS);
         const [after, triggers] = await Promise.all([mysqlRowCounts(ctx.client, target, password, db, s), mysqlTriggers(ctx.client, target, password, db, s)]);
         // triggers: a restore refuses a schema with triggers before it stops the app. databaseBytes:
         // the room a restore's side copy needs on the server's volume.

@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import type { ArtifactSource } from '../../engine/backup/source.js';
 import { execSource, podText, type PodTarget } from '../exec-source.js';
 import { execStream, type KubeClient } from '../../kube/index.js';
-import { DEFAULT_LOCK_WAIT_MS, ESTIMATE_WAIT_MS, settledWithin, type ClusterContext, type DatabasePlugin } from './types.js';
+import { DEFAULT_LOCK_WAIT_MS, type ClusterContext, type DatabasePlugin } from './types.js';
 import { detectSqlDependency } from './detect.js';
 import { checkDatabaseName, engineServer, serverPod } from './server.js';
 
@@ -156,7 +156,6 @@ export const postgresPlugin: DatabasePlugin = {
     if (ctx.missingOk && (await psql(target, ctx.client, 'postgres', `select count(*) from pg_database where datname = '${db}'`, signal)) === '0') return [];
     let shared: SharedSnapshot | undefined;
     let databaseBytes: number | null = null;
-    let measured: Promise<unknown> | undefined;
     return [
       execSource({
         client: ctx.client, target, artifact: { kind: 'postgres', name: db }, extension: '.pgdump',
@@ -165,23 +164,15 @@ export const postgresPlugin: DatabasePlugin = {
           return ['pg_dump', '-U', 'postgres', '--format=custom', '--compress=0', '--no-password', `--lock-wait-timeout=${lockWait}ms`, `--snapshot=${shared.id}`, `--dbname=${db}`];
         },
         explainFailure: lockWaitExplained(lockWait),
-        estimate: (s) => {
-          const sizes = psql(target, ctx.client, db, SIZES_SQL, s).then((out) => {
-            const [database, tables] = out.split('|').map(Number);
-            databaseBytes = database || null;
-            return tables || databaseBytes;
-          });
-          measured = sizes;
-          return sizes;
+        estimate: async (s) => {
+          const [database, tables] = (await psql(target, ctx.client, db, SIZES_SQL, s)).split('|').map(Number);
+          databaseBytes = database || null;
+          return tables || databaseBytes;
         },
         // Counted in the dump's own snapshot: exact, whatever the app wrote meanwhile. databaseBytes:
-        // the room a restore's side copy needs on the server's volume, measured by the estimate,
-        // which a small database's dump can outrun (the streams start while the estimates run).
-        meta: async () => {
-          const rowCounts = await shared!.counts;
-          await settledWithin(measured, ESTIMATE_WAIT_MS);
-          return { serverVersion: version, database: db, format: 'custom', rowCounts, rowCountsExact: true, ...(databaseBytes ? { databaseBytes } : {}) };
-        },
+        // the room a restore's side copy needs on the server's volume, measured by the estimate
+        // (which execSource lets finish before it asks for these facts).
+        meta: async () => ({ serverVersion: version, database: db, format: 'custom', rowCounts: await shared!.counts, rowCountsExact: true, ...(databaseBytes ? { databaseBytes } : {}) }),
         cleanup: async () => { await shared?.release(); },
       }),
       execSource({

@@ -51,20 +51,3 @@ export interface ClusterContext {
 
 /** The wait of a dump (ClusterContext.lockWaitMs) or a MariaDB swap (RestoreTarget.lockWaitMs) for a table lock another session holds: 2 minutes. */
 export const DEFAULT_LOCK_WAIT_MS = 120_000;
-
-/**
- * How long a dump's facts wait for its size estimate (which a small database's dump can outrun):
- * a size query held up (a lock queued on a table) leaves the record without the size rather than
- * the backup waiting on it.
- */
-export const ESTIMATE_WAIT_MS = 20_000;
-
-/** Resolves when `p` settles or after `ms`, whichever is first. */
-export function settledWithin(p: Promise<unknown> | undefined, ms: number): Promise<void> {
-  if (!p) return Promise.resolve();
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.then(() => undefined, () => undefined),
-    new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); timer.unref(); }),
-  ]).finally(() => clearTimeout(timer));
-}

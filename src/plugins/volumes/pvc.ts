@@ -81,6 +81,9 @@ export function tarChangedWhileRead(exitCode: number, stderr: string): string[] 
 /** Where a volume's tar runs; `why` says why a running app's volume is read by a helper pod. */
 interface Located { target: PodTarget; mountPath: string; excludes: string[]; cleanup?: () => Promise<void>; why?: string }
 
+/** `du -s -k`'s answer in bytes. */
+const duBytes = (out: string): number | null => Number(out.split(/\s+/)[0]) * 1024 || null;
+
 /** Whether `program` runs in the pod: false only when its image has none (busybox tar, which has no --version, runs). */
 async function runs(client: KubeClient, target: PodTarget, program: string, signal: AbortSignal): Promise<boolean> {
   try {
@@ -144,13 +147,13 @@ export function pvcSource(o: VolumeSourceOptions): ArtifactSource {
         if (programMissing(err)) return null;
         throw err;
       });
-      if (inApp) return Number(inApp.split(/\s+/)[0]) * 1024 || null;
+      if (inApp) return duBytes(inApp);
       const l = await untilAborted(whenOpened, signal);
       const out = await podText(client, l.target, ['du', '-s', '-k', l.mountPath], signal).catch((err: unknown) => {
         if (!signal.aborted) return null; // the helper went with the stream's end
         throw err;
       });
-      if (out !== null) return Number(out.split(/\s+/)[0]) * 1024 || null;
+      if (out !== null) return duBytes(out);
       // A small volume's stream can end, and its helper pod go, before that du runs: its size is
       // then known exactly. The claim's capacity (10 GiB for 235 KB) is the answer only when not.
       return scanned?.writableFinished ? scanned.archiveBytes : volume.capacityBytes ?? null;
