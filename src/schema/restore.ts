@@ -12,7 +12,10 @@ const RestoreBackupInput = builder.inputType('RestoreBackupInput', {
   fields: (t) => ({
     backupId: t.id({ required: true, description: 'Backup.id (or its backupId)' }),
     targetApp: t.string({ description: 'restore into another app of the same instance (clone); default: the same app', validate: dnsLabel.nullish() }),
-    components: t.field({ type: [RestoreComponentEnum], description: 'default: all (a clone: DATABASES and VOLUMES)' }),
+    components: t.field({
+      type: [RestoreComponentEnum],
+      description: "default: all (a clone: DATABASES and VOLUMES). CONFIG is the app's settings in config.yaml and secrets.yaml; for an app gone from Wild Central (wild app delete) or with broken files, CONFIG alone brings back its app directory too, and its data follows once it is deployed again",
+    }),
     safetyBackup: t.boolean({ description: 'default true: back up the current state first' }),
   }),
 });

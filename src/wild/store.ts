@@ -162,6 +162,11 @@ export class WildStore {
     return this.loadApp(inst, name);
   }
 
+  /** An app whose directory is gone (`wild app delete`), as far as config.yaml still knows it. */
+  absentApp(inst: InstanceInfo, name: string): AppInfo {
+    return { instance: inst.name, name, dir: this.paths.appDir(inst.name, name), manifest: null, config: inst.config.apps?.[name] ?? {}, problems: [{ file: this.rel(this.paths.manifestFile(inst.name, name)), path: '', message: 'app directory is missing' }] };
+  }
+
   async requireApp(inst: InstanceInfo, name: string): Promise<AppInfo> {
     const app = await this.app(inst, name);
     if (!app) throw new NotFoundError(`instance "${inst.name}" has no app named "${name}"`);

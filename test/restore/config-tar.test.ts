@@ -3,7 +3,7 @@
 import { Readable } from 'node:stream';
 import { pack } from 'tar-stream';
 import { expect, it } from 'vitest';
-import { tarFiles } from '../../src/engine/restore/config.js';
+import { readAppConfig, tarFiles } from '../../src/engine/restore/config.js';
 
 async function tarOf(files: Record<string, Buffer>): Promise<Buffer> {
   const p = pack();
@@ -19,7 +19,7 @@ const config = Buffer.from('apps:\n  gitea:\n    domain: git.example.org\n'.repe
 it('reads every file of a whole tar', async () => {
   const files = await tarFiles(Readable.from([await tarOf({ 'config.yaml': config, 'secrets.yaml': Buffer.from('x: 1\n') })]));
   expect([...files.keys()]).toEqual(['config.yaml', 'secrets.yaml']);
-  expect(files.get('config.yaml')!.equals(config)).toBe(true);
+  expect(files.get('config.yaml')!.content.equals(config)).toBe(true);
 });
 
 it('a tar cut inside an entry fails the read, not the process', async () => {
@@ -39,4 +39,15 @@ it('a tar cut inside an entry fails the read, not the process', async () => {
 it('a tar bigger than the limit fails the read with that reason', async () => {
   const big = await tarOf({ 'config.yaml': Buffer.alloc(64 << 10, 0x61) });
   await expect(tarFiles(Readable.from([big]), 16 << 10)).rejects.toThrow(/larger than expected/);
+});
+
+it("an app file outside the app directory fails the read: a damaged artifact writes nowhere else", async () => {
+  const one = Buffer.from('apps:\n  gitea:\n    domain: git.example.org\n');
+  for (const name of ['app/../../../etc/cron.d/x', 'app/patches/../../secrets.yaml', 'app/..']) {
+    const tar = await tarOf({ 'config.yaml': one, [name]: Buffer.from('x') });
+    await expect(readAppConfig('gitea', Readable.from([tar])), name).rejects.toThrow(/outside the app directory/);
+  }
+  const ok = await readAppConfig('gitea', Readable.from([await tarOf({ 'config.yaml': one, 'app/manifest.yaml': Buffer.from('name: gitea\n'), 'app/patches/a.yaml': Buffer.from('a: 1\n') })]));
+  expect(ok.dir.map((f) => f.path)).toEqual(['manifest.yaml', 'patches/a.yaml']);
+  expect(ok.config).toEqual({ domain: 'git.example.org' });
 });

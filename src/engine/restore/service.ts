@@ -24,7 +24,7 @@ import { componentOf, restorers } from '../../plugins/restorers.js';
 import { dropPostgresRoles, restorePostgresRoles } from '../../plugins/databases/postgres-restore.js';
 import { detectDatabases } from '../../plugins/databases/registry.js';
 import { quiesce, resume, type ReplicaMap } from './quiesce.js';
-import { applyAppConfig, readAppConfig, type ConfigUndo } from './config.js';
+import { applyAppConfig, readAppConfig, restoreAppDir, type ConfigUndo } from './config.js';
 import { CLEANUP_STEP_MS, deadlineSignal, retrying, type RestoreTarget, type SideDescription, type SideRestore } from './side.js';
 import type { KubeClient } from '../../kube/index.js';
 
@@ -298,9 +298,21 @@ export class RestoreService {
     const inst = await this.store.requireInstance(b.instance);
     const targetName = input.targetApp ?? b.appName;
     requireReadableConfig(inst, `a restore into "${targetName}"`);
-    const app = await this.store.requireApp(inst, targetName);
-    if (!app.manifest) throw new ValidationError(`app "${targetName}" has broken files and cannot be restored into`, [{ path: 'input.targetApp', message: 'has problems' }]);
     const clone = targetName !== b.appName;
+    const found = clone ? await this.store.requireApp(inst, targetName) : await this.store.app(inst, targetName);
+    if (clone && !found!.manifest) throw new ValidationError(`app "${targetName}" has broken files and cannot be restored into`, [{ path: 'input.targetApp', message: 'has problems' }]);
+    // An app no longer on Wild Central (`wild app delete` removes its directory and its namespace)
+    // or whose files are broken: its CONFIG alone brings back its directory and its settings, so
+    // that it can be deployed again; its data goes into it once it is deployed.
+    const rebuild = !found?.manifest;
+    if (rebuild && !(input.components?.length && input.components.every((c) => c === 'CONFIG'))) {
+      const state = found ? 'has broken files' : 'is not on this Wild Central (its app directory is gone)';
+      throw new ValidationError(
+        `"${targetName}" ${state}: restore this backup's CONFIG alone first (components: [CONFIG]), which brings back its app directory and its settings; then deploy it, and restore its DATABASES and VOLUMES into it`,
+        [{ path: 'input.components', message: `only CONFIG can be restored while ${targetName} ${found ? 'has broken files' : 'is not on Wild Central'}` }],
+      );
+    }
+    const app = found ?? this.store.absentApp(inst, targetName);
     if (clone && input.components?.includes('CONFIG')) {
       throw new ValidationError('CONFIG cannot be restored into another app: it would overwrite the clone\'s own settings', [{ path: 'input.components', message: 'CONFIG only restores into the same app' }]);
     }
@@ -353,13 +365,13 @@ export class RestoreService {
       alsoHolds: serverAppsOf(artifacts, targetName).map((app) => ({ app, as: 'alter' as const })),
       stopsApp,
       backup: b.backupId,
-      run: (ctx) => this.run(ctx, { inst, repo, backup: b, app: targetName, clone, artifacts, safety: input.safetyBackup !== false, stopsApp }),
+      run: (ctx) => this.run(ctx, { inst, repo, backup: b, app: targetName, clone, artifacts, safety: input.safetyBackup !== false, stopsApp, rebuild }),
     });
   }
 
-  private async run(ctx: TaskContext, r: { inst: InstanceInfo; repo: ResticRepository; backup: BackupView; app: string; clone: boolean; artifacts: ArtifactRecord[]; safety: boolean; stopsApp: boolean }) {
+  private async run(ctx: TaskContext, r: { inst: InstanceInfo; repo: ResticRepository; backup: BackupView; app: string; clone: boolean; artifacts: ArtifactRecord[]; safety: boolean; stopsApp: boolean; rebuild: boolean }) {
     const { inst, repo, backup } = r;
-    const app = await this.store.requireApp(inst, r.app);
+    const app = r.rebuild ? ((await this.store.app(inst, r.app)) ?? this.store.absentApp(inst, r.app)) : await this.store.requireApp(inst, r.app);
     ctx.log(`restoring backup ${backup.backupId} of ${backup.appName} into ${r.app}: ${r.artifacts.map((a) => `${a.kind}:${a.name}`).join(', ') || 'nothing'}`);
     const client = await this.cluster.client(inst);
     const target: RestoreTarget = { client, inst, app, sourceApp: backup.appName!, helperImage: this.opts.helperImage, lockWaitMs: this.opts.lockWaitMs };
@@ -383,7 +395,9 @@ export class RestoreService {
     if (r.safety) {
       ctx.progress({ phase: 'safety backup' });
       // What does not exist yet (a clone's database) has nothing to protect.
-      const plan = await this.backups.planner(inst, app, ctx.signal, { missingOk: true });
+      // An app being brought back has nothing in the cluster to plan from: its settings (and a
+      // broken directory's files) are what the restore replaces.
+      const plan = r.rebuild ? { sources: [], skipped: [] } : await this.backups.planner(inst, app, ctx.signal, { missingOk: true });
       const safety = await runBackup({ repo, catalog: this.backups.catalog, leftovers: this.backups.leftovers, instance: inst.name, app: r.app, reason: 'safety', ctx, sources: [...plan.sources, appConfigSource(this.store, app)], skipped: plan.skipped });
       safetyId = safety.backupId;
       ctx.log(`safety backup ${safetyId} taken: restoring it undoes this restore`);
@@ -394,6 +408,7 @@ export class RestoreService {
     ledger.attach(target);
     const sides: Array<{ side: SideRestore; st: SideState; label: string }> = [];
     let configUndo: ConfigUndo | null = null;
+    let appDir: Awaited<ReturnType<typeof restoreAppDir>> | null = null;
     const total = r.artifacts.reduce((n, a) => n + a.sizeBytes, 0);
     let base = 0;
     let resumed = false;
@@ -470,6 +485,9 @@ export class RestoreService {
       const configSlices = configBytes
         ? await configBytes.then((b) => readAppConfig(r.app, Readable.from([b]))).catch((err: unknown) => { throw new ArtifactFailedError(`config:${config!.name}`, err); })
         : null;
+      if (r.rebuild && !configSlices?.dir.some((f) => f.path === 'manifest.yaml')) {
+        throw new ArtifactFailedError(`config:${config?.name ?? r.app}`, new Error('the backup holds no app directory (manifest.yaml) to bring the app back from'));
+      }
       ctx.progress({ phase: 'swapping in' });
       for (const s of sides) {
         s.st.state = 'swapping';
@@ -481,6 +499,10 @@ export class RestoreService {
         const aside = typeof d.oldDir === 'string' ? d.oldDir : typeof d.old === 'string' ? d.old : null;
         ctx.log(`swapped in ${s.label}${aside ? `; the data it replaced is kept as ${aside} until the restore is done` : ''}`);
       }
+      if (configSlices && r.rebuild) {
+        appDir = await restoreAppDir(this.store.paths.appsDir(inst.name), r.app, configSlices.dir, suffix);
+        ctx.log(`brought back the app directory (${configSlices.dir.length} files)`);
+      }
       if (configSlices) {
         configUndo = await applyAppConfig(this.store, inst.name, r.app, configSlices);
         ctx.log('restored the app\'s config.yaml and secrets.yaml settings');
@@ -491,12 +513,14 @@ export class RestoreService {
       // not answer right now: the scale-back keeps trying for a while rather than leave the app at 0.
       await Promise.all([
         ...sides.map((s) => s.side.commit(this.cleanupStep()).catch((err: unknown) => ctx.log(`could not remove the old data of ${s.st.description.kind}: ${(err as Error).message}`))),
+        appDir?.commit().catch((err: unknown) => ctx.log(`could not remove the replaced app directory: ${(err as Error).message}`)),
         this.scaleBack(ctx, client, ledger, (e) => ctx.log(`could not scale back yet: ${e.message}; trying again`))
           .then(() => { resumed = true; }, (e: unknown) => ctx.log(`could not scale back: ${(e as Error).message}; Wild Backup keeps trying in the background`)),
       ]);
     } catch (err) {
       ctx.log(`restore failed: ${(err as Error).message}; putting everything back`);
-      const left = await this.rollBack(ctx, client, ledger, configUndo);
+      // The settings first, then the directory they were written beside.
+      const left = await this.rollBack(ctx, client, ledger, { undo: async () => { try { await configUndo?.undo(); } finally { await appDir?.undo(); } } });
       resumed = left.resumed;
       if (left.problems.length > 0) throw new RollbackIncompleteError(err, left.problems);
       // Every side copy is gone, so the roles made for them own nothing of this restore's.
@@ -509,7 +533,11 @@ export class RestoreService {
       if (resumed && ledger.data.sides.length === 0) await ledger.clear();
       else await ledger.save().catch(() => undefined);
     }
-    return { backupId: safetyId ?? undefined, message: `restored backup ${backup.backupId} into ${r.app}${safetyId ? `; safety backup ${safetyId}` : ''}` };
+    // Its data needs the app deployed: the next step is the user's, and the message says so.
+    const data = r.rebuild && (backup.manifest?.artifacts ?? []).some((a) => a.kind in restorers);
+    const next = data ? `; deploy ${r.app}, then restore this backup's DATABASES and VOLUMES into it` : r.rebuild ? `; deploy ${r.app} to run it again` : '';
+    if (next) ctx.log(next.slice(2));
+    return { backupId: safetyId ?? undefined, message: `restored backup ${backup.backupId} into ${r.app}${safetyId ? `; safety backup ${safetyId}` : ''}${next}` };
   }
 
   /** Start-up recovery of a restore that a crash interrupted: old data back, side copies gone, replicas back. */
