@@ -72,6 +72,7 @@ describe('an app that is gone from Wild Central', () => {
     expect(backup.reason).toBe('safety');
     expect(backup.artifacts.map((a) => a.kind).filter((k) => k !== 'manifest')).toEqual(['config']);
     expect(log.join('\n')).toContain('brought back the app directory');
+    expect(log.join('\n')).toContain('nothing in the cluster is touched');
     const back = await s.gql<{ instance: { app: { name: string; problems: unknown[] } } }>(`{ instance(name: "test") { app(name: "gitea") { name problems { message } } } }`);
     expect(back.data!.instance.app).toEqual({ name: 'gitea', problems: [] });
   }, 240_000);

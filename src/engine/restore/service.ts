@@ -425,7 +425,8 @@ export class RestoreService {
         const replicas = await quiesce(client, r.app, async (rep) => { ledger.data.replicas = rep; await ledger.save(); }, ctx.signal);
         target.quiesced = replicas;
         ctx.log(`quiesced ${Object.keys(replicas).join(', ') || 'no workloads'}`);
-      } else ctx.log('only the app\'s settings are restored: the app keeps running, and takes them at its next deploy');
+      } else if (r.rebuild) ctx.log('only the app\'s directory and settings are restored: nothing in the cluster is touched');
+      else ctx.log('only the app\'s settings are restored: the app keeps running, and takes them at its next deploy');
       // Roles first (the dumps' owners and grants need them), then the data artifacts side by side,
       // up to three at once, biggest first: a database and a volume restore on different servers
       // and volumes, and their restic start-ups overlap. The first failure stops the others.
