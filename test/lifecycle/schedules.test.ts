@@ -202,4 +202,24 @@ describe('schedules', () => {
       await rename(`${appDir}.removed`, appDir);
     }
   }, 60_000);
+
+  it('a backup of all apps names an app it cannot back up for its broken files, not leave it out unsaid', async () => {
+    const set = await s.gql<{ setSchedules: { __typename: string } }>(SET, { input: { instance: 'test', schedules: [
+      { name: 'all', cron: '0 17 * * *', action: 'BACKUP' },
+    ] } });
+    expect(set.data!.setSchedules.__typename).toBe('SetSchedulesPayload');
+    const manifest = path.join(s.sim.instanceDir, 'apps', 'website', 'manifest.yaml');
+    const text = await readFile(manifest, 'utf8');
+    await writeFile(manifest, 'name: [website');
+    try {
+      const before = scheduledBackups().length;
+      time.advanceTo('2026-11-26T17:00:00Z');
+      const all = async () => (await s.gql<{ instance: { schedules: Array<{ name: string; lastSkippedAt: string | null; lastSkipReason: string | null }> } }>(SCHEDULES)).data!.instance.schedules.find((x) => x.name === 'all')!;
+      for (let i = 0; i < 150 && !(await all()).lastSkipReason; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(await all()).toMatchObject({ lastSkippedAt: '2026-11-26T17:00:00.000Z', lastSkipReason: expect.stringMatching(/^backup not started for website: app "website" cannot be backed up until its files are fixed/) });
+      expect(scheduledBackups().length).toBe(before);
+    } finally {
+      await writeFile(manifest, text);
+    }
+  }, 60_000);
 });

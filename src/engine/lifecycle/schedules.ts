@@ -129,7 +129,9 @@ export class ScheduleService {
     const ops: OperationRecord[] = [];
     if (entry.action === 'backup') {
       const inst = await this.store.requireInstance(instance);
-      const apps = entry.apps ?? (await this.store.apps(inst)).filter((a) => a.manifest).map((a) => a.name);
+      // Every app, those with broken files too: their refusal is the schedule's skip reason, where
+      // someone can see that their backups stopped, instead of their being left out unsaid.
+      const apps = entry.apps ?? (await this.store.appNames(instance));
       const notStarted: string[] = [];
       for (const app of apps) {
         try {
@@ -139,7 +141,8 @@ export class ScheduleService {
           notStarted.push(`${app}: ${(err as Error).message}`);
         }
       }
-      // An app removed since the schedule was set, or one still busy: shown as the schedule's skip.
+      // An app removed since the schedule was set, one with broken files, or one still busy: shown
+      // as the schedule's skip.
       if (notStarted.length > 0) {
         const st = await this.state(instance);
         st.lastSkip[entry.name] = { at: this.now().toISOString(), reason: `backup not started for ${notStarted.join('; ')}` };
