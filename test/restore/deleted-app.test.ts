@@ -110,6 +110,18 @@ describe('an app that is gone from Wild Central', () => {
     expect(await leftovers()).toEqual([]);
   }, 240_000);
 
+  it('its data, before it is deployed again, fails at once with what to do, with no safety backup taken', async () => {
+    const b = await backupLatest(s, 'gitea');
+    // `wild app delete` again, but its directory brought back already: the namespace is still gone.
+    s.sim.kube.runtime.remove('namespaces', undefined, 'gitea');
+    for (let i = 0; i < 100 && s.sim.kube.runtime.store.peek('namespaces', undefined, 'gitea'); i++) await new Promise((r) => setTimeout(r, 100));
+    const rec = await s.runOperation(RUN, { input: { backupId: b.id, components: ['VOLUMES'] } });
+    expect(rec.status).toBe('FAILED');
+    expect(rec.error?.message).toMatch(/gitea is not deployed \(the cluster has no namespace gitea\): deploy it, then restore its volume gitea-data/);
+    const op = await s.gql<{ operation: { backup: unknown } }>(`query($id: ID!) { operation(id: $id) { backup { backupId } } }`, { id: rec.id });
+    expect(op.data!.operation.backup).toBeNull();
+  }, 240_000);
+
   it('a clone still needs its target app to exist', async () => {
     const b = await backupLatest(s, 'gitea');
     const res = await s.gql<{ restoreBackup: { __typename?: string } }>(RESTORE, { input: { backupId: b.id, targetApp: 'gitea-copy', components: ['CONFIG'] } });
