@@ -5,7 +5,7 @@
 import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { treeDigest } from '../helpers/compare.js';
+import { pgTableDigests, treeDigest } from '../helpers/compare.js';
 import { OP_FIELDS, backupLatest, startSimApp, type SimApp } from '../helpers/sim-app.js';
 import { setPath, updateYamlFile, withFileLock } from '../../src/wild/writer.js';
 
@@ -108,6 +108,22 @@ describe('an app that is gone from Wild Central', () => {
     expect(await treeDigest(path.join(appsDir, 'gitea'))).toEqual(files);
     expect(await timezone()).toBe('UTC');
     expect(await leftovers()).toEqual([]);
+  }, 240_000);
+
+  it('a database dropped from its server (a server rebuilt empty) comes back with its owner role', async () => {
+    const pg = s.sim.databases.postgres!;
+    const b = await backupLatest(s, 'gitea');
+    const before = await pgTableDigests(pg, 'gitea');
+    await pg.query('drop database gitea with (force)');
+    await pg.query('drop role gitea');
+    const rec = await s.runOperation(RUN, { input: { backupId: b.id, components: ['DATABASES'] } });
+    expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
+    expect(await pgTableDigests(pg, 'gitea')).toEqual(before);
+    expect((await pg.query(`select pg_get_userbyid(datdba) from pg_database where datname = 'gitea'`)).trim()).toBe('gitea');
+    const log = (await s.app.services.engine.logTail(rec.id, 100)).join('\n');
+    expect(log).toContain('created missing roles: gitea');
+    // Nothing was there to keep aside, and the log does not say otherwise.
+    expect(log).toMatch(/swapped in postgres:gitea$/m);
   }, 240_000);
 
   it('its data, before it is deployed again, fails at once with what to do, with no safety backup taken', async () => {

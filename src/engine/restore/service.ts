@@ -497,7 +497,8 @@ export class RestoreService {
         s.st.state = 'swapped';
         await ledger.save();
         const d = s.st.description;
-        const aside = typeof d.oldDir === 'string' ? d.oldDir : typeof d.old === 'string' ? d.old : null;
+        // A database that did not exist (dropped, or a new server) left nothing aside.
+        const aside = d.hadLive === false ? null : typeof d.oldDir === 'string' ? d.oldDir : typeof d.old === 'string' ? d.old : null;
         ctx.log(`swapped in ${s.label}${aside ? `; the data it replaced is kept as ${aside} until the restore is done` : ''}`);
       }
       if (configSlices && r.rebuild) {
