@@ -7,7 +7,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kubeClientFor, listWorkloads, openExecSockets } from '../../src/kube/index.js';
 import { mariadbTableDigests, pgTableDigests, treeDigest } from '../helpers/compare.js';
-import { OP_FIELDS, backupLatest, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { OP_FIELDS, backupLatest, holdExecs, startSimApp, type SimApp } from '../helpers/sim-app.js';
+import { promisify } from 'node:util';
+import { execFile } from 'node:child_process';
+
+const run = promisify(execFile);
 
 let s: SimApp;
 const NESTED = (rel: string) => rel === 'gitea/conf/app.ini';
@@ -86,6 +90,42 @@ describe('restoreBackup', () => {
     expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
     expect(await mariadbTableDigests(db, schema)).toEqual(before);
     expect((await db.query(`select schema_name from information_schema.schemata where schema_name like '${schema}_wb%'`)).trim()).toBe('');
+  }, 240_000);
+
+  it('a MariaDB server that lost the schema and its user gets both back, and ghost logs in with its own password', async () => {
+    const db = s.sim.databases.mysql!;
+    const b = await backup('ghost');
+    const before = await mariadbTableDigests(db, 'ghost');
+    const artifacts = await s.gql<{ node: { artifacts: Array<{ kind: string; name: string }> } }>(`query($id: ID!) { node(id: $id) { ... on Backup { artifacts { kind name } } } }`, { id: b.id });
+    expect(artifacts.data!.node.artifacts).toContainEqual({ kind: 'mysql-users', name: 'ghost' });
+    const dropUser = () => db.query("drop user if exists 'ghost'@'%'");
+    const userExists = async () => (await db.query("select count(*) from mysql.user where user = 'ghost' and host = '%'")).trim() === '1';
+    await db.query('drop database ghost');
+    await dropUser();
+
+    // A restore that fails after the user was made (cancelled while its schema loads) drops it again.
+    const held = holdExecs(s, (c) => c.some((a) => a.startsWith('--database=ghost_wbr_')));
+    try {
+      const started = await s.gql<{ restoreBackup: { operation: { operationId: string } } }>(RESTORE, { input: { backupId: b.id, components: ['DATABASES'], safetyBackup: false } });
+      const opId = started.data!.restoreBackup.operation.operationId;
+      await expect.poll(async () => (await s.app.services.engine.logTail(opId, 50)).join('\n'), { timeout: 60_000, interval: 100 }).toContain("created missing users: ghost@%");
+      expect(await userExists()).toBe(true);
+      await s.gql(`mutation($id: ID!) { cancelOperation(id: $id) { __typename } }`, { id: opId });
+      held.release();
+      expect((await s.app.services.engine.waitFor(opId)).status).toBe('CANCELLED');
+      expect((await s.app.services.engine.logTail(opId, 50)).join('\n')).toContain('dropped the users this restore created: ghost@%');
+      expect(await userExists()).toBe(false);
+    } finally {
+      held.release();
+    }
+
+    const rec = await s.runOperation(RESTORE, { input: { backupId: b.id, components: ['DATABASES'] } });
+    expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
+    expect(await mariadbTableDigests(db, 'ghost')).toEqual(before);
+    // The app's own login: its user, its password from secrets.yaml, its grants on the schema.
+    const password = String((await s.app.services.store.secrets('test')).apps?.ghost?.dbPassword);
+    const { stdout } = await run('mariadb', ['--no-defaults', '-h', '127.0.0.1', '-P', String(db.port), '-u', 'ghost', '-N', '-B', '-e', 'select count(*) from ghost.posts'], { env: { ...process.env, MYSQL_PWD: password } });
+    expect(Number(stdout.trim())).toBeGreaterThan(0);
   }, 240_000);
 
   it('restores an older backup while a newer one exists, and the newer one stays restorable', async () => {

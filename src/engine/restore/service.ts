@@ -20,8 +20,7 @@ import type { ClusterService } from '../cluster.js';
 import type { ResticRepository } from '../restic/index.js';
 import { requireReadableConfig, type InstanceInfo, type WildStore } from '../../wild/store.js';
 import { writeFileAtomic } from '../../wild/writer.js';
-import { componentOf, restorers } from '../../plugins/restorers.js';
-import { dropPostgresRoles, restorePostgresRoles } from '../../plugins/databases/postgres-restore.js';
+import { accountRestorers, componentOf, restorers } from '../../plugins/restorers.js';
 import { detectDatabases } from '../../plugins/databases/registry.js';
 import { quiesce, resume, type ReplicaMap } from './quiesce.js';
 import { applyAppConfig, readAppConfig, restoreAppDir, type ConfigUndo } from './config.js';
@@ -205,18 +204,20 @@ export class RestoreService {
   }
 
   /**
-   * Drops the roles a failed restore created, tried again for `rollbackRetryMs` while the server
-   * does not answer. Roles that stay (something came to depend on them, or the server never came
-   * back) are logged, not a failure of the rollback: the app's data is back either way.
+   * Drops the accounts (roles, users) a failed restore created, tried again for `rollbackRetryMs`
+   * while the server does not answer. Accounts that stay (something came to depend on them, or the
+   * server never came back) are logged, not a failure of the rollback: the app's data is back
+   * either way.
    */
-  private async dropRoles(ctx: TaskContext, target: RestoreTarget, roles: string[]): Promise<void> {
+  private async dropAccounts(ctx: TaskContext, target: RestoreTarget, kind: string, names: string[]): Promise<void> {
+    const { noun, drop } = accountRestorers[kind]!;
     try {
-      const left = await retrying(() => dropPostgresRoles(target, roles, this.cleanupStep()), { timeoutMs: this.rollbackRetryMs });
-      const gone = roles.filter((r) => !left.includes(r));
-      if (gone.length > 0) ctx.log(`dropped the roles this restore created: ${gone.join(', ')}`);
-      if (left.length > 0) ctx.log(`kept roles this restore created that are in use now: ${left.join(', ')}`);
+      const left = await retrying(() => drop(target, names, this.cleanupStep()), { timeoutMs: this.rollbackRetryMs });
+      const gone = names.filter((r) => !left.includes(r));
+      if (gone.length > 0) ctx.log(`dropped the ${noun} this restore created: ${gone.join(', ')}`);
+      if (left.length > 0) ctx.log(`kept ${noun} this restore created that are in use now: ${left.join(', ')}`);
     } catch (e) {
-      ctx.log(`could not drop the roles this restore created (${roles.join(', ')}): ${(e as Error).message}`);
+      ctx.log(`could not drop the ${noun} this restore created (${names.join(', ')}): ${(e as Error).message}`);
     }
   }
 
@@ -286,7 +287,7 @@ export class RestoreService {
   private artifactsFor(b: BackupView, components: Set<RestoreComponent>): ArtifactRecord[] {
     return (b.manifest?.artifacts ?? []).filter((a) => {
       const c = componentOf(a.kind);
-      return c !== null && components.has(c) && (a.kind === 'postgres-roles' || a.kind === 'config' || a.kind in restorers);
+      return c !== null && components.has(c) && (a.kind in accountRestorers || a.kind === 'config' || a.kind in restorers);
     });
   }
 
@@ -322,7 +323,7 @@ export class RestoreService {
     const components = new Set<RestoreComponent>(input.components ?? (clone ? ['DATABASES', 'VOLUMES'] : ['DATABASES', 'VOLUMES', 'CONFIG']));
     const artifacts = this.artifactsFor(b, components);
     // Restoring nothing would still take the safety backup and stop the app.
-    if (!artifacts.some((a) => a.kind !== 'postgres-roles')) {
+    if (!artifacts.some((a) => !(a.kind in accountRestorers))) {
       throw new ValidationError(`backup ${b.backupId} holds nothing of ${[...components].join(', ')} to restore`, [{ path: 'input.components', message: 'selects nothing in this backup' }]);
     }
     // A database server app's backup is a whole-server dump (pg_dumpall, mysqldump --all-databases):
@@ -413,7 +414,7 @@ export class RestoreService {
     let base = 0;
     let resumed = false;
     /** Roles this restore created: a failed restore drops them again. */
-    const createdRoles: string[] = [];
+    const createdAccounts = new Map<string, string[]>();
     const config = r.artifacts.find((a) => a.kind === 'config');
     // The config artifact is a few KiB: fetched while the data is restored, so its restic start-up
     // (key derivation, index) is off the critical path; read before the swap, applied after it.
@@ -427,13 +428,13 @@ export class RestoreService {
         ctx.log(`quiesced ${Object.keys(replicas).join(', ') || 'no workloads'}`);
       } else if (r.rebuild) ctx.log('only the app\'s directory and settings are restored: nothing in the cluster is touched');
       else ctx.log('only the app\'s settings are restored: the app keeps running, and takes them at its next deploy');
-      // Roles first (the dumps' owners and grants need them), then the data artifacts side by side,
+      // Accounts first (the dumps' owners and grants need them), then the data artifacts side by side,
       // up to three at once, biggest first: a database and a volume restore on different servers
       // and volumes, and their restic start-ups overlap. The first failure stops the others.
       const restorable: ArtifactRecord[] = [];
       for (const a of r.artifacts) {
         if (a.kind === 'config') continue; // applied after the data is swapped in
-        const notRestored = a.kind === 'postgres-roles' ? undefined : restorers[a.kind]?.notRestoredBecause?.(target, a);
+        const notRestored = a.kind in accountRestorers ? undefined : restorers[a.kind]?.notRestoredBecause?.(target, a);
         if (notRestored) {
           ctx.log(`${a.kind}:${a.name} is not restored: ${notRestored}`);
           base += a.sizeBytes;
@@ -455,10 +456,11 @@ export class RestoreService {
         report();
         try {
           const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal }), (n) => { moved.set(a, n); report(); }, this.stallTimeoutMs);
-          if (a.kind === 'postgres-roles') {
-            const created = await restorePostgresRoles(target, stream, signal);
-            createdRoles.push(...created);
-            ctx.log(created.length ? `created missing roles: ${created.join(', ')}` : 'all roles exist already');
+          const accounts = accountRestorers[a.kind];
+          if (accounts) {
+            const created = await accounts.applyMissing(target, stream, signal);
+            createdAccounts.set(a.kind, [...(createdAccounts.get(a.kind) ?? []), ...created]);
+            ctx.log(created.length ? `created missing ${accounts.noun}: ${created.join(', ')}` : `all ${accounts.noun} exist already`);
           } else {
             // Recorded (by `announce`) before it is filled; listed for the swap once filled.
             const side = await restorers[a.kind]!.restoreSide(target, a, stream, suffix, signal);
@@ -474,8 +476,8 @@ export class RestoreService {
           report();
         }
       };
-      const roles = restorable.filter((a) => a.kind === 'postgres-roles');
-      const data = restorable.filter((a) => a.kind !== 'postgres-roles').sort((x, y) => y.sizeBytes - x.sizeBytes);
+      const roles = restorable.filter((a) => a.kind in accountRestorers);
+      const data = restorable.filter((a) => !(a.kind in accountRestorers)).sort((x, y) => y.sizeBytes - x.sizeBytes);
       for (const a of roles) if (!signal.aborted) await restoreOne(a);
       let next = 0;
       const worker = async () => { while (next < data.length && !signal.aborted) await restoreOne(data[next++]!); };
@@ -525,8 +527,8 @@ export class RestoreService {
       const left = await this.rollBack(ctx, client, ledger, { undo: async () => { try { await configUndo?.undo(); } finally { await appDir?.undo(); } } });
       resumed = left.resumed;
       if (left.problems.length > 0) throw new RollbackIncompleteError(err, left.problems);
-      // Every side copy is gone, so the roles made for them own nothing of this restore's.
-      if (createdRoles.length > 0) await this.dropRoles(ctx, target, createdRoles);
+      // Every side copy is gone, so the accounts made for them own nothing of this restore's.
+      for (const [kind, names] of createdAccounts) if (names.length > 0) await this.dropAccounts(ctx, target, kind, names);
       throw err;
     } finally {
       // Nothing left to undo: the record says so. Else it keeps what is left (a side still swapped

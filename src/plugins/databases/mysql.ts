@@ -1,7 +1,9 @@
 // MySQL / MariaDB engine plugin: a single-transaction mysqldump with routines, triggers and events
 // of the app's database (tables only, so it can be restored into any schema), or of every
-// database for the mysql app itself. The root password comes from the mysql-secret secret and
-// reaches the client on stdin (read into MYSQL_PWD by the pod's shell), never on argv.
+// database for the mysql app itself. Beside an app's dump, the accounts with privileges on its
+// schema (`mysql-users`), as PostgreSQL's roles go beside its dump. The root password comes from
+// the mysql-secret secret and reaches the client on stdin (read into MYSQL_PWD by the pod's
+// shell), never on argv.
 import type { ArtifactSource } from '../../engine/backup/source.js';
 import type { KubeClient } from '../../kube/index.js';
 import { execSource, podText, type PodTarget } from '../exec-source.js';
@@ -36,6 +38,20 @@ export async function mysqlTriggers(client: KubeClient, target: PodTarget, passw
   return (await mysqlQuery(client, target, password, `select trigger_name from information_schema.triggers where event_object_schema = '${db}' order by 1`, undefined, signal)).map((r) => r[0]!);
 }
 
+/** A MariaDB string literal. */
+export const sqlString = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+
+/**
+ * The accounts with privileges on schema `db` (a grant on exactly it: mysql.db holds the name with
+ * `_` escaped or not), as `SHOW CREATE USER` and `SHOW GRANTS` statements, one a line, after a
+ * comment line: what a server rebuilt empty needs for the app to log in to its restored schema.
+ */
+async function accountsCommand(client: KubeClient, target: PodTarget, password: string, db: string, signal?: AbortSignal): Promise<string[]> {
+  const accounts = await mysqlQuery(client, target, password, `select user, host from mysql.db where db in (${sqlString(db)}, ${sqlString(db.replace(/_/g, '\\_'))}) order by 1, 2`, undefined, signal);
+  const shows = [...new Set(accounts.map(([u, h]) => `${sqlString(u!)}@${sqlString(h!)}`))].map((a) => `show create user ${a}; show grants for ${a};`);
+  return mysqlCommand(['mysql', '-uroot', '-N', '-B', '-r', '-e', [`select ${sqlString(`-- MariaDB accounts with privileges on schema ${db}`)};`, ...shows].join(' ')]);
+}
+
 const DUMP_FLAGS = ['--single-transaction', '--routines', '--triggers', '--events', '--hex-blob', '--default-character-set=utf8mb4'];
 
 export const mysqlPlugin: DatabasePlugin = {
@@ -62,6 +78,11 @@ export const mysqlPlugin: DatabasePlugin = {
     if (ctx.missingOk && (await mysqlQuery(ctx.client, target, password, `select count(*) from information_schema.schemata where schema_name = '${db}'`, undefined, signal))[0]?.[0] === '0') return [];
     let before: Record<string, number> = {};
     let databaseBytes: number | null = null;
+    const accounts = execSource({
+      client: ctx.client, target, artifact: { kind: 'mysql-users', name: db }, extension: '.sql', stdin: `${password}\n`,
+      command: (s) => accountsCommand(ctx.client, target, password, db, s),
+      meta: async () => ({ serverVersion: version }),
+    });
     return [execSource({
       client: ctx.client, target, artifact: { kind: 'mysql', name: db }, extension: '.sql', stdin: `${password}\n`,
       command: mysqlCommand(['mysqldump', '-uroot', ...DUMP_FLAGS, '--', db]),
@@ -79,6 +100,6 @@ export const mysqlPlugin: DatabasePlugin = {
         // the room a restore's side copy needs on the server's volume.
         return { serverVersion: version, database: db, rowCounts: after, rowCountsExact: JSON.stringify(after) === JSON.stringify(before), triggers: triggers.length, ...(databaseBytes ? { databaseBytes } : {}) };
       },
-    })];
+    }), accounts];
   },
 };
