@@ -21,21 +21,22 @@ const CREATE = /^CREATE USER `((?:[^`]|``)*)`@`((?:[^`]|``)*)`(?: |$)/;
 
 /**
  * The accounts of a mysql-users artifact. Only an account's CREATE USER and its own GRANTs are
- * taken: any other line fails the artifact before anything runs (the error names the line's
- * number, not its text, which may hold a password hash).
+ * taken, one statement a line: any other line fails the artifact before anything runs (the error
+ * names the line's number, not its text, which may hold a password hash).
  */
 export function parseMysqlAccounts(sql: string): MysqlAccount[] {
   const out: MysqlAccount[] = [];
   sql.split('\n').forEach((raw, i) => {
     const line = raw.trimEnd();
     if (line === '' || line.startsWith('--')) return;
-    const m = CREATE.exec(line);
+    // One statement a line: a `;` would let a line run a second one.
+    const m = line.includes(';') ? null : CREATE.exec(line);
     if (m) {
       out.push({ user: m[1]!.replace(/``/g, '`'), host: m[2]!.replace(/``/g, '`'), statements: [line] });
       return;
     }
     const cur = out.at(-1);
-    if (cur && line.startsWith('GRANT ') && line.includes(` TO ${ident(cur.user)}@${ident(cur.host)}`)) {
+    if (cur && !line.includes(';') && line.startsWith('GRANT ') && line.includes(` TO ${ident(cur.user)}@${ident(cur.host)}`)) {
       cur.statements.push(line);
       return;
     }
