@@ -413,7 +413,7 @@ export class RestoreService {
     const total = r.artifacts.reduce((n, a) => n + a.sizeBytes, 0);
     let base = 0;
     let resumed = false;
-    /** Roles this restore created: a failed restore drops them again. */
+    /** The accounts (roles, users) this restore created, by artifact kind: a failed restore drops them again. */
     const createdAccounts = new Map<string, string[]>();
     const config = r.artifacts.find((a) => a.kind === 'config');
     // The config artifact is a few KiB: fetched while the data is restored, so its restic start-up
@@ -456,11 +456,11 @@ export class RestoreService {
         report();
         try {
           const stream = counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal }), (n) => { moved.set(a, n); report(); }, this.stallTimeoutMs);
-          const accounts = accountRestorers[a.kind];
-          if (accounts) {
-            const created = await accounts.applyMissing(target, stream, signal);
+          const made = accountRestorers[a.kind];
+          if (made) {
+            const created = await made.applyMissing(target, stream, signal);
             createdAccounts.set(a.kind, [...(createdAccounts.get(a.kind) ?? []), ...created]);
-            ctx.log(created.length ? `created missing ${accounts.noun}: ${created.join(', ')}` : `all ${accounts.noun} exist already`);
+            ctx.log(created.length ? `created missing ${made.noun}: ${created.join(', ')}` : `all ${made.noun} exist already`);
           } else {
             // Recorded (by `announce`) before it is filled; listed for the swap once filled.
             const side = await restorers[a.kind]!.restoreSide(target, a, stream, suffix, signal);
@@ -476,9 +476,9 @@ export class RestoreService {
           report();
         }
       };
-      const roles = restorable.filter((a) => a.kind in accountRestorers);
+      const accounts = restorable.filter((a) => a.kind in accountRestorers);
       const data = restorable.filter((a) => !(a.kind in accountRestorers)).sort((x, y) => y.sizeBytes - x.sizeBytes);
-      for (const a of roles) if (!signal.aborted) await restoreOne(a);
+      for (const a of accounts) if (!signal.aborted) await restoreOne(a);
       let next = 0;
       const worker = async () => { while (next < data.length && !signal.aborted) await restoreOne(data[next++]!); };
       await Promise.all(Array.from({ length: Math.min(RESTORE_CONCURRENCY, data.length) }, worker));
