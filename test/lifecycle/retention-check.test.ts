@@ -1,7 +1,7 @@
 // Retention and checks against real repositories through GraphQL: a local one (the embedded
 // default) and one served over rest: by `rclone serve restic`. A prune waits for a running backup.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -89,6 +89,25 @@ describe('retention', () => {
 });
 
 describe('checkRepository', () => {
+  it("an app gone from Wild Central keeps its backups under retention (its newest kept); a name with neither is NotFound", async () => {
+    await updateYamlFile(path.join(s.sim.instanceDir, 'config.yaml'), (doc) => setPath(doc, ['cloud', 'backup', 'retention'], { keepLast: 1 }), 0o644);
+    await backup('whoami');
+    const newest = await backup('whoami');
+    const appDir = path.join(s.sim.instanceDir, 'apps', 'whoami');
+    await rename(appDir, path.join(s.sim.instanceDir, 'apps', '.whoami-deleted'));
+    try {
+      const dry = await s.gql<Preview>(RETENTION, { input: { instance: 'test', app: 'whoami', dryRun: true } });
+      expect(dry.data!.applyRetention.__typename, JSON.stringify(dry)).toBe('RetentionPreviewPayload');
+      expect(dry.data!.applyRetention.keep.map((b) => b.backupId)).toEqual([newest]);
+      expect(dry.data!.applyRetention.remove.length).toBeGreaterThan(0);
+      expect(dry.data!.applyRetention.remove.every((b) => b.appName === 'whoami')).toBe(true);
+      const none = await s.gql<{ applyRetention: { __typename: string; message: string } }>(RETENTION, { input: { instance: 'test', app: 'no-such-app', dryRun: true } });
+      expect(none.data!.applyRetention).toMatchObject({ __typename: 'NotFoundError', message: expect.stringMatching(/no app named "no-such-app" and no backups of one/) });
+    } finally {
+      await rename(path.join(s.sim.instanceDir, 'apps', '.whoami-deleted'), appDir);
+    }
+  }, 120_000);
+
   it('answers a share of the data out of range with ValidationError in its union, and starts nothing', async () => {
     const before = s.app.services.engine.list().length;
     for (const pct of [0, -5, 101]) {

@@ -7,7 +7,7 @@ import type { OperationEngine, OperationRecord } from '../operations/index.js';
 import type { RepositoryService } from '../repository/service.js';
 import { planRetention, type RetentionPlan } from '../retention/index.js';
 import { resolveSettings } from '../repository/settings.js';
-import { RepositoryError } from '../../errors.js';
+import { NotFoundError, RepositoryError } from '../../errors.js';
 import type { InstanceInfo, WildStore } from '../../wild/store.js';
 
 export interface RetentionPreview {
@@ -41,8 +41,13 @@ export class MaintenanceService {
 
   async applyRetention(instance: string, opts: { app?: string | null; dryRun?: boolean; reason?: string }): Promise<RetentionPreview> {
     const inst = await this.store.requireInstance(instance);
-    if (opts.app) await this.store.requireApp(inst, opts.app);
+    const known = opts.app ? await this.store.app(inst, opts.app) : null;
     const preview = await this.plan(inst, opts.app);
+    // An app gone from Wild Central (wild app delete) still has its backups, and their retention
+    // applies (its newest is kept); a name with neither an app nor a backup is not found.
+    if (opts.app && !known && preview.keep.length + preview.remove.length === 0) {
+      throw new NotFoundError(`instance "${inst.name}" has no app named "${opts.app}" and no backups of one`);
+    }
     if (opts.dryRun) return { keep: preview.keep, remove: preview.remove, operation: null };
     const repo = await this.repositories.open(inst);
     const operation = await this.engine.submit({
