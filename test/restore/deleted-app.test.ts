@@ -138,8 +138,18 @@ describe('an app that is gone from Wild Central', () => {
     expect(op.data!.operation.backup).toBeNull();
   }, 240_000);
 
+  it('a backup of it while it is not deployed fails, instead of a COMPLETE backup without its data', async () => {
+    // The namespace is still gone (the test before), the app's directory and settings are here.
+    const latest = async () => (await s.gql<{ instance: { app: { latestBackup: { backupId: string } } } }>(`{ instance(name: "test") { app(name: "gitea") { latestBackup { backupId } } } }`)).data!.instance.app.latestBackup.backupId;
+    const before = await latest();
+    const rec = await s.runOperation(`mutation { backupApp(input: { instance: "test", app: "gitea" }) { ${OP_FIELDS} } }`);
+    expect(rec.status).toBe('FAILED');
+    expect(rec.error).toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/gitea is not deployed \(the cluster has no namespace gitea\): there is none of its data to back up/) });
+    expect(await latest()).toBe(before);
+  }, 120_000);
+
   it('a clone still needs its target app to exist', async () => {
-    const b = await backupLatest(s, 'gitea');
+    const b = (await s.gql<{ instance: { app: { latestBackup: { id: string } } } }>(`{ instance(name: "test") { app(name: "gitea") { latestBackup { id } } } }`)).data!.instance.app.latestBackup;
     const res = await s.gql<{ restoreBackup: { __typename?: string } }>(RESTORE, { input: { backupId: b.id, targetApp: 'gitea-copy', components: ['CONFIG'] } });
     expect(res.data?.restoreBackup.__typename).toBe('NotFoundError');
   }, 120_000);
