@@ -1,7 +1,7 @@
 // The cluster side of an instance: one Kubernetes client per kubeconfig (rebuilt when the file
 // changes), a bounded reachability check, and the app's volumes as the graph shows them.
 import { stat } from 'node:fs/promises';
-import { clusterVersion, kubeClientFor, listNamespaces, listVolumes, type ClusterStatus, type KubeClient, type VolumeInfo } from '../kube/index.js';
+import { clusterVersion, kubeClientFor, listVolumes, namespaceExists, type ClusterStatus, type KubeClient, type VolumeInfo } from '../kube/index.js';
 import { NotFoundError } from '../errors.js';
 import type { AppInfo, InstanceInfo } from '../wild/store.js';
 
@@ -52,11 +52,11 @@ export class ClusterService {
     return value;
   }
 
-  /** The app's PVCs (namespace = app name) with where they are mounted. */
   async namespaceExists(inst: InstanceInfo, namespace: string, signal?: AbortSignal): Promise<boolean> {
-    return (await listNamespaces(await this.client(inst), { timeoutMs: this.timeoutMs, signal })).includes(namespace);
+    return namespaceExists(await this.client(inst), namespace, { timeoutMs: this.timeoutMs, signal });
   }
 
+  /** The app's PVCs (namespace = app name) with where they are mounted. */
   async volumes(inst: InstanceInfo, app: AppInfo, signal?: AbortSignal): Promise<AppVolume[]> {
     const client = await this.client(inst);
     const vols = await listVolumes(client, app.name, { timeoutMs: this.timeoutMs, signal });

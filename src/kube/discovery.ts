@@ -158,6 +158,11 @@ export async function listNamespaces(client: KubeClient, opts?: CallOptions): Pr
   return list.items.map((n) => n.metadata?.name ?? '').filter(Boolean).sort();
 }
 
+/** Whether the namespace exists: an app's is gone when it is not deployed (listing its PVCs then answers an empty list, not an error). */
+export async function namespaceExists(client: KubeClient, name: string, opts?: CallOptions): Promise<boolean> {
+  return (await listNamespaces(client, opts)).includes(name);
+}
+
 const UNITS: Record<string, number> = {
   '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
   Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60, m: 1e-3,

@@ -5,7 +5,7 @@ export {
   CommandFailedError, ConnectionLostError, KubeAbortedError, KubeTimeoutError, ExecUsageError,
 } from './errors.js';
 export {
-  listPods, findReadyPod, listPvcs, findPvcMount, listVolumes, readSecret, readSecretKey, listNamespaces, parseQuantity, mountOf,
+  listPods, findReadyPod, listPvcs, findPvcMount, listVolumes, readSecret, readSecretKey, listNamespaces, namespaceExists, parseQuantity, mountOf,
   type PodInfo, type PvcInfo, type PvcMount, type VolumeInfo,
 } from './discovery.js';
 export { listWorkloads, scaleWorkload, waitForReplicas, scaleAndWait, type WorkloadInfo, type WorkloadKind, type WaitOptions } from './workloads.js';

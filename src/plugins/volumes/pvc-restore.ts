@@ -4,7 +4,7 @@
 // only when the whole restore succeeded. Files absent from the backup are gone afterwards; modes
 // and mtimes are the backed-up ones (tar -p as root).
 import type { Readable } from 'node:stream';
-import { createHelperPod, deleteHelperPod, findPvcMount, listNamespaces, listPvcs, waitForHelperPod, type KubeClient } from '../../kube/index.js';
+import { createHelperPod, deleteHelperPod, findPvcMount, listPvcs, namespaceExists, waitForHelperPod, type KubeClient } from '../../kube/index.js';
 import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { podText, programMissing, streamIntoPod, type PodTarget } from '../exec-source.js';
 import { TarScanner, type TarListing } from './tar-scan.js';
@@ -115,7 +115,7 @@ export const pvcRestorer: ArtifactRestorer = {
     const pvcs = await listPvcs(t.client, t.app.name, { signal, timeoutMs: 15_000 });
     if (!pvcs.some((p) => p.name === artifact.name)) {
       // No namespace at all: the app is not deployed (deleted, or a rebuilt cluster).
-      if (pvcs.length === 0 && !(await listNamespaces(t.client, { signal, timeoutMs: 15_000 })).includes(t.app.name)) {
+      if (pvcs.length === 0 && !(await namespaceExists(t.client, t.app.name, { signal, timeoutMs: 15_000 }))) {
         throw new Error(`${t.app.name} is not deployed (the cluster has no namespace ${t.app.name}): deploy it, then restore its volume ${artifact.name}`);
       }
       throw new Error(`${t.app.name} has no volume ${artifact.name} to restore into (namespace ${t.app.name} has ${pvcs.length > 0 ? `only ${pvcs.map((p) => p.name).join(', ')}` : 'no PersistentVolumeClaim'})`);
