@@ -108,6 +108,24 @@ describe('checkRepository', () => {
     }
   }, 120_000);
 
+  it("keeps the newest backup holding a volume the later backups no longer hold, whatever the policy", async () => {
+    const config = path.join(s.sim.instanceDir, 'config.yaml');
+    await updateYamlFile(config, (doc) => setPath(doc, ['cloud', 'backup', 'retention'], { keepLast: 1 }), 0o644);
+    const withVolume = await backup('website');
+    // From now on its backups are COMPLETE without the volume (left out here by its setting; a
+    // PVC deleted by mistake looks the same to the backups).
+    await updateYamlFile(config, (doc) => setPath(doc, ['apps', 'website', 'backup', 'volumes', 'website-content'], false), 0o644);
+    try {
+      const older = await backup('website');
+      const newest = await backup('website');
+      const dry = await s.gql<Preview>(RETENTION, { input: { instance: 'test', app: 'website', dryRun: true } });
+      expect(dry.data!.applyRetention.keep.map((b) => b.backupId).sort()).toEqual([newest, withVolume].sort());
+      expect(dry.data!.applyRetention.remove.map((b) => b.backupId)).toContain(older);
+    } finally {
+      await updateYamlFile(config, (doc) => { doc.deleteIn(['apps', 'website', 'backup']); }, 0o644);
+    }
+  }, 120_000);
+
   it('answers a share of the data out of range with ValidationError in its union, and starts nothing', async () => {
     const before = s.app.services.engine.list().length;
     for (const pct of [0, -5, 101]) {

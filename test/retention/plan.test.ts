@@ -62,6 +62,27 @@ describe('planRetention', () => {
     expect(ids(plan.remove)).toEqual(['old']);
   });
 
+  it("keeps the newest backup holding each artifact that later backups no longer hold", () => {
+    // immich's library PVC was deleted by mistake after immich-3: the backups since are COMPLETE
+    // without it. keepLast 1 would leave no copy of the library at all.
+    const of = (id: string, age: number, holds: string[]) => ({ ...backup(id, age, 'immich'), holds });
+    const backups = [
+      of('immich-1', 1, ['postgres:immich', 'config:immich']),
+      of('immich-2', 2, ['postgres:immich', 'config:immich']),
+      of('immich-3', 3, ['postgres:immich', 'pvc:immich-library', 'config:immich']),
+      of('immich-4', 4, ['postgres:immich', 'pvc:immich-library', 'config:immich']),
+      of('immich-5', 5, ['postgres:immich', 'pvc:immich-library', 'pvc:old-cache', 'config:immich']),
+      of('immich-6', 6, ['postgres:immich', 'pvc:immich-library', 'pvc:old-cache', 'config:immich']),
+    ];
+    const plan = planRetention(backups, { keepLast: 1 }, NOW);
+    expect(ids(plan.keep)).toEqual(['immich-1', 'immich-3', 'immich-5']);
+    expect(ids(plan.remove)).toEqual(['immich-2', 'immich-4', 'immich-6']);
+    expect(plan.reasons.get('immich-3')).toEqual(['newest complete backup holding pvc:immich-library']);
+    expect(plan.reasons.get('immich-5')).toEqual(['newest complete backup holding pvc:old-cache']);
+    // Without what they hold (as before), the policy alone decides.
+    expect(ids(planRetention(backups.map(({ holds: _, ...b }) => b), { keepLast: 1 }, NOW).keep)).toEqual(['immich-1']);
+  });
+
   it('keeps a backup that queued or running work uses, and decides the rest as if it were not kept', () => {
     const backups = [backup('g-1', 1, 'gitea'), backup('g-2', 2, 'gitea'), backup('g-3', 3, 'gitea'), backup('i-1', 5, 'immich'), backup('i-2', 6, 'immich')];
     const inUse = new Map([['g-3', 'in use by operation op-1 (RESTORE_APP, QUEUED)'], ['g-1', 'in use by operation op-2 (VERIFY_BACKUP, RUNNING)']]);

@@ -16,7 +16,7 @@ export interface RetentionPreview {
   operation: OperationRecord | null;
 }
 
-type Candidate = BackupView & { id: string; time: string; complete: boolean; app: string | null };
+type Candidate = BackupView & { id: string; time: string; complete: boolean; app: string | null; holds: string[] };
 
 export class MaintenanceService {
   constructor(
@@ -33,6 +33,7 @@ export class MaintenanceService {
     const scoped = app ? all.filter((b) => b.kind === 'APP' && b.appName === app) : all;
     const candidates: Candidate[] = scoped.map((b) => ({
       ...b, id: b.backupId, time: b.createdAt, complete: b.status === 'COMPLETE', app: b.kind === 'CLUSTER' ? null : b.appName,
+      holds: (b.manifest?.artifacts ?? []).map((a) => `${a.kind}:${a.name}`),
     }));
     // What a queued or running restore, verification or deletion works on is not removed under it.
     const inUse = new Map([...this.engine.backupsInUse(inst.name)].map(([id, op]) => [id, `in use by operation ${op.id} (${op.kind}, ${op.status})`]));

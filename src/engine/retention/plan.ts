@@ -10,6 +10,8 @@ export interface RetentionBackup extends RetentionItem {
   complete: boolean;
   /** The app it belongs to; null for a cluster backup. */
   app: string | null;
+  /** The artifacts it holds (`kind:name`, as `pvc:gitea-data`), where known: rule 5 of planRetention. */
+  holds?: readonly string[];
 }
 
 export interface RetentionPlan<T extends RetentionBackup> {
@@ -26,6 +28,7 @@ export const INCOMPLETE_GRACE_MS = 24 * 60 * 60 * 1000;
 
 export const PLAN_REASONS = {
   newestComplete: 'newest complete backup of its app',
+  lastHolder: 'newest complete backup holding',
   incompleteRecent: 'incomplete, younger than 24 h (may still be running)',
   incompleteStale: 'incomplete, older than 24 h',
   notKept: 'not kept by the policy',
@@ -52,7 +55,12 @@ export interface PlanOptions {
  * 4. The newest complete backup of each group is never removed, whatever the policy. (restic's
  *    semantics already keep the newest item under any non-empty policy; this is the guarantee
  *    stated as a rule, so that no later change of policy handling can break it.)
- * 5. A backup in `opts.inUse` is kept: a restore that waits for its turn would otherwise find its
+ * 5. The newest complete backup holding each of its group's artifacts is never removed either: a
+ *    volume or a database that the later backups no longer hold (its PVC deleted by mistake, the
+ *    app's database setting changed) keeps its last copy until it is deleted by hand
+ *    (deleteBackup), instead of that copy going with the policy while the backups go on COMPLETE
+ *    without it.
+ * 6. A backup in `opts.inUse` is kept: a restore that waits for its turn would otherwise find its
  *    backup gone after it has taken the safety backup and stopped the app. The next run decides
  *    on it again. The other backups of its group are decided as if it were not kept.
  *
@@ -102,15 +110,30 @@ export function planRetention<T extends RetentionBackup>(
 
   for (const group of groups.values()) {
     const result = applyRetentionPolicy(group, policy);
-    const newest = newestFirst(group)[0];
+    const ordered = newestFirst(group);
+    const newest = ordered[0];
+    // Rule 5: each artifact's newest holder, and what each such backup is the last to hold.
+    const lastHeld = new Map<T, string[]>();
+    const seen = new Set<string>();
+    for (const backup of ordered) {
+      for (const artifact of backup.holds ?? []) {
+        if (seen.has(artifact)) continue;
+        seen.add(artifact);
+        lastHeld.set(backup, [...(lastHeld.get(backup) ?? []), artifact]);
+      }
+    }
     for (const backup of result.keep) {
       keep.add(backup);
       reasons.set(backup.id, result.reasons.get(backup.id) ?? []);
     }
     for (const backup of result.remove) {
+      const held = lastHeld.get(backup);
       if (backup === newest) {
         keep.add(backup);
         reasons.set(backup.id, [PLAN_REASONS.newestComplete]);
+      } else if (held) {
+        keep.add(backup);
+        reasons.set(backup.id, [`${PLAN_REASONS.lastHolder} ${held.join(', ')}`]);
       } else {
         remove.add(backup);
         reasons.set(backup.id, [PLAN_REASONS.notKept]);
