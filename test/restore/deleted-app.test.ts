@@ -1,7 +1,10 @@
 // An app deleted by mistake (`wild app delete` removes its directory and its namespace; its
 // settings stay in config.yaml) or whose files got broken comes back from its backup's CONFIG:
 // its app directory, byte for byte and mode for mode, and its settings. Its data then goes into it
-// once it is deployed again. Anything else asked of such an app is refused, changing nothing.
+// once it is deployed again. Anything else asked of such an app is refused, changing nothing. And
+// around it: a database its server lost comes back with its owner, a volume's restore into an app
+// not deployed says so at once, and a backup of an app not deployed fails rather than complete
+// without its data.
 import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
