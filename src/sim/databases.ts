@@ -2,7 +2,7 @@
 // the system's binaries, on free ports, with their data in the PVC directory of their pod (so
 // scaling the workload to 0 stops the server and scaling up starts it on the same data).
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../util/net.js';
@@ -77,6 +77,11 @@ abstract class LocalServer implements PodBacking {
   abstract start(): Promise<void>;
   abstract execEnv(): Record<string, string>;
 
+  /** A free port for the server to bind. */
+  protected pickPort(): Promise<number> {
+    return freePort();
+  }
+
   protected async waitReady(probe: () => Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -110,7 +115,6 @@ export class PostgresServer extends LocalServer {
   /** initdb on first use, as the postgres image's entrypoint does: superuser `postgres`, local trust, host scram. */
   private async init(): Promise<void> {
     this.ids = await postgresIds();
-    this.port ||= await freePort();
     for (const d of [this.runDir, this.dataDir]) {
       mkdirSync(d, { recursive: true, mode: 0o700 });
       if (this.ids) { openPath(path.dirname(this.stateRoot), d); chownSync(d, this.ids.uid, this.ids.gid); }
@@ -132,6 +136,9 @@ export class PostgresServer extends LocalServer {
   async start(): Promise<void> {
     if (this.running) return;
     await this.init();
+    // Chosen after initdb's seconds, just before the server binds it: less time for another
+    // process (a test file starting its own servers) to take it meanwhile.
+    this.port ||= await this.pickPort();
     this.proc = spawn(path.join(this.bin, 'postgres'), [
       '-D', this.dataDir, '-p', String(this.port), '-k', this.runDir,
       '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
@@ -172,11 +179,9 @@ export class MariadbServer extends LocalServer {
 
   async start(): Promise<void> {
     if (this.running) return;
-    this.port ||= await freePort();
     mkdirSync(this.runDir, { recursive: true });
     mkdirSync(this.dataDir, { recursive: true });
     mkdirSync(path.join(this.runDir, 'home'), { recursive: true });
-    writeFileSync(path.join(this.runDir, 'home', '.my.cnf'), `[client]\nsocket=${this.socket}\nport=${this.port}\n`);
     // Its own temp directory: servers of tests running side by side shared /tmp, and one's
     // bootstrap lost its temporary tables ("Could not remove temporary table", then ERROR 1051).
     const tmp = path.join(this.runDir, 'tmp');
@@ -185,14 +190,36 @@ export class MariadbServer extends LocalServer {
     if (fresh) {
       await run('mariadb-install-db', ['--no-defaults', `--datadir=${this.dataDir}`, `--tmpdir=${tmp}`, ...this.userArgs(), '--auth-root-authentication-method=normal', '--skip-test-db', '--skip-name-resolve'], { maxBuffer: 16 << 20 });
     }
-    this.proc = spawn('mariadbd', [
-      '--no-defaults', `--datadir=${this.dataDir}`, `--tmpdir=${tmp}`, `--socket=${this.socket}`, `--port=${this.port}`, '--bind-address=127.0.0.1',
-      `--pid-file=${path.join(this.runDir, 'mysqld.pid')}`, `--log-error=${path.join(this.runDir, 'error.log')}`, ...this.userArgs(),
-      '--skip-name-resolve', '--innodb-buffer-pool-size=32M', '--innodb-log-file-size=16M', '--performance-schema=OFF', '--skip-log-bin',
-      '--innodb-flush-log-at-trx-commit=0', '--character-set-server=utf8mb4', '--collation-server=utf8mb4_general_ci',
-    ], { stdio: ['ignore', 'ignore', 'ignore'] });
-    const probe = (pw: string) => async (): Promise<boolean> => run('mariadb', ['--no-defaults', '-S', this.socket, '-uroot', '-e', 'SELECT 1'], { env: { ...process.env, MYSQL_PWD: pw } }).then(() => true, () => false);
-    await this.waitReady(probe(fresh ? '' : this.rootPassword), 'MariaDB');
+    // A free port is chosen just before the server binds it (not before the seconds of
+    // install-db), and chosen again if another process took it meanwhile: test files start their
+    // servers side by side. A port kept from an earlier start (a restart) is the clients' own.
+    const chosen = !this.port;
+    for (let attempt = 1; ; attempt++) {
+      this.port ||= await this.pickPort();
+      writeFileSync(path.join(this.runDir, 'home', '.my.cnf'), `[client]\nsocket=${this.socket}\nport=${this.port}\n`);
+      const errorLog = path.join(this.runDir, 'error.log');
+      const logged = existsSync(errorLog) ? statSync(errorLog).size : 0;
+      this.proc = spawn('mariadbd', [
+        '--no-defaults', `--datadir=${this.dataDir}`, `--tmpdir=${tmp}`, `--socket=${this.socket}`, `--port=${this.port}`, '--bind-address=127.0.0.1',
+        `--pid-file=${path.join(this.runDir, 'mysqld.pid')}`, `--log-error=${errorLog}`, ...this.userArgs(),
+        '--skip-name-resolve', '--innodb-buffer-pool-size=32M', '--innodb-log-file-size=16M', '--performance-schema=OFF', '--skip-log-bin',
+        '--innodb-flush-log-at-trx-commit=0', '--character-set-server=utf8mb4', '--collation-server=utf8mb4_general_ci',
+      ], { stdio: ['ignore', 'ignore', 'ignore'] });
+      const probe = (pw: string) => async (): Promise<boolean> => run('mariadb', ['--no-defaults', '-S', this.socket, '-uroot', '-e', 'SELECT 1'], { env: { ...process.env, MYSQL_PWD: pw } }).then(() => true, () => false);
+      try {
+        await this.waitReady(probe(fresh ? '' : this.rootPassword), 'MariaDB');
+        break;
+      } catch (err) {
+        // What this start wrote to the server's log says why: kept in the error, since a test's
+        // clean-up removes the directory it names.
+        const said = existsSync(errorLog) ? readFileSync(errorLog).subarray(logged).toString('utf8').trim().split('\n').filter((l) => /ERROR|error/.test(l)).slice(-3).join(' | ') : '';
+        if (chosen && attempt < 3 && /Address already in use|Bind on TCP\/IP port/i.test(said)) {
+          this.port = 0;
+          continue;
+        }
+        throw new Error(`${(err as Error).message}${said ? `: ${said}` : ''}`);
+      }
+    }
     if (fresh) {
       // As the image's entrypoint: root with the secret's password, locally and from anywhere.
       const pw = this.rootPassword.replace(/\\/g, '\\\\').replace(/'/g, "\\'");
