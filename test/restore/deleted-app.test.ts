@@ -60,6 +60,8 @@ describe('an app that is gone from Wild Central', () => {
     await refused({ backupId: b.id }, /is not on this Wild Central .* restore this backup's CONFIG alone first/);
     await refused({ backupId: b.id, components: ['CONFIG', 'VOLUMES'] }, /CONFIG alone first/);
     await refused({ backupId: b.id, components: ['DATABASES'] }, /CONFIG alone first/);
+    const drill = await s.gql<{ verifyBackup: { __typename: string; message: string } }>(`mutation($id: ID!) { verifyBackup(id: $id) { __typename ... on Error { message } } }`, { id: b.id });
+    expect(drill.data!.verifyBackup).toMatchObject({ __typename: 'NotFoundError', message: expect.stringMatching(/"gitea" is not on this Wild Central: .*Bring it back first/) });
     expect(await readdir(appsDir)).not.toContain('gitea');
 
     const rec = await s.runOperation(RUN, { input: { backupId: b.id, components: ['CONFIG'] } });

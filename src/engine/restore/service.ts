@@ -593,7 +593,10 @@ export class RestoreService {
     // whole and checked against the manifest (plugins/read-back.ts).
     if (b.kind === 'CLUSTER') return this.drill(inst, b, null, b.manifest.artifacts, () => false, async () => (a, stream) => checkReadBack(a, stream));
     if (!b.appName) throw new NotFoundError(`backup ${b.backupId} names no app`);
-    const app = await this.store.requireApp(inst, b.appName);
+    const app = await this.store.app(inst, b.appName);
+    if (!app) {
+      throw new NotFoundError(`"${b.appName}" is not on this Wild Central: a drill restores its data beside the app's own. Bring it back first (restoreBackup with components: [CONFIG], then deploy it)`);
+    }
     // Databases and volumes are restored into scratch space and compared; the rest (the app's
     // settings, its database roles), which a restore also reads, is read back whole: a damaged one
     // would otherwise pass the drill and fail the restore.
