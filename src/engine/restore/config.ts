@@ -81,7 +81,7 @@ export async function readAppConfig(app: string, stream: Readable): Promise<AppC
     if (!name.startsWith('app/')) continue;
     const rel = path.posix.normalize(name.slice('app/'.length));
     // Only paths inside the directory: a damaged or hostile artifact writes nowhere else.
-    if (rel === '.' || rel.startsWith('../') || rel === '..' || path.posix.isAbsolute(rel) || rel.split('/').some((p) => p === '' || p === '..')) {
+    if (rel === '.' || path.posix.isAbsolute(rel) || rel.split('/').some((p) => p === '' || p === '..')) {
       throw new Error(`config artifact has an app file outside the app directory: ${JSON.stringify(name.slice(0, 200))}`);
     }
     dir.push({ path: rel, ...f });

@@ -9,13 +9,12 @@ import type { ArtifactRecord } from '../../engine/backup/manifest.js';
 import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { streamIntoPod, type PodTarget } from '../exec-source.js';
 import { appDatabaseName } from './detect.js';
-import { mysqlCommand, mysqlQuery, mysqlRowCounts, mysqlTriggers } from './mysql.js';
+import { mysqlCommand, mysqlQuery, mysqlRowCounts, mysqlTriggers, quoteIdent as q } from './mysql.js';
 import { adminPassword, checkDatabaseName, engineServer, serverPod } from './server.js';
 import { checkServerDump, compareRowCounts, type DumpEnding } from './verify.js';
 import { DEFAULT_LOCK_WAIT_MS } from './types.js';
 import { ensureRoomFor, sideCopyBytes } from '../free-space.js';
 
-const q = (s: string) => '`' + s.replace(/`/g, '``') + '`';
 /** The table that moves with a swap: in the old schema exactly while the restored tables are live. */
 const SWAPPED = 'wild_backup_swapped';
 

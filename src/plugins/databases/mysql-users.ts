@@ -6,7 +6,7 @@ import { readAll } from '../../engine/backup/catalog.js';
 import type { RestoreTarget } from '../../engine/restore/side.js';
 import type { KubeClient } from '../../kube/index.js';
 import { podText, type PodTarget } from '../exec-source.js';
-import { mysqlCommand, mysqlQuery, sqlString } from './mysql.js';
+import { mysqlCommand, mysqlQuery, quoteIdent, sqlString } from './mysql.js';
 import { adminPassword, engineServer, serverPod } from './server.js';
 
 export interface MysqlAccount {
@@ -16,7 +16,6 @@ export interface MysqlAccount {
   statements: string[];
 }
 
-const ident = (s: string) => '`' + s.replace(/`/g, '``') + '`';
 const CREATE = /^CREATE USER `((?:[^`]|``)*)`@`((?:[^`]|``)*)`(?: |$)/;
 
 /**
@@ -36,7 +35,7 @@ export function parseMysqlAccounts(sql: string): MysqlAccount[] {
       return;
     }
     const cur = out.at(-1);
-    if (cur && !line.includes(';') && line.startsWith('GRANT ') && line.includes(` TO ${ident(cur.user)}@${ident(cur.host)}`)) {
+    if (cur && !line.includes(';') && line.startsWith('GRANT ') && line.includes(` TO ${quoteIdent(cur.user)}@${quoteIdent(cur.host)}`)) {
       cur.statements.push(line);
       return;
     }

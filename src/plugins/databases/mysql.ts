@@ -23,7 +23,8 @@ export async function mysqlQuery(client: KubeClient, target: PodTarget, password
   return out ? out.split('\n').map((l) => l.split('\t')) : [];
 }
 
-const quoteIdent = (s: string) => '`' + s.replace(/`/g, '``') + '`';
+/** A MariaDB identifier, quoted. */
+export const quoteIdent = (s: string) => '`' + s.replace(/`/g, '``') + '`';
 
 export async function mysqlRowCounts(client: KubeClient, target: PodTarget, password: string, db: string, signal?: AbortSignal): Promise<Record<string, number>> {
   const tables = await mysqlQuery(client, target, password, `select table_name from information_schema.tables where table_schema = '${db}' and table_type = 'BASE TABLE' order by 1`, undefined, signal);
