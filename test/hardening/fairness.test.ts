@@ -21,8 +21,9 @@ const FLOOD_IN_FLIGHT = 300;
 const MEASURE_MS = 6000;
 /** While the flood runs, the other client's median query answers within this (without the gate: seconds). */
 const MEDIAN_BOUND_MS = 1000;
-/** ... and every one of its queries within this (a loaded shared machine took 2.8 s for the first). */
-const MAX_BOUND_MS = 5000;
+/** ... and every one of its queries within this. A loaded shared machine took 2.8 s for the first, and
+ *  once (the whole suite beside it on 2 cores) over 5 s for one; without the gate one waits for minutes. */
+const MAX_BOUND_MS = 15_000;
 
 /** A child process that keeps `n` requests in flight until killed, printing the count of each status as it goes.
  *  The token comes by environment: secrets never go into a process's arguments. */
@@ -97,7 +98,7 @@ describe('per-client fairness', () => {
     } finally {
       flooder.kill();
     }
-  }, 30_000);
+  }, 60_000);
 
   it('answers 429 with Retry-After beyond a client\'s queue, to that client only, and serves it again afterwards', async () => {
     const { app, url } = await serve({ concurrency: 1, queue: 2 });
