@@ -1,6 +1,7 @@
 // Schedules through GraphQL, on a fake clock: validated and written to config.yaml, with next run
 // times; a due schedule starts ordinary operations; a run that finds the previous one running is
-// skipped and says so; a server that was down across scheduled times runs the missed one once.
+// skipped and says so; a backup of an app busy with other work waits for it; a server that was
+// down across scheduled times runs the missed one once.
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -141,6 +142,46 @@ describe('schedules', () => {
     expect(s.app.services.engine.list({ instance: 'test' }).filter((o) => o.kind === 'BACKUP_APP' && ['QUEUED', 'RUNNING'].includes(o.status))).toEqual([]);
     const view = await s.gql<{ instance: { schedules: Array<{ name: string; lastRunAt: string; nextRunAt: string }> } }>(SCHEDULES);
     expect(view.data!.instance.schedules.find((x) => x.name === 'hourly-site')).toMatchObject({ lastRunAt: '2026-11-26T14:00:00.000Z', nextRunAt: '2026-11-26T15:00:00.000Z' });
+  }, 180_000);
+
+  it('a scheduled backup of an app busy with other work runs once that is done; one already being backed up is skipped', async () => {
+    const set = await s.gql<{ setSchedules: { __typename: string } }>(SET, { input: { instance: 'test', schedules: [
+      { name: 'site-busy', cron: '10 15 * * *', action: 'BACKUP', apps: ['website'] },
+      { name: 'site-again', cron: '20 15 * * *', action: 'BACKUP', apps: ['website'] },
+    ] } });
+    expect(set.data!.setSchedules.__typename).toBe('SetSchedulesPayload');
+    const latest = await s.gql<{ instance: { app: { latestBackup: { id: string } } } }>(`{ instance(name: "test") { app(name: "website") { latestBackup { id } } } }`);
+    const verify = await s.gql<{ verifyBackup: { __typename: string; operation: { id: string } } }>(
+      `mutation($id: ID!) { verifyBackup(id: $id) { __typename ... on OperationPayload { operation { id } } } }`, { id: latest.data!.instance.app.latestBackup.id });
+    expect(verify.data!.verifyBackup.__typename).toBe('OperationPayload');
+    const opId = (id: string) => Buffer.from(id, 'base64').toString('utf8').replace(/^Operation:/, ''); // the engine's id of a node id
+    const drillId = opId(verify.data!.verifyBackup.operation.id);
+    // The drill holds the app when the schedule comes: the backup waits for it, then runs.
+    const before = scheduledBackups().length;
+    time.advanceTo('2026-11-26T15:10:00Z');
+    await until(() => scheduledBackups().length > before);
+    const queued = scheduledBackups()[0]!;
+    expect(scheduledBackups().length).toBe(before + 1);
+    const drill = await s.app.services.engine.waitFor(drillId);
+    expect(drill.status, JSON.stringify(drill.error)).toBe('SUCCEEDED');
+    const backup = await s.app.services.engine.waitFor(queued.id);
+    expect(backup.status, JSON.stringify(backup.error)).toBe('SUCCEEDED');
+    expect(queued.createdAt < drill.finishedAt!).toBe(true); // made while the drill ran ...
+    expect(backup.startedAt! >= drill.finishedAt!).toBe(true); // ... and started after it
+    const view = async () => (await s.gql<{ instance: { schedules: Array<{ name: string; lastRunAt: string | null; lastSkippedAt: string | null; lastSkipReason: string | null }> } }>(SCHEDULES)).data!.instance.schedules;
+    expect((await view()).find((x) => x.name === 'site-busy')).toMatchObject({ lastRunAt: '2026-11-26T15:10:00.000Z', lastSkippedAt: null, lastSkipReason: null });
+    // A backup of the app already running when the schedule comes is this run's backup: skipped.
+    const manual = await s.gql<{ backupApp: { __typename: string; operation: { id: string } } }>(
+      `mutation { backupApp(input: { instance: "test", app: "website" }) { __typename ... on OperationPayload { operation { id } } } }`);
+    expect(manual.data!.backupApp.__typename).toBe('OperationPayload');
+    const count = scheduledBackups().length;
+    time.advanceTo('2026-11-26T15:20:00Z');
+    const again = async () => (await view()).find((x) => x.name === 'site-again')!;
+    for (let i = 0; i < 150 && !(await again()).lastSkipReason; i++) await new Promise((r) => setTimeout(r, 100));
+    const manualId = opId(manual.data!.backupApp.operation.id);
+    expect((await again()).lastSkipReason).toMatch(new RegExp(`^backup not started for website: .*already being backed up by operation ${manualId}`));
+    expect(scheduledBackups().length).toBe(count);
+    expect((await s.app.services.engine.waitFor(manualId)).status).toBe('SUCCEEDED');
   }, 180_000);
 
   it('runs scheduled retention and check on a served repository (rest: through rclone serve restic)', async () => {

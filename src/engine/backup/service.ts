@@ -1,7 +1,7 @@
 // Backups of apps and instances: listing (from the snapshot cache and the manifest store),
 // starting BACKUP_APP / BACKUP_CLUSTER / DELETE_BACKUP operations.
 import { ConflictError, NotFoundError, RepositoryError, ValidationError } from '../../errors.js';
-import type { OperationEngine, OperationRecord, TaskContext } from '../operations/index.js';
+import { isTerminal, type OperationEngine, type OperationRecord, type TaskContext } from '../operations/index.js';
 import type { RepositoryService } from '../repository/service.js';
 import { ResticError, type ResticRepository, type SnapshotListing } from '../restic/index.js';
 import { requireReadableConfig, type AppInfo, type InstanceInfo, type WildStore } from '../../wild/store.js';
@@ -114,17 +114,29 @@ export class BackupService {
     return (await this.list(inst)).find((b) => b.backupId === backupId) ?? null;
   }
 
-  async backupApp(instance: string, appName: string, reason = 'manual'): Promise<OperationRecord> {
+  /**
+   * `whenBusy: 'queue'` (a schedule's backup): an app busy with other work (a restore, a drill,
+   * a deletion, a restore of its database server) is backed up once that is done, instead of
+   * being refused and left without its backup until the next run. An app already being backed up
+   * is still refused: that backup is the one this would have made.
+   */
+  async backupApp(instance: string, appName: string, reason = 'manual', opts: { whenBusy?: 'reject' | 'queue' } = {}): Promise<OperationRecord> {
     const inst = await this.store.requireInstance(instance);
     const app = await this.store.requireApp(inst, appName);
     if (!app.manifest) throw ValidationError.fromIssues(app.problems.map((p) => ({ path: `${p.file}${p.path ? `#${p.path}` : ''}`, message: p.message })), `app "${appName}" cannot be backed up until its files are fixed`);
     requireReadableConfig(inst, `a backup of "${appName}"`);
     const repo = await this.repositories.open(inst);
     const defaultDir = this.repositories.defaultRepositoryPath(inst);
+    const queue = opts.whenBusy === 'queue';
+    if (queue) {
+      const running = this.engine.list({ instance, app: appName }).find((o) => o.kind === 'BACKUP_APP' && !isTerminal(o.status));
+      if (running) throw new ConflictError(`app "${appName}" of instance "${instance}" is already being backed up by operation ${running.id} (${running.status})`);
+    }
     return this.engine.submit({
       kind: 'BACKUP_APP',
       instance,
       app: appName,
+      ...(queue ? { onAppConflict: 'queue' as const } : {}),
       // The database servers it dumps from must stay up: a restore of a server app, which stops
       // it, does not run meanwhile.
       alsoHolds: detectDatabases(app).filter((d) => d.included && d.databaseName !== null && d.engine !== appName).map((d) => ({ app: d.engine, as: 'use' as const })),

@@ -135,14 +135,14 @@ export class ScheduleService {
       const notStarted: string[] = [];
       for (const app of apps) {
         try {
-          ops.push(await this.backups.backupApp(instance, app, 'schedule'));
+          ops.push(await this.backups.backupApp(instance, app, 'schedule', { whenBusy: 'queue' }));
         } catch (err) {
           log.warn('scheduled backup not started', { instance, app, error: (err as Error).message, busy: err instanceof ConflictError });
           notStarted.push(`${app}: ${(err as Error).message}`);
         }
       }
-      // An app removed since the schedule was set, one with broken files, or one still busy: shown
-      // as the schedule's skip.
+      // An app removed since the schedule was set, one with broken files, or one being backed up
+      // already: shown as the schedule's skip. An app busy with other work is backed up after it.
       if (notStarted.length > 0) {
         const st = await this.state(instance);
         st.lastSkip[entry.name] = { at: this.now().toISOString(), reason: `backup not started for ${notStarted.join('; ')}` };
