@@ -162,6 +162,10 @@ describe('backupApp', () => {
     for (const f of ['config.yaml', 'secrets.yaml', 'kubeconfig']) {
       expect(await readFile(path.join(dir, f), 'utf8')).toBe(await readFile(path.join(s.sim.instanceDir, f), 'utf8'));
     }
+    // restoreBackup does not write a cluster backup over the running instance's files, and says how it is used.
+    const restore = await s.gql<{ restoreBackup: { __typename: string; message: string } }>(
+      `mutation($id: ID!) { restoreBackup(input: { backupId: $id }) { __typename ... on Error { message } } }`, { id: b.backupId });
+    expect(restore.data!.restoreBackup).toEqual({ __typename: 'ValidationError', message: expect.stringMatching(new RegExp(`^backup ${b.backupId} is a cluster backup .*by hand with restic .*verifyBackup checks it$`)) });
     // Its drill reads each artifact back whole and checks it against the manifest.
     const rec = await s.runOperation(`mutation($id: ID!) { verifyBackup(id: $id) { ${OP_FIELDS} } }`, { id: b.backupId });
     expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');

@@ -294,8 +294,13 @@ export class RestoreService {
   async restore(input: RestoreInput): Promise<OperationRecord> {
     const b = input.backup;
     if (b.problem) throw unreadableBackup(b.backupId, b.problem);
-    if (b.kind !== 'APP' || !b.appName || !b.manifest) throw new ValidationError('only COMPLETE app backups can be restored', [{ path: 'input.backupId', message: 'is not a complete app backup' }]);
+    if (b.kind === 'CLUSTER') {
+      // Its files are Wild Central's own (every app's settings, the repository's password): they
+      // are for rebuilding Wild Central, not for writing over the files of the one that runs.
+      throw new ValidationError(`backup ${b.backupId} is a cluster backup (the instance's config.yaml, secrets.yaml, kubeconfig and talosconfig), which restoreBackup does not write over the running Wild Central's files: it is for rebuilding Wild Central, by hand with restic (the README's "Recovering by hand"); verifyBackup checks it`, [{ path: 'input.backupId', message: 'is a cluster backup' }]);
+    }
     if (b.status !== 'COMPLETE') throw new ValidationError(`backup ${b.backupId} is INCOMPLETE and cannot be restored`, [{ path: 'input.backupId', message: 'is incomplete' }]);
+    if (!b.appName || !b.manifest) throw new ValidationError('only COMPLETE app backups can be restored', [{ path: 'input.backupId', message: 'is not a complete app backup' }]);
     const inst = await this.store.requireInstance(b.instance);
     const targetName = input.targetApp ?? b.appName;
     requireReadableConfig(inst, `a restore into "${targetName}"`);
