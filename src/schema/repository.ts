@@ -184,7 +184,7 @@ const CredentialsInput = builder.inputType('CredentialsInput', {
 const BackupConfigInputRef = builder.inputType('BackupConfigInput', {
   fields: (t) => ({
     repository: t.string({ required: true, validate: noControl(2048).min(1, 'is required') }),
-    password: t.string({ description: 'omitted: keep the stored one', validate: secretText(1024).nullish() }),
+    password: t.string({ description: 'omitted: keep the stored one. One that does not open the repository, when it is initialised, is refused and nothing is changed', validate: secretText(1024).nullish() }),
     retention: t.field({ type: RetentionPolicyInput }),
     endpoint: t.string({ validate: endpoint.nullish() }),
     region: t.string({ validate: noControl(64).nullish() }),

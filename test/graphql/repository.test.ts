@@ -11,7 +11,7 @@ configureLogging({ sink: (l) => logLines.push(l) });
 
 let t: TestApp;
 const responses: string[] = [];
-const SECRETS = ['s3-secret-key-do-not-leak-1', 'repo-password-do-not-leak-2', 'AKIA-do-not-leak-3', 'wrong-password-do-not-leak-4'];
+const SECRETS = ['s3-secret-key-do-not-leak-1', 'repo-password-do-not-leak-2', 'AKIA-do-not-leak-3', 'wrong-password-do-not-leak-4', 'other-repo-password-do-not-leak-5'];
 
 async function gql<T>(query: string, variables?: Record<string, unknown>, token?: string) {
   const res = await t.gql<T>(query, variables, token);
@@ -104,6 +104,35 @@ describe('updateBackupConfig', () => {
     expect(missing.data!.updateBackupConfig.__typename).toBe('NotFoundError');
     expect(await readFile(configFile(), 'utf8')).toBe(c0);
     expect(await readFile(secretsFile(), 'utf8')).toBe(s0);
+  });
+
+  it('refuses a password that does not open the initialised repository, and writes nothing', async () => {
+    const repoPath = path.join(t.data.instanceDir(), 'backups', 'repository'); // initialised by the first test
+    const files = async () => [await readFile(configFile(), 'utf8'), await readFile(secretsFile(), 'utf8')];
+    const before = await files();
+    type Answer = { updateBackupConfig: { __typename: string; issues: Array<{ path: string; message: string }> } };
+    // A mistyped password: saved, it would put the one that opens the repository out of reach.
+    const typo = await gql<Answer>(UPDATE, { input: { instance: 'home', config: { repository: repoPath, password: 'wrong-password-do-not-leak-4' } } });
+    expect(typo.data!.updateBackupConfig).toMatchObject({ __typename: 'ValidationError', issues: [{
+      path: 'input.config.password', message: expect.stringMatching(/^does not open the repository at .*, which is initialised with another password; nothing was changed/),
+    }] });
+    expect(await files()).toEqual(before);
+    // Another repository, initialised with its own password, with the stored one kept: refused too.
+    const { execFileSync } = await import('node:child_process');
+    const other = path.join(t.data.dir, 'other-repository');
+    execFileSync('restic', ['init', '-r', other], { env: { ...process.env, RESTIC_PASSWORD: 'other-repo-password-do-not-leak-5' }, stdio: 'ignore' });
+    const secretsText = await readFile(secretsFile(), 'utf8');
+    const generated = /defaultRepositoryPassword: (\S+)\n/.exec(secretsText)![1]!;
+    expect((await gql<Answer>(UPDATE, { input: { instance: 'home', config: { repository: repoPath, password: generated } } })).data!.updateBackupConfig.__typename).toBe('BackupConfigPayload');
+    const moved = await gql<Answer>(UPDATE, { input: { instance: 'home', config: { repository: other } } });
+    expect(moved.data!.updateBackupConfig).toMatchObject({ __typename: 'ValidationError', issues: [{
+      path: 'input.config.password', message: expect.stringMatching(/^the stored password does not open the repository at .*other-repository: give that repository's password$/),
+    }] });
+    // With its own password it is taken.
+    const right = await gql<Answer>(UPDATE, { input: { instance: 'home', config: { repository: other, password: 'other-repo-password-do-not-leak-5' } } });
+    expect(right.data!.updateBackupConfig.__typename).toBe('BackupConfigPayload');
+    const status = await gql<{ instance: { repository: { status: { initialized: boolean; errorCode: string | null } } } }>(STATUS);
+    expect(status.data!.instance.repository.status).toMatchObject({ initialized: true, errorCode: null });
   });
 
   it('writes a valid configuration, keeps comments and other keys, and never answers a secret', async () => {

@@ -310,6 +310,8 @@ export class RepositoryService {
     const input: BackupConfigInput = { ...given, repository: userinfo.repository };
     if (userinfo.credentials && !given.credentials?.rest) input.credentials = { ...given.credentials, rest: userinfo.credentials };
     const settings = await this.candidate(inst, input);
+    const stored = await resolveSettings(this.store, inst);
+    if (input.password || stored.isDefault || stored.settings.repository !== settings.repository) await this.requireOpens(inst, settings, Boolean(input.password));
     const secretsFile = this.store.paths.secretsFile(instance);
     const before = await readFile(secretsFile, 'utf8').catch(() => null);
     const secretsChanged = Boolean(input.password) || Object.values(input.credentials ?? {}).some(Boolean);
@@ -345,6 +347,25 @@ export class RepositoryService {
     }
     this.forget(instance);
     return this.config(await this.store.requireInstance(instance));
+  }
+
+  /**
+   * A password that does not open the initialised repository it is for is refused before anything
+   * is written: saved, it would put the stored password (often the only copy of it) out of reach,
+   * and every backup after it would fail. A repository not initialised yet takes any password (its
+   * init uses it); one that cannot be reached now is not held against the change.
+   */
+  private async requireOpens(inst: InstanceInfo, settings: RepositorySettings, given: boolean): Promise<void> {
+    const repo = await this.open(inst, settings);
+    // Bounded below the status's own limit: a repository that does not answer saves nothing from a wait.
+    const st = await repo.status({ timeoutMs: Math.min(this.opts.statusTimeoutMs ?? 20_000, 10_000) });
+    if (st.errorCode !== 'RESTIC_WRONG_PASSWORD') return;
+    throw ValidationError.fromIssues([{
+      path: 'input.config.password',
+      message: given
+        ? `does not open the repository at ${repo.displayUri}, which is initialised with another password; nothing was changed, the stored password is kept (a repository's own password is changed with restic key passwd)`
+        : `the stored password does not open the repository at ${repo.displayUri}: give that repository's password`,
+    }], 'the password does not open the repository');
   }
 
   /**
