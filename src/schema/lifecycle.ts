@@ -39,7 +39,8 @@ const ScheduleActionEnum = builder.enumType('ScheduleAction', { values: ['BACKUP
 const ScheduleRef = builder.objectRef<ScheduleView>('Schedule').implement({
   fields: (t) => ({
     name: t.exposeString('name'),
-    cron: t.exposeString('cron', { description: 'five-field cron or a macro such as @daily, in UTC' }),
+    cron: t.exposeString('cron', { description: 'five-field cron or a macro such as @daily, read in timezone' }),
+    timezone: t.string({ description: 'the IANA time zone whose wall clock the cron is read in (Europe/Berlin); UTC unless one was set', resolve: (s) => s.timezone ?? 'UTC' }),
     action: t.field({ type: ScheduleActionEnum, resolve: (s) => s.action.toUpperCase() as 'BACKUP' }),
     apps: t.stringList({ nullable: true, description: 'BACKUP only; null: every app', resolve: (s) => s.apps ?? null }),
     readDataPercent: t.float({ nullable: true, resolve: (s) => s.readDataPercent ?? null }),
@@ -54,6 +55,7 @@ const ScheduleInput = builder.inputType('ScheduleInput', {
   fields: (t) => ({
     name: t.string({ validate: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}$/, 'must be letters, digits, space, dot, underscore or dash (at most 63)').nullish() }),
     cron: t.string({ required: true, validate: z.string().max(100, 'must be at most 100 characters') }),
+    timezone: t.string({ description: 'an IANA time zone (Europe/Berlin, America/New_York) whose wall clock the cron is read in; default UTC', validate: z.string().max(64, 'must be at most 64 characters').nullish() }),
     action: t.field({ type: ScheduleActionEnum, required: true }),
     apps: t.stringList(),
     readDataPercent: t.float(),

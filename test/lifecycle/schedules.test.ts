@@ -33,7 +33,7 @@ class FakeTime {
 
 const time = new FakeTime();
 let s: SimApp;
-const SET = `mutation($input: SetSchedulesInput!) { setSchedules(input: $input) { __typename ... on SetSchedulesPayload { schedules { name cron action apps nextRunAt lastRunAt lastSkipReason } } ... on ValidationError { issues { path message } } ... on Error { message } } }`;
+const SET = `mutation($input: SetSchedulesInput!) { setSchedules(input: $input) { __typename ... on SetSchedulesPayload { schedules { name cron timezone action apps nextRunAt lastRunAt lastSkipReason } } ... on ValidationError { issues { path message } } ... on Error { message } } }`;
 const SCHEDULES = `{ instance(name: "test") { schedules { name nextRunAt lastRunAt lastSkippedAt lastSkipReason } } }`;
 const scheduledBackups = () => s.app.services.engine.list({ instance: 'test' }).filter((o) => o.kind === 'BACKUP_APP');
 /** Waits (up to 15 s: the timer's work is asynchronous, and a loaded machine is slow) until `ready()`. */
@@ -55,10 +55,11 @@ describe('schedules', () => {
       { cron: '61 * * * *', action: 'BACKUP' },
       { cron: '@daily', action: 'BACKUP', apps: ['../etc'] },
       { cron: '@daily', action: 'CHECK', readDataPercent: 250 },
+      { cron: '@daily', action: 'CHECK', timezone: 'Europe/Atlantis' },
     ] } });
     expect(res.data!.setSchedules.__typename).toBe('ValidationError');
     const paths = res.data!.setSchedules.issues.map((i) => i.path);
-    expect(paths).toEqual(expect.arrayContaining(['input.schedules.0.cron', expect.stringMatching(/^input\.schedules\.1\.apps/), expect.stringMatching(/^input\.schedules\.2\.readDataPercent/)]));
+    expect(paths).toEqual(expect.arrayContaining(['input.schedules.0.cron', expect.stringMatching(/^input\.schedules\.1\.apps/), expect.stringMatching(/^input\.schedules\.2\.readDataPercent/), 'input.schedules.3.timezone']));
     // A misspelt app: a schedule that would never back anything up.
     const typo = await s.gql<{ setSchedules: { __typename: string; issues: Array<{ path: string; message: string }> } }>(SET, { input: { instance: 'test', schedules: [
       { cron: '@daily', action: 'BACKUP', apps: ['website', 'webiste'] },
@@ -68,18 +69,22 @@ describe('schedules', () => {
     expect(await readFile(path.join(s.sim.instanceDir, 'config.yaml'), 'utf8')).toBe(config);
   });
 
-  it('writes valid schedules to config.yaml and shows their next run', async () => {
-    const res = await s.gql<{ setSchedules: { __typename: string; schedules: Array<{ name: string; nextRunAt: string; apps: string[] }> } }>(SET, { input: { instance: 'test', schedules: [
+  it('writes valid schedules to config.yaml and shows their next run, in their time zone', async () => {
+    const res = await s.gql<{ setSchedules: { __typename: string; schedules: Array<{ name: string; nextRunAt: string; apps: string[]; timezone: string }> } }>(SET, { input: { instance: 'test', schedules: [
       { name: 'hourly-site', cron: '0 * * * *', action: 'BACKUP', apps: ['website'] },
       { name: 'nightly-check', cron: '@daily', action: 'CHECK', readDataPercent: 10 },
+      // 03:00 on New Year's Day in Auckland (UTC+13 then): 14:00 UTC the day before.
+      { name: 'new-year', cron: '0 3 1 1 *', action: 'CHECK', timezone: 'Pacific/Auckland' },
     ] } });
     expect(res.data!.setSchedules.__typename).toBe('SetSchedulesPayload');
-    expect(res.data!.setSchedules.schedules.map((x) => [x.name, x.nextRunAt])).toEqual([
-      ['hourly-site', '2026-11-26T11:00:00.000Z'], ['nightly-check', '2026-11-27T00:00:00.000Z'],
+    expect(res.data!.setSchedules.schedules.map((x) => [x.name, x.nextRunAt, x.timezone])).toEqual([
+      ['hourly-site', '2026-11-26T11:00:00.000Z', 'UTC'], ['nightly-check', '2026-11-27T00:00:00.000Z', 'UTC'],
+      ['new-year', '2026-12-31T14:00:00.000Z', 'Pacific/Auckland'],
     ]);
     const config = await readFile(path.join(s.sim.instanceDir, 'config.yaml'), 'utf8');
     expect(config).toContain('hourly-site');
     expect(config).toContain('0 * * * *');
+    expect(config).toContain('timezone: Pacific/Auckland');
   });
 
   it('runs a due schedule as an ordinary operation, and skips the next run while it still runs', async () => {

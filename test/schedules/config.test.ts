@@ -70,6 +70,17 @@ describe('parseSchedules', () => {
     expect(at('schedules.0.apps.0')).toMatch(/DNS-1123/);
   });
 
+  it('keeps a time zone, and refuses one it does not know', () => {
+    expect(parseSchedules([{ cron: '0 3 * * *', action: 'backup', timezone: 'Europe/Berlin' }])).toEqual({
+      ok: true, schedules: [{ name: 'backup-1', cron: '0 3 * * *', action: 'backup', timezone: 'Europe/Berlin' }],
+    });
+    const bad = parseSchedules([{ cron: '0 3 * * *', action: 'backup', timezone: 'Berlin' }, { cron: '@daily', action: 'check', timezone: '' }]);
+    expect(bad).toMatchObject({ ok: false, issues: [
+      { path: 'schedules.0.timezone', message: expect.stringMatching(/^unknown time zone/) },
+      { path: 'schedules.1.timezone', message: expect.stringMatching(/^unknown time zone/) },
+    ] });
+  });
+
   it('rejects a value that is not a list, and uses the given base path', () => {
     const result = parseSchedules({ cron: '@daily' }, 'cloud.backup.schedules');
     expect(result).toMatchObject({ ok: false, issues: [{ path: 'cloud.backup.schedules' }] });

@@ -78,6 +78,14 @@ describe('Scheduler', () => {
     expect(runs.every((r) => !r.missed)).toBe(true);
   });
 
+  it('fires an entry with a time zone at that zone\'s wall clock, across the change to winter time', () => {
+    const { time, runs, scheduler, onDue } = setup('2026-10-23T12:00:00Z');
+    scheduler.start([{ ...nightly, timezone: 'Europe/Berlin' }], onDue);
+    time.advanceTo('2026-10-27T12:00:00Z');
+    // 03:00 in Berlin: 01:00 UTC in summer time (until 2026-10-25 03:00), 02:00 after it.
+    expect(runs.map((r) => r.at)).toEqual(['2026-10-24T01:00:00.000Z', '2026-10-25T02:00:00.000Z', '2026-10-26T02:00:00.000Z', '2026-10-27T02:00:00.000Z']);
+  });
+
   it('skips a due run while the previous one is still running, as told by isRunning', () => {
     let busy = false;
     const { time, runs, skips, scheduler, onDue } = setup('2026-11-26T01:30:00Z', { isRunning: () => busy });

@@ -83,7 +83,7 @@ export class ScheduleService {
     const now = this.now();
     return schedules.map((e) => ({
       ...e,
-      nextRunAt: nextRun(e.cron, now).toISOString(),
+      nextRunAt: nextRun(e.cron, now, e.timezone).toISOString(),
       lastRunAt: st.lastRun[e.name] ?? null,
       lastSkippedAt: st.lastSkip[e.name]?.at ?? null,
       lastSkipReason: st.lastSkip[e.name]?.reason ?? null,

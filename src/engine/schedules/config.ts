@@ -1,7 +1,7 @@
 // `cloud.backup.schedules` of an instance's config.yaml: what to run when. Validation reports
 // every problem with its path (`schedules.1.cron`), not only the first.
 import { z } from 'zod';
-import { validateCron } from './cron.js';
+import { isTimeZone, validateCron } from './cron.js';
 
 export const SCHEDULE_ACTIONS = ['backup', 'retention', 'check'] as const;
 export type ScheduleAction = (typeof SCHEDULE_ACTIONS)[number];
@@ -9,8 +9,10 @@ export type ScheduleAction = (typeof SCHEDULE_ACTIONS)[number];
 /** A schedule entry as validated: `name` is always set (given, or `<action>-<position from 1>`). */
 export interface ScheduleEntry {
   name: string;
-  /** Five-field cron or a macro (`@daily`, `@hourly`, `@weekly`, `@monthly`, ...), in UTC. */
+  /** Five-field cron or a macro (`@daily`, `@hourly`, `@weekly`, `@monthly`, ...), read in `timezone`. */
   cron: string;
+  /** The IANA time zone whose wall clock the cron is read in (`Europe/Berlin`); absent: UTC. */
+  timezone?: string;
   action: ScheduleAction;
   /** Only for `backup`: the apps to back up; absent means every app of the instance. */
   apps?: string[];
@@ -53,6 +55,7 @@ const entrySchema = z
   .strictObject({
     name: z.string().trim().min(1, 'a name cannot be empty').max(63, 'a name has at most 63 characters').optional(),
     cron,
+    timezone: z.string().refine(isTimeZone, 'unknown time zone: give an IANA name such as Europe/Berlin or America/New_York').optional(),
     action: z.enum(SCHEDULE_ACTIONS),
     apps: z.array(appName).min(1, 'list at least one app, or leave apps out to back up every app').optional(),
     readDataPercent: z.number().min(0).max(100).optional(),
@@ -122,6 +125,7 @@ export function parseSchedules(value: unknown, basePath = 'schedules'): Schedule
   if (!parsed.success || issues.length > 0) return { ok: false, issues };
   const schedules = parsed.data.map((entry, index): ScheduleEntry => {
     const out: ScheduleEntry = { name: entry.name ?? defaultName(entry.action, index), cron: entry.cron.trim(), action: entry.action };
+    if (entry.timezone !== undefined) out.timezone = entry.timezone;
     if (entry.apps) out.apps = [...new Set(entry.apps)];
     if (entry.readDataPercent !== undefined) out.readDataPercent = entry.readDataPercent;
     return out;

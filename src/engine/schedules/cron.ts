@@ -1,4 +1,5 @@
-// Cron expressions of schedules: five fields or a macro, always evaluated in UTC.
+// Cron expressions of schedules: five fields or a macro, evaluated in a schedule's IANA time zone
+// (UTC unless it names one).
 // cron-parser does the calendar arithmetic; this module fixes what we accept and the edges
 // (strictly after, missed runs).
 import { CronExpressionParser } from 'cron-parser';
@@ -38,10 +39,21 @@ function expand(cron: string): string {
   return fields.join(' ');
 }
 
-function iterate(cron: string, from: Date): CronExpression {
-  const expression = expand(cron);
+/** An IANA time zone name (`Europe/Berlin`, `UTC`) this runtime knows; aliases such as `US/Pacific` too. */
+export function isTimeZone(name: string): boolean {
   try {
-    return CronExpressionParser.parse(expression, { currentDate: from, tz: 'UTC' });
+    new Intl.DateTimeFormat('en', { timeZone: name });
+    return name.trim() === name && name !== '';
+  } catch {
+    return false;
+  }
+}
+
+function iterate(cron: string, from: Date, timeZone = 'UTC'): CronExpression {
+  const expression = expand(cron);
+  if (!isTimeZone(timeZone)) throw new InvalidCronError(`unknown time zone ${JSON.stringify(timeZone)}`);
+  try {
+    return CronExpressionParser.parse(expression, { currentDate: from, tz: timeZone });
   } catch (err) {
     throw new InvalidCronError(err instanceof Error ? err.message : String(err));
   }
@@ -60,12 +72,14 @@ export function validateCron(cron: string): void {
 }
 
 /**
- * The first time strictly after `after` at which `cron` fires, in UTC. Runs fall on whole minutes.
+ * The first time strictly after `after` at which `cron` fires, its fields read as the wall clock of
+ * `timeZone` (UTC by default). Runs fall on whole minutes. A local time that a change to summer
+ * time skips fires in the hour after it; one that the change back repeats fires once.
  *
- * @throws InvalidCronError when the expression is invalid.
+ * @throws InvalidCronError when the expression or the time zone is invalid.
  */
-export function nextRun(cron: string, after: Date): Date {
-  return iterate(cron, after).next().toDate();
+export function nextRun(cron: string, after: Date, timeZone = 'UTC'): Date {
+  return iterate(cron, after, timeZone).next().toDate();
 }
 
 /**
@@ -76,10 +90,10 @@ export function nextRun(cron: string, after: Date): Date {
  *
  * @throws InvalidCronError when the expression is invalid.
  */
-export function missedRun(cron: string, lastRun: Date | null, now: Date): Date | null {
+export function missedRun(cron: string, lastRun: Date | null, now: Date, timeZone = 'UTC'): Date | null {
   if (lastRun === null || now.getTime() <= lastRun.getTime()) return null;
   // prev() is strictly before its start; runs fall on whole seconds, so start just past `now`'s second.
   const start = new Date(Math.floor(now.getTime() / 1000) * 1000 + 1000);
-  const previous = iterate(cron, start).prev().toDate();
+  const previous = iterate(cron, start, timeZone).prev().toDate();
   return previous.getTime() > lastRun.getTime() && previous.getTime() <= now.getTime() ? previous : null;
 }

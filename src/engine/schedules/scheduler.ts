@@ -1,5 +1,6 @@
-// Fires schedule entries at their cron times (UTC), with an injectable clock and timer so that
-// tests run without waiting. The scheduler only decides *when*; the caller decides what a run is.
+// Fires schedule entries at their cron times (each in its own time zone), with an injectable clock
+// and timer so that tests run without waiting. The scheduler only decides *when*; the caller
+// decides what a run is.
 import { logger } from '../../util/log.js';
 import type { ScheduleEntry } from './config.js';
 import { missedRun, nextRun } from './cron.js';
@@ -84,9 +85,9 @@ export class Scheduler {
     this.stop();
     this.#onDue = onDue;
     const now = this.#now();
-    this.#slots = entries.map((entry) => ({ entry, next: nextRun(entry.cron, now), timer: undefined, pending: undefined }));
+    this.#slots = entries.map((entry) => ({ entry, next: nextRun(entry.cron, now, entry.timezone), timer: undefined, pending: undefined }));
     for (const slot of this.#slots) {
-      const missed = this.#options.lastRun ? missedRun(slot.entry.cron, this.#options.lastRun(slot.entry), now) : null;
+      const missed = this.#options.lastRun ? missedRun(slot.entry.cron, this.#options.lastRun(slot.entry), now, slot.entry.timezone) : null;
       if (missed) {
         slot.timer = this.#setTimer(() => {
           slot.timer = undefined;
@@ -125,7 +126,7 @@ export class Scheduler {
       this.#fire(slot, { scheduledAt: slot.next, missed: false });
       // After a long sleep (suspend, stalled event loop) several times may have passed: the run
       // above stands for all of them, and the next one is after now.
-      slot.next = nextRun(slot.entry.cron, now);
+      slot.next = nextRun(slot.entry.cron, now, slot.entry.timezone);
       this.#arm(slot);
     }, Math.min(wait, this.#maxTimerMs));
   }
