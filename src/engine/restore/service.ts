@@ -51,6 +51,18 @@ export class RestoreStalledError extends Error {
 }
 
 /**
+ * The safety backup failed (a repository out of space, a volume that cannot be read): nothing was
+ * restored and the app was not stopped. The caller chooses: mend it, or restore without one.
+ */
+export class SafetyBackupFailedError extends WildError {
+  readonly code = 'SAFETY_BACKUP_FAILED';
+  override name = 'SafetyBackupFailedError';
+  constructor(app: string, cause: unknown) {
+    super(`the safety backup of ${app} failed, so nothing was restored and ${app} was not stopped: ${(cause as Error)?.message ?? String(cause)}. Mend that and restore again, or restore without a safety backup (safetyBackup: false), which keeps no copy of ${app} as it is now`, { cause });
+  }
+}
+
+/**
  * Counts the bytes of an artifact's stream, and fails it when none moves for `stallMs` while it
  * has not ended: an API server that stops answering mid-stream would otherwise hold the restore
  * (and the app, scaled to 0) forever. Once the stream has ended, the command may take its time.
@@ -404,7 +416,8 @@ export class RestoreService {
       // An app being brought back has nothing in the cluster to plan from: its settings (and a
       // broken directory's files) are what the restore replaces.
       const plan = r.rebuild ? { sources: [], skipped: [] } : await this.backups.planner(inst, app, ctx.signal, { missingOk: true });
-      const safety = await runBackup({ repo, catalog: this.backups.catalog, leftovers: this.backups.leftovers, instance: inst.name, app: r.app, reason: 'safety', ctx, sources: [...plan.sources, appConfigSource(this.store, app)], skipped: plan.skipped });
+      const safety = await runBackup({ repo, catalog: this.backups.catalog, leftovers: this.backups.leftovers, instance: inst.name, app: r.app, reason: 'safety', ctx, sources: [...plan.sources, appConfigSource(this.store, app)], skipped: plan.skipped })
+        .catch((err: unknown) => { throw ctx.signal.aborted ? err : new SafetyBackupFailedError(r.app, err); });
       safetyId = safety.backupId;
       ctx.log(`safety backup ${safetyId} taken: restoring it undoes this restore`);
       this.repositories.invalidate(inst.name);
