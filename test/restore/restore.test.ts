@@ -89,6 +89,7 @@ describe('restoreBackup', () => {
     const rec = await s.runOperation(RESTORE, { input: { backupId: b.id, components: ['DATABASES'], safetyBackup: false } });
     expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
     expect(await mariadbTableDigests(db, schema)).toEqual(before);
+    expect((await s.app.services.engine.logTail(rec.id, 100)).join('\n')).toMatch(new RegExp(`swapped in mysql:${schema}; the data it replaced is kept as ${schema}_wbo_[0-9a-f]+ until the restore is done`));
     expect((await db.query(`select schema_name from information_schema.schemata where schema_name like '${schema}_wb%'`)).trim()).toBe('');
   }, 240_000);
 
@@ -122,6 +123,10 @@ describe('restoreBackup', () => {
     const rec = await s.runOperation(RESTORE, { input: { backupId: b.id, components: ['DATABASES'] } });
     expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
     expect(await mariadbTableDigests(db, 'ghost')).toEqual(before);
+    // The schema did not exist: nothing was replaced, and the log does not say something was kept.
+    const log = (await s.app.services.engine.logTail(rec.id, 100)).join('\n');
+    expect(log).toMatch(/swapped in mysql:ghost\n/);
+    expect(log).not.toMatch(/kept as ghost_wbo_/);
     // The app's own login: its user, its password from secrets.yaml, its grants on the schema.
     const password = String((await s.app.services.store.secrets('test')).apps?.ghost?.dbPassword);
     const { stdout } = await run('mariadb', ['--no-defaults', '-h', '127.0.0.1', '-P', String(db.port), '-u', 'ghost', '-N', '-B', '-e', 'select count(*) from ghost.posts'], { env: { ...process.env, MYSQL_PWD: password } });

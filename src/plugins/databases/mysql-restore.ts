@@ -23,6 +23,8 @@ interface MyDescription extends SideDescription {
   live: string;
   side: string;
   old: string;
+  /** Whether the live schema existed before the restore (a swap makes an empty one when not). */
+  hadLive: boolean;
 }
 
 async function tables(client: KubeClient, target: PodTarget, pw: string, schema: string, signal?: AbortSignal): Promise<string[]> {
@@ -165,7 +167,8 @@ export const mysqlRestorer: ArtifactRestorer = {
     const pw = await adminPassword(t.client, server, signal);
     const live = liveSchema(t, artifact);
     const base = live.slice(0, 64 - 6 - suffix.length);
-    const d: MyDescription = { kind: 'mysql', live, side: `${base}_wbr_${suffix}`, old: `${base}_wbo_${suffix}` };
+    const existing = await mysqlQuery(t.client, target, pw, `select count(*) from information_schema.schemata where schema_name = '${live}'`, undefined, signal);
+    const d: MyDescription = { kind: 'mysql', live, side: `${base}_wbr_${suffix}`, old: `${base}_wbo_${suffix}`, hadLive: existing[0]?.[0] !== '0' };
     await roomForSide(t.client, target, pw, artifact, `the side schema ${d.side}`, signal);
     const h = handle(t.client, (s) => serverPod(t.client, server, 'mysql', s), pw, d, artifact, t.lockWaitMs);
     return filledOrDiscarded(h, async () => {
