@@ -211,6 +211,12 @@ const TestRepositoryInput = builder.inputType('TestRepositoryInput', {
 export const InstanceInput = builder.inputType('InstanceInput', {
   fields: (t) => ({ instance: t.string({ required: true, validate: instanceName }) }),
 });
+const ChangeRepositoryPasswordInput = builder.inputType('ChangeRepositoryPasswordInput', {
+  fields: (t) => ({
+    instance: t.string({ required: true, validate: instanceName }),
+    newPassword: t.string({ required: true, description: 'the password the repository is to open with; never shown again', validate: secretText(1024) }),
+  }),
+});
 
 // ---- payloads and mutations ------------------------------------------------------------------
 
@@ -246,6 +252,16 @@ builder.mutationFields((t) => ({
     resolve: async (_r, { input }, ctx) => {
       requireAdmin(ctx.role);
       return { status: await ctx.services.repositories.test(input.instance, input.config ? clean(input.config) : null) };
+    },
+  }),
+  changeRepositoryPassword: t.field({
+    type: OperationPayloadRef,
+    description: "Changes the repository's own password (restic's keys) and the one Wild Central keeps for it: the old password no longer opens it afterwards",
+    args: { input: t.arg({ type: ChangeRepositoryPasswordInput, required: true }) },
+    errors: { types: [NotFoundError, ValidationError, ConflictError, RepositoryError, ForbiddenError], directResult: true, union: { name: 'ChangeRepositoryPasswordResult' } },
+    resolve: async (_r, { input }, ctx) => {
+      requireAdmin(ctx.role);
+      return { operation: await ctx.services.repositories.changePassword(input.instance, input.newPassword) };
     },
   }),
   initRepository: t.field({

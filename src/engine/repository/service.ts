@@ -12,7 +12,7 @@ import type { OperationEngine, OperationRecord } from '../operations/index.js';
 import type { InstanceInfo, WildStore } from '../../wild/store.js';
 import type { Retention } from '../../wild/schemas.js';
 import { checkEditable, setPath, updateYamlFile, writeFileAtomic } from '../../wild/writer.js';
-import { configuredCredentials, registerSecrets, resolveSettings } from './settings.js';
+import { DEFAULT_PASSWORD_KEY, configuredCredentials, registerSecrets, resolveSettings } from './settings.js';
 
 export interface BackupConfigView {
   /** Display URI (credentials stripped); null when the embedded default is used. */
@@ -363,7 +363,7 @@ export class RepositoryService {
     throw ValidationError.fromIssues([{
       path: 'input.config.password',
       message: given
-        ? `does not open the repository at ${repo.displayUri}, which is initialised with another password; nothing was changed, the stored password is kept (a repository's own password is changed with restic key passwd)`
+        ? `does not open the repository at ${repo.displayUri}, which is initialised with another password; nothing was changed, the stored password is kept (changeRepositoryPassword changes a repository's own password)`
         : `the stored password does not open the repository at ${repo.displayUri}: give that repository's password`,
     }], 'the password does not open the repository');
   }
@@ -379,6 +379,69 @@ export class RepositoryService {
     const st = await this.computeStatus(inst, settings);
     if (st.error && st.errorCode !== 'RESTIC_NOT_INITIALIZED') throw new RepositoryError(st.error, st.errorCode ?? 'REPOSITORY_ERROR');
     return st;
+  }
+
+  /**
+   * Starts CHANGE_REPOSITORY_PASSWORD: the repository's own password changes, and the one stored
+   * with it. In an order that never leaves the repository without a password that opens it where
+   * Wild Central keeps it: a key for the new password is added (restic reads the password from its
+   * stdin), the new password is saved in secrets.yaml (where the repository's password is kept, the
+   * embedded default's own key included), and only then is the old password's key removed. If the
+   * save fails, the new key is removed again and the old password stays. Exclusive: no backup
+   * runs with the old password meanwhile.
+   */
+  async changePassword(instance: string, newPassword: string): Promise<OperationRecord> {
+    const inst = await this.store.requireInstance(instance);
+    const resolved = await resolveSettings(this.store, inst);
+    if (!resolved.hasPassword) throw new ValidationError(`instance "${instance}" has no repository password yet: its repository is made, with a password, by its first backup or initRepository`, [{ path: 'input.instance', message: 'has no repository yet' }]);
+    const next: RepositorySettings = { ...resolved.settings, password: newPassword };
+    registerSecrets(next);
+    const issues = validateRepositorySettings(next).filter((i) => i.path === 'password').map((i) => ({ path: 'input.newPassword', message: i.message }));
+    if (newPassword === resolved.settings.password) issues.push({ path: 'input.newPassword', message: 'is the password the repository has now' });
+    if (issues.length > 0) throw ValidationError.fromIssues(issues, 'invalid new password');
+    await checkEditable(this.store.paths.secretsFile(instance));
+    const repo = await this.open(inst, resolved.settings);
+    const renewed = await this.open(inst, next);
+    const key = resolved.isDefault ? DEFAULT_PASSWORD_KEY : ['cloud', 'backup', 'password'];
+    return this.engine.submit({
+      kind: 'CHANGE_REPOSITORY_PASSWORD',
+      instance,
+      exclusive: true,
+      run: async (ctx) => {
+        const signal = ctx.signal;
+        ctx.progress({ phase: 'adding a key for the new password', currentItem: repo.displayUri });
+        try {
+          const old = (await repo.keys({ signal })).find((k) => k.current);
+          if (!old) throw new RepositoryError('restic did not say which key the stored password opens', 'RESTIC_FAILED');
+          await repo.addKey(newPassword, { signal });
+          const added = (await renewed.keys({ signal })).find((k) => k.current);
+          if (!added) throw new RepositoryError('the key just added for the new password does not open the repository', 'RESTIC_FAILED');
+          ctx.log(`added key ${added.id} for the new password`);
+          try {
+            await updateYamlFile(this.store.paths.secretsFile(instance), (doc) => setPath(doc, key, newPassword), 0o600);
+          } catch (err) {
+            await repo.removeKey(added.id).catch((e: unknown) => ctx.log(`the new key ${added.id} could not be removed again: ${(e as Error).message}`));
+            throw new RepositoryError(`the new password could not be saved in secrets.yaml, so the old one stays: ${(err as Error).message}`, 'WRITE_FAILED');
+          }
+          this.forget(instance);
+          ctx.log(`saved the new password in secrets.yaml (${key.join('.')})`);
+          ctx.progress({ phase: 'removing the old password\'s key' });
+          try {
+            await renewed.removeKey(old.id, { signal });
+          } catch (err) {
+            const why = `the old password's key ${old.id} could not be removed, so the old password still opens the repository: ${(err as Error).message}`;
+            ctx.log(why);
+            return { message: `the repository's password was changed and saved; ${why}` };
+          }
+          ctx.log(`removed key ${old.id}: the old password no longer opens the repository`);
+          return { message: `the repository's password was changed: key ${old.id} removed, key ${added.id} added` };
+        } catch (err) {
+          throw toRepositoryError(err);
+        } finally {
+          this.forget(instance);
+        }
+      },
+    });
   }
 
   /** Starts INIT_REPOSITORY. Settings are checked first, so a bad configuration creates no operation. */

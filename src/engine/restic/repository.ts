@@ -475,6 +475,29 @@ export class ResticRepository {
     await this.run('unlock', opts.removeAll ? ['--remove-all'] : [], { ...opts, json: false });
   }
 
+  /** `restic key list`: the repository's keys; `current` is the one this repository's password opened. */
+  async keys(opts: CallOptions = {}): Promise<Array<{ id: string; current: boolean }>> {
+    const [json] = jsonLines(await this.run('key', ['list'], opts));
+    if (!Array.isArray(json)) throw new ResticError('restic key list printed no JSON', { command: 'key' });
+    return json.map((k: { id?: unknown; current?: unknown }) => ({ id: String(k.id), current: k.current === true }));
+  }
+
+  /**
+   * `restic key add`: a key for `password`, which goes to restic on its stdin (asked twice, as at a
+   * terminal), never in an argv or a file. Not `--new-password-file /dev/stdin`: our stdin is a
+   * socket, which Linux does not open by path.
+   */
+  async addKey(password: string, opts: CallOptions = {}): Promise<void> {
+    if (/[\r\n]/.test(password)) throw invalid('password', 'must be one line');
+    await this.run('key', ['add'], { ...opts, json: false, stdin: Readable.from([`${password}\n${password}\n`]) });
+  }
+
+  /** `restic key remove <id>`: restic refuses to remove the key it was opened with. */
+  async removeKey(id: string, opts: CallOptions = {}): Promise<void> {
+    if (!/^[0-9a-f]{8,64}$/.test(id)) throw invalid('keyId', `not a key id: ${JSON.stringify(id)}`);
+    await this.run('key', ['remove', id], { ...opts, json: false });
+  }
+
   // --- plumbing ---
 
   /**
