@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { READONLY_TOKEN, startTestApp, type TestApp } from '../helpers/app.js';
+import { immutable, immutableDirsWork } from '../helpers/faults.js';
 import { registerSecret } from '../helpers/leaks.js';
 
 const run = promisify(execFile);
@@ -39,6 +40,24 @@ describe('changeRepositoryPassword', () => {
     const { stdout } = await restic(old, 'key', 'list', '--json');
     expect(JSON.parse(stdout)).toHaveLength(1);
   });
+
+  it.skipIf(!immutableDirsWork())('a new password that cannot be saved takes its key away again: the old password stays the one', async () => {
+    const old = await stored();
+    const dir = t.data.instanceDir(); // where secrets.yaml is replaced: a disk that takes no write
+    immutable(dir, true);
+    let rec;
+    try {
+      const res = await t.gql<{ changeRepositoryPassword: { operation: { operationId: string } } }>(CHANGE, { input: { instance: 'home', newPassword: NEW } });
+      rec = await t.app.services.engine.waitFor(res.data!.changeRepositoryPassword.operation.operationId);
+    } finally {
+      immutable(dir, false);
+    }
+    expect(rec.status).toBe('FAILED');
+    expect(rec.error).toMatchObject({ code: 'WRITE_FAILED', message: expect.stringMatching(/^the new password could not be saved in secrets\.yaml, so the old one stays: /) });
+    expect(await stored()).toBe(old);
+    expect(JSON.parse((await restic(old, 'key', 'list', '--json')).stdout)).toHaveLength(1);
+    await expect(restic(NEW, 'cat', 'config')).rejects.toThrow(/wrong password/);
+  }, 120_000);
 
   it('changes the key and the stored password: the backups open with the new one only', async () => {
     const old = await stored();

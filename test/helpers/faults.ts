@@ -1,6 +1,9 @@
 // Shared checks of the fault tests (test/hardening/faults-*.test.ts): processes of this test
-// process found through /proc, waiting for an operation to stream an artifact, and "nothing left".
-import { readFileSync, readdirSync } from 'node:fs';
+// process found through /proc, waiting for an operation to stream an artifact, "nothing left", and
+// directories made immutable (a disk that takes no write).
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'vitest';
@@ -120,4 +123,29 @@ export async function expectNoProcessesLeft(): Promise<void> {
  */
 export async function lockFiles(repoDir: string): Promise<string[]> {
   return (await readdir(path.join(repoDir, 'locks')).catch(() => [] as string[])).filter((f) => !f.includes('-tmp-'));
+}
+
+/** `chattr +i` / `-i` of a directory: nothing can be made, removed or renamed in it, root or not. */
+export function immutable(dir: string, on: boolean): void {
+  execFileSync('chattr', [on ? '+i' : '-i', dir], { stdio: 'ignore' });
+}
+
+/** Whether this file system lets root make a directory immutable (ext4 and xfs do; tmpfs and overlayfs do not). */
+export function immutableDirsWork(): boolean {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'wild-chattr-'));
+  try {
+    immutable(dir, true);
+    let refused = false;
+    try {
+      writeFileSync(path.join(dir, 'probe'), '');
+    } catch {
+      refused = true;
+    }
+    immutable(dir, false);
+    return refused;
+  } catch {
+    return false;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -1,39 +1,18 @@
 // A restore whose safety backup fails (here: a repository that takes no new snapshot, as a full or
 // read-only disk would) restores nothing and stops nothing, and says how to go on: mend it, or
 // restore without a safety backup. That second restore then succeeds from the same repository.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { kubeClientFor, listWorkloads } from '../../src/kube/index.js';
 import { treeDigest } from '../helpers/compare.js';
+import { immutable, immutableDirsWork } from '../helpers/faults.js';
 import { OP_FIELDS, backupLatest, initRepository, startSimApp, type SimApp } from '../helpers/sim-app.js';
-
-/** Whether this file system lets root make a directory immutable (ext4 and xfs do; tmpfs and overlayfs do not). */
-function immutableDirs(): boolean {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'wild-chattr-'));
-  try {
-    execFileSync('chattr', ['+i', dir], { stdio: 'ignore' });
-    execFileSync('chattr', ['-i', dir], { stdio: 'ignore' });
-    try {
-      writeFileSync(path.join(dir, 'probe'), '');
-    } catch {
-      return false;
-    }
-    return true;
-  } catch {
-    return false;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 let s: SimApp;
 const RESTORE = `mutation($input: RestoreBackupInput!) { restoreBackup(input: $input) { ${OP_FIELDS} } }`;
 const snapshotsDir = () => path.join(s.sim.instanceDir, 'backups', 'repository', 'snapshots');
-const chattr = (flag: '+i' | '-i') => execFileSync('chattr', [flag, snapshotsDir()], { stdio: 'ignore' });
+const chattr = (flag: '+i' | '-i') => immutable(snapshotsDir(), flag === '+i');
 
 beforeAll(async () => {
   s = await startSimApp({ apps: ['website'] });
@@ -51,7 +30,7 @@ async function replicas(ns: string): Promise<Record<string, number>> {
   return Object.fromEntries(ws.map((w) => [`${w.kind}/${w.name}`, w.replicas]));
 }
 
-it.skipIf(!immutableDirs())('a failed safety backup restores nothing and stops nothing, and says to mend it or restore without one', async () => {
+it.skipIf(!immutableDirsWork())('a failed safety backup restores nothing and stops nothing, and says to mend it or restore without one', async () => {
   const volume = s.sim.pvcDir('website', 'website-content');
   await writeFile(path.join(volume, 'page.html'), '<p>as backed up</p>');
   const b = await backupLatest(s, 'website');

@@ -411,18 +411,27 @@ export class RepositoryService {
         const signal = ctx.signal;
         ctx.progress({ phase: 'adding a key for the new password', currentItem: repo.displayUri });
         try {
-          const old = (await repo.keys({ signal })).find((k) => k.current);
+          const before = await repo.keys({ signal });
+          const old = before.find((k) => k.current);
           if (!old) throw new RepositoryError('restic did not say which key the stored password opens', 'RESTIC_FAILED');
-          await repo.addKey(newPassword, { signal });
-          const added = (await renewed.keys({ signal })).find((k) => k.current);
-          if (!added) throw new RepositoryError('the key just added for the new password does not open the repository', 'RESTIC_FAILED');
-          ctx.log(`added key ${added.id} for the new password`);
+          // Until the new password is saved, anything that stops the change (a cancel, a failed
+          // check or write) takes the new key away again: the stored password stays the one.
+          const isNew = (k: { id: string }) => !before.some((b) => b.id === k.id);
+          let added: { id: string } | undefined;
           try {
+            await repo.addKey(newPassword, { signal });
+            added = (await repo.keys()).find(isNew);
+            if (!added) throw new RepositoryError('restic added no key', 'RESTIC_FAILED');
+            const opened = (await renewed.keys({ signal })).find((k) => k.current);
+            if (opened?.id !== added.id) throw new RepositoryError('the key just added does not open the repository with the new password', 'RESTIC_FAILED');
             await updateYamlFile(this.store.paths.secretsFile(instance), (doc) => setPath(doc, key, newPassword), 0o600);
           } catch (err) {
-            await repo.removeKey(added.id).catch((e: unknown) => ctx.log(`the new key ${added.id} could not be removed again: ${(e as Error).message}`));
-            throw new RepositoryError(`the new password could not be saved in secrets.yaml, so the old one stays: ${(err as Error).message}`, 'WRITE_FAILED');
+            const extra = added ? [added] : (await repo.keys().catch(() => [])).filter(isNew);
+            for (const k of extra) await repo.removeKey(k.id).catch((e: unknown) => ctx.log(`the new key ${k.id} could not be removed again: ${(e as Error).message}`));
+            throw signal.aborted || !(err instanceof Error) || err instanceof RepositoryError || err instanceof ResticError ? err
+              : new RepositoryError(`the new password could not be saved in secrets.yaml, so the old one stays: ${err.message}`, 'WRITE_FAILED');
           }
+          ctx.log(`added key ${added.id} for the new password`);
           this.forget(instance);
           ctx.log(`saved the new password in secrets.yaml (${key.join('.')})`);
           ctx.progress({ phase: 'removing the old password\'s key' });
