@@ -202,7 +202,7 @@ async function build(opts: AppOptions, store: WildStore, releaseLock: () => Prom
     if (inst && rec.backupId) await backups.removeIncomplete(inst, rec.backupId, log); // an unfinished safety backup
   });
   const maintenance = new MaintenanceService(store, engine, repositories, backups);
-  const schedules = new ScheduleService(store, engine, backups, maintenance, opts.scheduleTiming);
+  const schedules = new ScheduleService(store, engine, backups, maintenance, restores, opts.scheduleTiming);
   const services: Services = { store, engine, pubsub, repositories, backups, cluster, restores, maintenance, schedules };
   const instanceNames = await store.instanceNames();
   // Before the start-up recovery, whose hooks make new helper pods for the same volumes: a helper

@@ -34,7 +34,14 @@ const RetentionPreviewPayloadRef = builder.objectRef<{ keep: BackupView[]; remov
   }),
 });
 
-const ScheduleActionEnum = builder.enumType('ScheduleAction', { values: ['BACKUP', 'RETENTION', 'CHECK'] as const });
+const ScheduleActionEnum = builder.enumType('ScheduleAction', {
+  values: {
+    BACKUP: { description: 'backs up the apps (apps, or every app)' },
+    RETENTION: { description: 'applies the retention policy (forget and prune)' },
+    CHECK: { description: 'checks the repository (readDataPercent of its data read back)' },
+    VERIFY: { description: "a restore drill (verifyBackup) of each app's latest complete backup (apps, or every app)" },
+  } as const,
+});
 
 const ScheduleRef = builder.objectRef<ScheduleView>('Schedule').implement({
   fields: (t) => ({
@@ -42,7 +49,7 @@ const ScheduleRef = builder.objectRef<ScheduleView>('Schedule').implement({
     cron: t.exposeString('cron', { description: 'five-field cron or a macro such as @daily, read in timezone' }),
     timezone: t.string({ description: 'the IANA time zone whose wall clock the cron is read in (Europe/Berlin); UTC unless one was set', resolve: (s) => s.timezone ?? 'UTC' }),
     action: t.field({ type: ScheduleActionEnum, resolve: (s) => s.action.toUpperCase() as 'BACKUP' }),
-    apps: t.stringList({ nullable: true, description: 'BACKUP only; null: every app', resolve: (s) => s.apps ?? null }),
+    apps: t.stringList({ nullable: true, description: 'BACKUP and VERIFY only; null: every app', resolve: (s) => s.apps ?? null }),
     readDataPercent: t.float({ nullable: true, resolve: (s) => s.readDataPercent ?? null }),
     nextRunAt: t.field({ type: 'DateTime', nullable: true, resolve: (s) => s.nextRunAt }),
     lastRunAt: t.field({ type: 'DateTime', nullable: true, resolve: (s) => s.lastRunAt }),

@@ -189,6 +189,37 @@ describe('schedules', () => {
     expect((await s.app.services.engine.waitFor(manualId)).status).toBe('SUCCEEDED');
   }, 180_000);
 
+  it('runs a scheduled restore drill of the app\'s latest complete backup, and says why an app without one was not drilled', async () => {
+    const set = await s.gql<{ setSchedules: { __typename: string } }>(SET, { input: { instance: 'test', schedules: [
+      { name: 'drill', cron: '25 15 * * *', action: 'VERIFY' },
+    ] } });
+    expect(set.data!.setSchedules.__typename).toBe('SetSchedulesPayload');
+    const latest = async () => (await s.gql<{ instance: { app: { latestBackup: { backupId: string; verification: { ok: boolean } | null } } } }>(
+      `{ instance(name: "test") { app(name: "website") { latestBackup { backupId verification { ok } } } } }`)).data!.instance.app.latestBackup;
+    const before = await latest();
+    expect(before.verification).toBeNull();
+    const drills = () => s.app.services.engine.list({ instance: 'test' }).filter((o) => o.kind === 'VERIFY_BACKUP');
+    const count = drills().length;
+    // Every app of the instance: website, and one whose directory is there but that was never backed up.
+    const neverDir = path.join(s.sim.instanceDir, 'apps', 'never-backed-up');
+    await mkdir(neverDir, { recursive: true });
+    await writeFile(path.join(neverDir, 'manifest.yaml'), 'name: never-backed-up\nversion: 1.0.0\ndescription: an app with no backup yet\n');
+    try {
+      time.advanceTo('2026-11-26T15:25:00Z');
+      await until(() => drills().length > count);
+      const drill = drills()[0]!;
+      expect(drill.backupId).toBe(before.backupId);
+      expect((await s.app.services.engine.waitFor(drill.id)).status).toBe('SUCCEEDED');
+      expect((await latest()).verification).toEqual({ ok: true });
+      const view = async () => (await s.gql<{ instance: { schedules: Array<{ name: string; lastRunAt: string | null; lastSkipReason: string | null }> } }>(SCHEDULES)).data!.instance.schedules.find((x) => x.name === 'drill')!;
+      for (let i = 0; i < 150 && !(await view()).lastSkipReason; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(await view()).toMatchObject({ lastRunAt: '2026-11-26T15:25:00.000Z', lastSkipReason: 'drill not started for never-backed-up: app "never-backed-up" has no complete backup to verify' });
+      expect(drills().length).toBe(count + 1);
+    } finally {
+      await rm(neverDir, { recursive: true, force: true });
+    }
+  }, 180_000);
+
   it('runs scheduled retention and check on a served repository (rest: through rclone serve restic)', async () => {
     const { spawn } = await import('node:child_process');
     const { mkdtemp, rm } = await import('node:fs/promises');

@@ -64,10 +64,16 @@ describe('parseSchedules', () => {
     );
     const at = (path: string) => result.issues.find((i) => i.path === path)?.message ?? '';
     expect(at('schedules.1.cron')).toMatch(/invalid cron expression: expected 5 fields/);
-    expect(at('schedules.3.apps')).toMatch(/only to the backup action/);
+    expect(at('schedules.3.apps')).toMatch(/only to the backup and verify actions/);
     expect(at('schedules.3.readDataPercent')).toMatch(/only to the check action/);
     expect(at('schedules.5.name')).toMatch(/already used/);
     expect(at('schedules.0.apps.0')).toMatch(/DNS-1123/);
+  });
+
+  it('takes a restore drill of chosen apps', () => {
+    expect(parseSchedules([{ name: 'drills', cron: '@weekly', action: 'verify', apps: ['gitea'] }])).toEqual({
+      ok: true, schedules: [{ name: 'drills', cron: '@weekly', action: 'verify', apps: ['gitea'] }],
+    });
   });
 
   it('keeps a time zone, and refuses one it does not know', () => {

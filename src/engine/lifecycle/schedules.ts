@@ -1,15 +1,16 @@
 // Scheduled work per instance (config.yaml cloud.backup.schedules): backups of all or chosen apps,
-// retention, checks. Scheduled runs are ordinary operations. When each schedule last fired is kept
+// retention, checks, and restore drills of the apps' latest backups. Scheduled runs are ordinary operations. When each schedule last fired is kept
 // in <data>/wild-backup/schedules/<instance>.json, so a run missed while the server was down
 // happens once at start-up; a run that finds the previous one still going is skipped and says so.
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ConflictError, ValidationError } from '../../errors.js';
+import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';
 import { logger } from '../../util/log.js';
 import type { OperationEngine, OperationRecord } from '../operations/index.js';
 import type { BackupService } from '../backup/service.js';
+import type { RestoreService } from '../restore/service.js';
 import { nextRun, parseSchedules, Scheduler, type ScheduleEntry, type SchedulerOptions } from '../schedules/index.js';
-import type { WildStore } from '../../wild/store.js';
+import type { InstanceInfo, WildStore } from '../../wild/store.js';
 import { setPath, updateYamlFile, writeFileAtomic } from '../../wild/writer.js';
 import type { MaintenanceService } from './maintenance.js';
 
@@ -33,6 +34,7 @@ export class ScheduleService {
     private readonly engine: OperationEngine,
     private readonly backups: BackupService,
     private readonly maintenance: MaintenanceService,
+    private readonly restores: RestoreService,
     private readonly timing: Pick<SchedulerOptions, 'now' | 'setTimer' | 'clearTimer'> = {},
   ) {}
 
@@ -127,25 +129,29 @@ export class ScheduleService {
   /** Starts the entry's operations and resolves when they have all finished. */
   private async runEntry(instance: string, entry: ScheduleEntry): Promise<void> {
     const ops: OperationRecord[] = [];
-    if (entry.action === 'backup') {
+    if (entry.action === 'backup' || entry.action === 'verify') {
       const inst = await this.store.requireInstance(instance);
       // Every app, those with broken files too: their refusal is the schedule's skip reason, where
       // someone can see that their backups stopped, instead of their being left out unsaid.
       const apps = entry.apps ?? (await this.store.appNames(instance));
+      const what = entry.action === 'backup' ? 'backup' : 'drill';
       const notStarted: string[] = [];
       for (const app of apps) {
         try {
-          ops.push(await this.backups.backupApp(instance, app, 'schedule', { whenBusy: 'queue' }));
+          ops.push(entry.action === 'backup'
+            ? await this.backups.backupApp(instance, app, 'schedule', { whenBusy: 'queue' })
+            : await this.drillLatest(inst, app));
         } catch (err) {
-          log.warn('scheduled backup not started', { instance, app, error: (err as Error).message, busy: err instanceof ConflictError });
+          log.warn(`scheduled ${what} not started`, { instance, app, error: (err as Error).message, busy: err instanceof ConflictError });
           notStarted.push(`${app}: ${(err as Error).message}`);
         }
       }
-      // An app removed since the schedule was set, one with broken files, or one being backed up
-      // already: shown as the schedule's skip. An app busy with other work is backed up after it.
+      // An app removed since the schedule was set, one with broken files, one being backed up
+      // already, or (a drill) one without a complete backup or busy: shown as the schedule's skip.
+      // An app busy with other work is backed up after it.
       if (notStarted.length > 0) {
         const st = await this.state(instance);
-        st.lastSkip[entry.name] = { at: this.now().toISOString(), reason: `backup not started for ${notStarted.join('; ')}` };
+        st.lastSkip[entry.name] = { at: this.now().toISOString(), reason: `${what} not started for ${notStarted.join('; ')}` };
         await this.saveState(instance);
       }
     } else if (entry.action === 'retention') {
@@ -155,6 +161,13 @@ export class ScheduleService {
       ops.push(await this.maintenance.checkRepository(instance, entry.readDataPercent));
     }
     await Promise.all(ops.map((o) => this.engine.waitFor(o.id)));
+  }
+
+  /** Starts the restore drill of the app's latest complete backup. */
+  private async drillLatest(inst: InstanceInfo, app: string): Promise<OperationRecord> {
+    const latest = (await this.backups.list(inst, { app, kind: 'APP', status: 'COMPLETE' }))[0];
+    if (!latest) throw new NotFoundError(`app "${app}" has no complete backup to verify`);
+    return this.restores.verify(latest);
   }
 
   /** Validates and writes cloud.backup.schedules, then restarts the instance's scheduler. */

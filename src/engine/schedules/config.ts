@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { isTimeZone, validateCron } from './cron.js';
 
-export const SCHEDULE_ACTIONS = ['backup', 'retention', 'check'] as const;
+export const SCHEDULE_ACTIONS = ['backup', 'retention', 'check', 'verify'] as const;
 export type ScheduleAction = (typeof SCHEDULE_ACTIONS)[number];
 
 /** A schedule entry as validated: `name` is always set (given, or `<action>-<position from 1>`). */
@@ -14,7 +14,7 @@ export interface ScheduleEntry {
   /** The IANA time zone whose wall clock the cron is read in (`Europe/Berlin`); absent: UTC. */
   timezone?: string;
   action: ScheduleAction;
-  /** Only for `backup`: the apps to back up; absent means every app of the instance. */
+  /** Only for `backup` and `verify`: the apps to back up or drill; absent means every app of the instance. */
   apps?: string[];
   /** Only for `check`: the share of pack data restic reads back (`--read-data-subset`), 0-100. */
   readDataPercent?: number;
@@ -60,10 +60,10 @@ const entrySchema = z
     apps: z.array(appName).min(1, 'list at least one app, or leave apps out to back up every app').optional(),
     readDataPercent: z.number().min(0).max(100).optional(),
   })
-  .refine((e) => field(e, 'apps') === undefined || field(e, 'action') === 'backup', {
+  .refine((e) => field(e, 'apps') === undefined || field(e, 'action') === 'backup' || field(e, 'action') === 'verify', {
     ...always,
     path: ['apps'],
-    message: 'apps applies only to the backup action',
+    message: 'apps applies only to the backup and verify actions',
   })
   .refine((e) => field(e, 'readDataPercent') === undefined || field(e, 'action') === 'check', {
     ...always,
