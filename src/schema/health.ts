@@ -1,5 +1,6 @@
-// Backup health: which apps have no COMPLETE backup within an age (Instance.backupHealth), and how
-// the repository's logical size splits over apps (RepositoryStats.perApp).
+// Backup health: which apps have no COMPLETE backup within an age, or a newest one that failed its
+// restore drill (Instance.backupHealth), and how the repository's logical size splits over apps
+// (RepositoryStats.perApp).
 import { z } from 'zod';
 import { builder } from '../builder.js';
 import type { Services } from '../context.js';
@@ -41,22 +42,20 @@ function brokenFiles(app: AppInfo): string | null {
  * an app's next backup besides its own files (a config.yaml that cannot be read, no schedule that
  * covers it), or null.
  */
-export function appHealth(apps: AppInfo[], completeBackups: BackupView[] | null, repositoryProblem: string | null, maxAgeHours: number, now: number, nextBackup: (app: string) => string | null = () => null): AppHealthView[] {
-  const latest = new Map<string, BackupView>();
-  for (const b of completeBackups ?? []) {
-    if (b.kind === 'APP' && b.status === 'COMPLETE' && b.appName && !latest.has(b.appName)) latest.set(b.appName, b);
-  }
+export function appHealth(apps: AppInfo[], completeBackups: BackupView[] | null, repositoryProblem: string | null, maxAgeHours: number, now: number, nextBackup: (app: string) => string | null = () => null, failedDrills: ReadonlyMap<string, string> = new Map()): AppHealthView[] {
+  const latest = newestCompleteByApp(completeBackups);
   return apps.map((app) => {
     const b = latest.get(app.name);
     const at = b ? Date.parse(b.createdAt) : NaN;
     const ageHours = Number.isFinite(at) ? Math.max(0, (now - at) / HOUR_MS) : null;
-    const healthy = repositoryProblem === null && ageHours !== null && ageHours <= maxAgeHours;
+    // A newest backup whose restore drill failed is one that may not restore.
+    const drill = b ? failedDrills.get(b.backupId) : undefined;
+    const healthy = repositoryProblem === null && ageHours !== null && ageHours <= maxAgeHours && drill === undefined;
     const reasons: string[] = [];
-    if (!healthy) {
-      if (repositoryProblem) reasons.push(repositoryProblem);
-      else if (ageHours === null) reasons.push('no complete backup');
-      else reasons.push(`the newest complete backup is ${ageHours.toFixed(1)} hours old (limit ${maxAgeHours})`);
-    }
+    if (repositoryProblem) reasons.push(repositoryProblem);
+    else if (ageHours === null) reasons.push('no complete backup');
+    else if (ageHours > maxAgeHours) reasons.push(`the newest complete backup is ${ageHours.toFixed(1)} hours old (limit ${maxAgeHours})`);
+    if (drill !== undefined && !repositoryProblem) reasons.push(`the newest complete backup (${b!.backupId}) failed its restore drill: ${drill}`);
     // A broken app is named even while its last backup is still recent: the next one will fail.
     const broken = brokenFiles(app);
     if (broken) reasons.push(broken);
@@ -64,6 +63,15 @@ export function appHealth(apps: AppInfo[], completeBackups: BackupView[] | null,
     if (next) reasons.push(next);
     return { app, latestCompleteAt: b?.createdAt ?? null, ageHours, healthy, reason: reasons.length > 0 ? reasons.join('; ') : null };
   });
+}
+
+/** The newest COMPLETE app backup of each app (backups come newest first). */
+function newestCompleteByApp(backups: BackupView[] | null): Map<string, BackupView> {
+  const latest = new Map<string, BackupView>();
+  for (const b of backups ?? []) {
+    if (b.kind === 'APP' && b.status === 'COMPLETE' && b.appName && !latest.has(b.appName)) latest.set(b.appName, b);
+  }
+  return latest;
 }
 
 async function backupHealth(services: Services, inst: InstanceInfo, maxAgeHours: number): Promise<BackupHealthView> {
@@ -80,7 +88,12 @@ async function backupHealth(services: Services, inst: InstanceInfo, maxAgeHours:
   if (!status.reachable || status.error) problem = `the repository cannot be read${status.error ? `: ${status.error}` : ''}`;
   else if (!status.initialized) problem = 'the repository is not initialized';
   const backups = problem ? null : await services.backups.list(inst, { kind: 'APP', status: 'COMPLETE' });
-  const list = appHealth(apps, backups, problem, maxAgeHours, Date.now(), nextBackup);
+  const failedDrills = new Map<string, string>();
+  await Promise.all([...newestCompleteByApp(backups).values()].map(async (b) => {
+    const v = await services.restores.verification(inst.name, b.backupId);
+    if (v && !v.ok) failedDrills.set(b.backupId, v.failed?.join('; ') ?? v.details ?? 'no details recorded');
+  }));
+  const list = appHealth(apps, backups, problem, maxAgeHours, Date.now(), nextBackup, failedDrills);
   return { maxAgeHours, healthy: list.every((a) => a.healthy), apps: list };
 }
 
@@ -89,7 +102,7 @@ const AppHealthRef = builder.objectRef<AppHealthView>('AppHealth').implement({
     app: t.field({ type: AppRef, resolve: (h) => h.app }),
     latestCompleteAt: t.field({ type: 'DateTime', nullable: true, description: 'when the newest COMPLETE backup was taken', resolve: (h) => h.latestCompleteAt }),
     ageHours: t.float({ nullable: true, description: 'hours since then; null without a complete backup', resolve: (h) => h.ageHours }),
-    healthy: t.boolean({ description: 'a COMPLETE backup within maxAgeHours exists', resolve: (h) => h.healthy }),
+    healthy: t.boolean({ description: 'a COMPLETE backup within maxAgeHours exists, and its restore drill, if it had one, passed', resolve: (h) => h.healthy }),
     reason: t.string({ nullable: true, description: 'why not healthy, or what will stop the next backup', resolve: (h) => h.reason }),
   }),
 });

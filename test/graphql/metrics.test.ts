@@ -188,6 +188,27 @@ describe('after one backup of gitea', () => {
     }
   });
 
+  it('an app whose newest backup failed its restore drill is unhealthy, and healthy again once a drill passes', async () => {
+    const svc = s.app.services;
+    const inst = await svc.store.requireInstance('test');
+    const newest = (await svc.backups.list(inst, { app: 'gitea', kind: 'APP', status: 'COMPLETE' }))[0]!;
+    const drill = () => s.runOperation(`mutation($id: ID!) { verifyBackup(id: $id) { ${OP_FIELDS} } }`, { id: newest.backupId });
+    // The drill finds the backup other than recorded (here: the manifest the server holds says its
+    // config artifact is larger than what the repository gives back).
+    const config = newest.manifest!.artifacts.find((a) => a.kind === 'config')!;
+    config.sizeBytes += 512;
+    try {
+      expect((await drill()).status).toBe('FAILED');
+    } finally {
+      config.sizeBytes -= 512;
+    }
+    const failed = byApp(await health()).gitea!;
+    expect(failed.healthy).toBe(false);
+    expect(failed.reason).toMatch(new RegExp(`^the newest complete backup \\(${newest.backupId}\\) failed its restore drill: config:gitea: \\d+ bytes read back, the backup recorded \\d+`));
+    expect((await drill()).status).toBe('SUCCEEDED');
+    expect(byApp(await health()).gitea!.healthy).toBe(true);
+  });
+
   it('RepositoryStats.perApp: the sum of each app\'s COMPLETE backup sizes, cluster backups as null', async () => {
     await backupApp('gitea');
     await backupApp('postgres');

@@ -39,7 +39,13 @@ export interface RestoreInput {
 interface SideState { description: SideDescription; state: 'side' | 'swapping' | 'swapped' }
 interface RestoreRecovery { namespace: string; replicas: ReplicaMap; sides: SideState[] }
 
-export interface Verification { verifiedAt: string; ok: boolean; details: string | null }
+export interface Verification {
+  verifiedAt: string;
+  ok: boolean;
+  details: string | null;
+  /** The lines of `details` that say what failed (absent in records older than it). */
+  failed?: string[];
+}
 
 /** No byte restored for this long (by default) fails the artifact with code STALLED. */
 export const DEFAULT_RESTORE_STALL_TIMEOUT_MS = 5 * 60_000;
@@ -659,6 +665,7 @@ export class RestoreService {
         await requireSnapshots(repo, b, artifacts, ctx.signal);
         const check = await prepare(ctx);
         const lines: string[] = [];
+        const failed: string[] = [];
         let ok = true;
         let base = 0;
         ctx.progress({ phase: 'verifying', bytesTotal: artifacts.reduce((n, a) => n + a.sizeBytes, 0), bytesDone: 0 });
@@ -677,6 +684,7 @@ export class RestoreService {
             const what = `${a.kind}:${a.name}: `;
             const message = (err as Error).message;
             lines.push(message.startsWith(what) ? message : what + message);
+            failed.push(lines.at(-1)!);
           } finally {
             dumpDone.abort();
             for (const c of cleanups) await c();
@@ -684,7 +692,7 @@ export class RestoreService {
           ctx.log(lines.at(-1)!);
           base += a.sizeBytes;
         }
-        const result: Verification = { verifiedAt: new Date().toISOString(), ok, details: lines.join('\n') || 'no restorable artifacts' };
+        const result: Verification = { verifiedAt: new Date().toISOString(), ok, details: lines.join('\n') || 'no restorable artifacts', ...(ok ? {} : { failed }) };
         await mkdir(path.dirname(this.verificationFile(inst.name, b.backupId)), { recursive: true });
         await writeFileAtomic(this.verificationFile(inst.name, b.backupId), JSON.stringify(result, null, 2), 0o644);
         if (!ok) throw Object.assign(new Error(`verification of ${b.backupId} failed: ${lines.filter((l) => !l.includes('as recorded')).join('; ')}`), { code: 'VERIFICATION_FAILED' });
