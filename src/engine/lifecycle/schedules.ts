@@ -1,7 +1,8 @@
 // Scheduled work per instance (config.yaml cloud.backup.schedules): backups of all or chosen apps,
-// retention, checks, and restore drills of the apps' latest backups. Scheduled runs are ordinary operations. When each schedule last fired is kept
-// in <data>/wild-backup/schedules/<instance>.json, so a run missed while the server was down
-// happens once at start-up; a run that finds the previous one still going is skipped and says so.
+// retention, checks, and restore drills of the apps' latest backups. Scheduled runs are ordinary
+// operations. When each schedule last fired is kept in <data>/wild-backup/schedules/<instance>.json,
+// so a run missed while the server was down happens once at start-up; a run that finds the
+// previous one still going is skipped and says so.
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ConflictError, NotFoundError, ValidationError } from '../../errors.js';

@@ -386,9 +386,9 @@ export class RepositoryService {
    * with it. In an order that never leaves the repository without a password that opens it where
    * Wild Central keeps it: a key for the new password is added (restic reads the password from its
    * stdin), the new password is saved in secrets.yaml (where the repository's password is kept, the
-   * embedded default's own key included), and only then is the old password's key removed. If the
-   * save fails, the new key is removed again and the old password stays. Exclusive: no backup
-   * runs with the old password meanwhile.
+   * embedded default's own key included), and only then is the old password's key removed.
+   * Whatever stops it before the save is done removes the new key again, and the old password
+   * stays. Exclusive: no backup runs with the old password meanwhile.
    */
   async changePassword(instance: string, newPassword: string): Promise<OperationRecord> {
     const inst = await this.store.requireInstance(instance);
