@@ -156,6 +156,7 @@ export async function renderMetrics(services: Services, opts: RenderMetricsOptio
   const lastDuration = x.family('last_backup_duration_seconds', 'gauge', 'Duration of the newest COMPLETE backup (manifest finishedAt - createdAt).');
   const lastSize = x.family('last_backup_size_bytes', 'gauge', 'Bytes read from the sources by the newest COMPLETE backup.');
   const lastAdded = x.family('last_backup_added_bytes', 'gauge', 'Bytes the repository grew by (before compression) with the newest COMPLETE backup.');
+  const lastVerified = x.family('last_backup_verified', 'gauge', 'Whether the newest COMPLETE backup passed its latest restore drill (verifyBackup): 1 passed, 0 failed; absent while it was never drilled.');
   const operations = x.family('operations', 'gauge', 'Operation records known to the server, by instance, kind and status.');
   const up = x.family('repository_up', 'gauge', "1 when the instance's repository is reachable and initialised, else 0.");
   const size = x.family('repository_size_bytes', 'gauge', 'Bytes stored in the repository (restic stats raw-data, after compression).');
@@ -206,6 +207,8 @@ export async function renderMetrics(services: Services, opts: RenderMetricsOptio
       if (b.manifest) lastDuration(labels, (Date.parse(b.manifest.finishedAt) - Date.parse(b.manifest.createdAt)) / 1000);
       lastSize(labels, b.sizeBytes);
       if (b.addedBytes !== null) lastAdded(labels, b.addedBytes);
+      const drill = await services.restores.verification(instance, b.backupId);
+      if (drill) lastVerified(labels, drill.ok ? 1 : 0);
     }
   }
 

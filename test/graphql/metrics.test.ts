@@ -202,11 +202,14 @@ describe('after one backup of gitea', () => {
     } finally {
       config.sizeBytes -= 512;
     }
+    const verified = async () => sample(parse((await scrape()).text), 'wild_backup_last_backup_verified', { instance: 'test', app: 'gitea' });
+    expect(await verified()).toBe(0);
     const failed = byApp(await health()).gitea!;
     expect(failed.healthy).toBe(false);
     expect(failed.reason).toMatch(new RegExp(`^the newest complete backup \\(${newest.backupId}\\) failed its restore drill: config:gitea: \\d+ bytes read back, the backup recorded \\d+`));
     expect((await drill()).status).toBe('SUCCEEDED');
     expect(byApp(await health()).gitea!.healthy).toBe(true);
+    expect(await verified()).toBe(1);
   });
 
   it('RepositoryStats.perApp: the sum of each app\'s COMPLETE backup sizes, cluster backups as null', async () => {
