@@ -137,7 +137,7 @@ builder.objectFields(AppRef, (t) => ({
     description: 'the most recent COMPLETE backup',
     resolve: async (a, _args, ctx) => {
       const inst = await ctx.services.store.requireInstance(a.instance);
-      return (await ctx.services.backups.list(inst, { app: a.name, kind: 'APP', status: 'COMPLETE' }))[0] ?? null;
+      return ctx.services.backups.latestComplete(inst, a.name);
     },
   }),
 }));

@@ -71,6 +71,11 @@ export class BackupService {
       (!filter.app || b.appName === filter.app) && (!filter.kind || b.kind === filter.kind) && (!filter.status || b.status === filter.status));
   }
 
+  /** The app's newest COMPLETE backup (App.latestBackup, a scheduled drill), or null. */
+  async latestComplete(inst: InstanceInfo, app: string): Promise<BackupView | null> {
+    return (await this.list(inst, { app, kind: 'APP', status: 'COMPLETE' }))[0] ?? null;
+  }
+
   /** The snapshot listing and the backups built from it; null while the repository cannot be read or is not initialised. */
   private async read(inst: InstanceInfo): Promise<{ listing: SnapshotListing; views: readonly BackupView[] } | null> {
     const st = await this.repositories.status(inst);

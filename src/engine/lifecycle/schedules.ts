@@ -166,7 +166,7 @@ export class ScheduleService {
 
   /** Starts the restore drill of the app's latest complete backup. */
   private async drillLatest(inst: InstanceInfo, app: string): Promise<OperationRecord> {
-    const latest = (await this.backups.list(inst, { app, kind: 'APP', status: 'COMPLETE' }))[0];
+    const latest = await this.backups.latestComplete(inst, app);
     if (!latest) throw new NotFoundError(`app "${app}" has no complete backup to verify`);
     return this.restores.verify(latest);
   }

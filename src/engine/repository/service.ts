@@ -12,7 +12,7 @@ import type { OperationEngine, OperationRecord } from '../operations/index.js';
 import type { InstanceInfo, WildStore } from '../../wild/store.js';
 import type { Retention } from '../../wild/schemas.js';
 import { checkEditable, setPath, updateYamlFile, writeFileAtomic } from '../../wild/writer.js';
-import { DEFAULT_PASSWORD_KEY, configuredCredentials, registerSecrets, resolveSettings } from './settings.js';
+import { DEFAULT_PASSWORD_KEY, configuredCredentials, registerSecrets, resolveSettings, type ResolvedSettings } from './settings.js';
 
 export interface BackupConfigView {
   /** Display URI (credentials stripped); null when the embedded default is used. */
@@ -271,9 +271,9 @@ export class RepositoryService {
     return value;
   }
 
-  /** The candidate settings: the input, with stored secrets kept where the input omits them. */
-  private async candidate(inst: InstanceInfo, input: BackupConfigInput): Promise<RepositorySettings> {
-    const resolved = await resolveSettings(this.store, inst);
+  /** The candidate settings: the input, with stored secrets (`resolved`: the stored settings) kept where the input omits them. */
+  private async candidate(inst: InstanceInfo, input: BackupConfigInput, resolved?: ResolvedSettings): Promise<RepositorySettings> {
+    resolved ??= await resolveSettings(this.store, inst);
     // The default repository's generated password is not a candidate for another repository.
     const stored = resolved.isDefault ? { ...resolved.settings, password: (await this.store.secrets(inst.name)).cloud?.backup?.password ?? '' } : resolved.settings;
     const credentials: StorageCredentials = { ...stored.credentials };
@@ -309,8 +309,8 @@ export class RepositoryService {
     const userinfo = splitRestUserinfo(given.repository);
     const input: BackupConfigInput = { ...given, repository: userinfo.repository };
     if (userinfo.credentials && !given.credentials?.rest) input.credentials = { ...given.credentials, rest: userinfo.credentials };
-    const settings = await this.candidate(inst, input);
     const stored = await resolveSettings(this.store, inst);
+    const settings = await this.candidate(inst, input, stored);
     if (input.password || stored.isDefault || stored.settings.repository !== settings.repository) await this.requireOpens(inst, settings, Boolean(input.password));
     const secretsFile = this.store.paths.secretsFile(instance);
     const before = await readFile(secretsFile, 'utf8').catch(() => null);
@@ -416,23 +416,22 @@ export class RepositoryService {
           if (!old) throw new RepositoryError('restic did not say which key the stored password opens', 'RESTIC_FAILED');
           // Until the new password is saved, anything that stops the change (a cancel, a failed
           // check or write) takes the new key away again: the stored password stays the one.
-          const isNew = (k: { id: string }) => !before.some((b) => b.id === k.id);
-          let added: { id: string } | undefined;
+          // The key the new password opens: the one the old password's listing did not have before.
+          const added = async () => (await repo.keys()).filter((k) => !before.some((b) => b.id === k.id));
+          let id: string;
           try {
             await repo.addKey(newPassword, { signal });
-            added = (await repo.keys()).find(isNew);
-            if (!added) throw new RepositoryError('restic added no key', 'RESTIC_FAILED');
+            id = (await added())[0]?.id ?? '';
             const opened = (await renewed.keys({ signal })).find((k) => k.current);
-            if (opened?.id !== added.id) throw new RepositoryError('the key just added does not open the repository with the new password', 'RESTIC_FAILED');
-            await updateYamlFile(this.store.paths.secretsFile(instance), (doc) => setPath(doc, key, newPassword), 0o600);
+            if (!id || opened?.id !== id) throw new RepositoryError('the key just added does not open the repository with the new password', 'RESTIC_FAILED');
+            await updateYamlFile(this.store.paths.secretsFile(instance), (doc) => setPath(doc, key, newPassword), 0o600).catch((err: unknown) => {
+              throw new RepositoryError(`the new password could not be saved in secrets.yaml, so the old one stays: ${(err as Error).message}`, 'WRITE_FAILED');
+            });
           } catch (err) {
-            const extra = added ? [added] : (await repo.keys().catch(() => [])).filter(isNew);
-            for (const k of extra) await repo.removeKey(k.id).catch((e: unknown) => ctx.log(`the new key ${k.id} could not be removed again: ${(e as Error).message}`));
-            throw signal.aborted || !(err instanceof Error) || err instanceof RepositoryError || err instanceof ResticError ? err
-              : new RepositoryError(`the new password could not be saved in secrets.yaml, so the old one stays: ${err.message}`, 'WRITE_FAILED');
+            for (const k of await added().catch(() => [])) await repo.removeKey(k.id).catch((e: unknown) => ctx.log(`the new key ${k.id} could not be removed again: ${(e as Error).message}`));
+            throw err;
           }
-          ctx.log(`added key ${added.id} for the new password`);
-          this.forget(instance);
+          ctx.log(`added key ${id} for the new password`);
           ctx.log(`saved the new password in secrets.yaml (${key.join('.')})`);
           ctx.progress({ phase: 'removing the old password\'s key' });
           try {
@@ -443,7 +442,7 @@ export class RepositoryService {
             return { message: `the repository's password was changed and saved; ${why}` };
           }
           ctx.log(`removed key ${old.id}: the old password no longer opens the repository`);
-          return { message: `the repository's password was changed: key ${old.id} removed, key ${added.id} added` };
+          return { message: `the repository's password was changed: key ${old.id} removed, key ${id} added` };
         } catch (err) {
           throw toRepositoryError(err);
         } finally {
