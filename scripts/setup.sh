@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS=(restic rclone openssh-server openssh-client sshpass postgresql mariadb-server mariadb-client
-      redis-server chromium ca-certificates openssl tar coreutils procps)
+      redis-server chromium ca-certificates openssl tar coreutils procps
+      busybox) # busybox: the helper image's tools (alpine), for the tests of the scripts run there
 
 missing=()
 for p in "${DEBS[@]}"; do

@@ -113,10 +113,11 @@ export function execSource(spec: ExecSourceSpec): ArtifactSource {
 
 /**
  * Streams bytes of known length into a command in a pod (pg_restore, mariadb, tar -x) and resolves
- * when it exited 0. The length bounds stdin where the server only speaks v4 (no close signal).
+ * when it exited 0. The length bounds stdin where the server only speaks v4 (no close signal);
+ * 'ends-itself' for a command that stops reading at its input's own end (tar at its end marker).
  */
-export async function streamIntoPod(client: KubeClient, target: PodTarget, command: string[], stdin: import('node:stream').Readable, stdinLength: number, signal: AbortSignal): Promise<void> {
-  const ex = await execStream(client, { ...target, command, signal, stdin, stdinLength });
+export async function streamIntoPod(client: KubeClient, target: PodTarget, command: string[], stdin: import('node:stream').Readable, stdinLength: number | 'ends-itself', signal: AbortSignal): Promise<void> {
+  const ex = await execStream(client, { ...target, command, signal, stdin, ...(stdinLength === 'ends-itself' ? { stdinEndsItself: true } : { stdinLength }) });
   for await (const _ of ex.stdout) { /* these commands print nothing we keep */ }
   await ex.done;
 }

@@ -37,13 +37,26 @@ export function sideCopyBytes(artifact: { sizeBytes: number; meta?: Record<strin
 
 /**
  * Throws NotEnoughSpaceError unless the filesystem of `dir` has room for a copy of about `bytes`
- * and a reserve besides. `what` names the copy and the volume for the message.
+ * and a reserve besides. `what` names the copy and the volume for the message. Returns the bytes
+ * that may be written there before the reserve is reached.
+ *
+ * `shared`: bytes of the copy that may turn out to be the live data's own (a volume's unchanged
+ * files, hard-linked): only the rest must fit now, and the copy is held to the room as it is written.
  */
-export async function ensureRoomFor(client: KubeClient, target: PodTarget, dir: string, bytes: number, what: string, signal?: AbortSignal): Promise<void> {
+export async function ensureRoomFor(client: KubeClient, target: PodTarget, dir: string, bytes: number, what: string, signal?: AbortSignal, shared?: number): Promise<number> {
   const { free, total } = await filesystemSpace(client, target, dir, signal);
   const reserve = Math.max(RESERVE_MIN_BYTES, Math.ceil(total * RESERVE_SHARE));
-  const needed = Math.ceil(bytes * GROWTH) + reserve;
-  if (free < needed) {
-    throw new NotEnoughSpaceError(`not enough free space for ${what}: it needs about ${gib(Math.ceil(bytes * GROWTH))} and ${gib(reserve)} must stay free, but only ${gib(free)} of ${gib(total)} is free. Nothing was changed; free some space, or restore into another app (a clone)`);
+  const copy = Math.ceil(Math.max(0, bytes - (shared ?? 0)) * GROWTH);
+  if (free < copy + reserve) {
+    const least = shared === undefined ? '' : ' at least (the files that differ from the live ones)';
+    throw new NotEnoughSpaceError(`not enough free space for ${what}: it needs${least} about ${gib(copy)} and ${gib(reserve)} must stay free, but only ${gib(free)} of ${gib(total)} is free. ${NOTHING_CHANGED}`);
   }
+  return free - reserve;
+}
+
+const NOTHING_CHANGED = 'Nothing was changed; free some space, or restore into another app (a clone)';
+
+/** The failure of a copy that turned out larger, as it was written, than the room `ensureRoomFor` gave. */
+export function outOfRoom(what: string, room: number): NotEnoughSpaceError {
+  return new NotEnoughSpaceError(`not enough free space for ${what}: the files that differ from the live ones need more than the ${gib(room)} free beyond the reserve. ${NOTHING_CHANGED}`);
 }

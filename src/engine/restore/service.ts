@@ -487,7 +487,8 @@ export class RestoreService {
             ctx.log(created.length ? `created missing ${made.noun}: ${created.join(', ')}` : `all ${made.noun} exist already`);
           } else {
             // Recorded (by `announce`) before it is filled; listed for the swap once filled.
-            const side = await restorers[a.kind]!.restoreSide(target, a, stream, suffix, signal);
+            const again = () => counted(repo.dump(a.snapshotId, `/${a.filename}`, { signal }), () => undefined, this.stallTimeoutMs);
+            const side = await restorers[a.kind]!.restoreSide(target, a, stream, suffix, signal, again);
             sides.push({ side, st: ledger.stateOf(side) ?? (await ledger.announce(side)), label: `${a.kind}:${a.name}` });
             ctx.log(await side.check(signal));
           }

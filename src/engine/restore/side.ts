@@ -79,8 +79,11 @@ export interface ArtifactRestorer {
    * they are read back, which gives the drill's line; undefined when the drill loads it as usual.
    */
   checkUnloaded?(artifact: ArtifactRecord): ((stream: Readable) => Promise<string>) | undefined;
-  /** Restores the artifact's bytes beside the live data. */
-  restoreSide(target: RestoreTarget, artifact: ArtifactRecord, stream: Readable, suffix: string, signal: AbortSignal): Promise<SideRestore>;
+  /**
+   * Restores the artifact's bytes beside the live data. `again` reads the artifact once more from
+   * the start (a restore gives it, a drill does not), for a restorer that must go back for some of it.
+   */
+  restoreSide(target: RestoreTarget, artifact: ArtifactRecord, stream: Readable, suffix: string, signal: AbortSignal, again?: () => Readable): Promise<SideRestore>;
   /** Rebuilds a handle from a saved description (crash recovery). */
   fromDescription(target: Pick<RestoreTarget, 'client' | 'inst' | 'helperImage'>, d: SideDescription): Promise<SideRestore>;
 }

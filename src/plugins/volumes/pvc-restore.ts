@@ -3,12 +3,18 @@
 // then the live entries move aside and the restored ones into place. The old entries are removed
 // only when the whole restore succeeded. Files absent from the backup are gone afterwards; modes
 // and mtimes are the backed-up ones (tar -p as root).
-import type { Readable } from 'node:stream';
-import { createHelperPod, deleteHelperPod, findPvcMount, listPvcs, namespaceExists, waitForHelperPod, type KubeClient } from '../../kube/index.js';
+//
+// In a restore (the app stopped), a file the same as the live one is not written again: the side
+// copy takes a hard link to it (tar-link.ts), and its content is checked against the backup's
+// bytes as they pass. So the copy needs room only for the files that changed, not the whole volume.
+import { createInterface } from 'node:readline';
+import { PassThrough, type Readable } from 'node:stream';
+import { createHelperPod, deleteHelperPod, execStream, findPvcMount, listPvcs, namespaceExists, waitForHelperPod, type KubeClient } from '../../kube/index.js';
 import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { podText, programMissing, streamIntoPod, type PodTarget } from '../exec-source.js';
 import { TarScanner, type TarListing } from './tar-scan.js';
-import { ensureRoomFor, sideCopyBytes } from '../free-space.js';
+import { TarLinker, type LiveListing } from './tar-link.js';
+import { ensureRoomFor, outOfRoom, sideCopyBytes } from '../free-space.js';
 
 /**
  * The restore's (and a drill's) working directories at the volume root: the extracted backup, and
@@ -16,6 +22,8 @@ import { ensureRoomFor, sideCopyBytes } from '../free-space.js';
  */
 export const RESTORE_DIR_PREFIX = '.wild-backup-restore-';
 export const OLD_DIR_PREFIX = '.wild-backup-old-';
+/** In the restore dir while it fills: a symlink to the volume root, through which tar links live files. */
+export const LIVE_LINK = `${RESTORE_DIR_PREFIX}live`;
 
 const ENTRIES = '"$D"/* "$D"/.[!.]* "$D"/..?*';
 /**
@@ -24,7 +32,7 @@ const ENTRIES = '"$D"/* "$D"/.[!.]* "$D"/..?*';
  * never changed: no file in $3 that a live entry of the same name could overwrite), and SWAP_BACK
  * gives it back.
  */
-const SWAP_IN = `set -e; cd "$1"; m=$(stat -c %a "$2"); mkdir -p -m "$(stat -c %a .)" "$3"
+const SWAP_IN = `set -e; cd "$1"; m=$(stat -c %a "$2"); rm -f "$2/${LIVE_LINK}"; mkdir -p -m "$(stat -c %a .)" "$3"
 for f in * .[!.]* ..?*; do case "$f" in "$2"|"$3") continue;; esac; if [ -e "$f" ] || [ -L "$f" ]; then mv -- "$f" "$3/"; fi; done
 touch "$3/.wild-backup-phase-b"
 D="$2"; for f in ${ENTRIES}; do if [ -e "$f" ] || [ -L "$f" ]; then mv -- "$f" ./; fi; done
@@ -47,6 +55,61 @@ interface PvcDescription extends SideDescription {
 
 interface Helper { target: PodTarget; root: string; release: () => Promise<void> }
 
+/**
+ * The live volume's regular files ($1 its root) with size, mtime, mode and owner: this server's work
+ * directories left out, and names a line cannot carry (a newline, $2; a backslash, which
+ * sha256sum's lines escape, $3). GNU and busybox find and stat alike.
+ */
+export const LIST_LIVE = `cd "$1" && find . -xdev -path './.wild-backup-*' -prune -o -type f ! -path "$2" ! -path "$3" -exec stat -c '%s %Y %a %u %g %n' {} +`;
+
+async function liveFiles(client: KubeClient, target: PodTarget, root: string, signal: AbortSignal): Promise<{ files: LiveListing; bytes: number }> {
+  const ex = await execStream(client, { ...target, command: ['sh', '-c', LIST_LIVE, 'wild-backup', root, '*\n*', '*\\\\*'], signal });
+  const files: LiveListing = new Map();
+  let bytes = 0;
+  for await (const line of createInterface({ input: ex.stdout, crlfDelay: Infinity })) {
+    const f = liveLine(line);
+    if (!f) continue;
+    files.set(f.name, f.meta);
+    bytes += f.size;
+  }
+  await ex.done;
+  return { files, bytes };
+}
+
+/** One line of LIST_LIVE: the file's name (without "./") and its metadata as TarLinker compares it. */
+export function liveLine(line: string): { name: string; meta: string; size: number } | null {
+  const m = /^(\d+) (\d+) ([0-7]+) (\d+) (\d+) \.\/(.+)$/.exec(line);
+  return m ? { name: m[6]!, meta: `${m[1]} ${m[2]} ${parseInt(m[3]!, 8).toString(8)} ${m[4]} ${m[5]}`, size: Number(m[1]) } : null;
+}
+
+/** One line of CHECK_LINKED: how many matched (its last line), or a file that differs. */
+export function checkLine(line: string): { matched: number } | { differs: string } | null {
+  const ok = /^wild-backup-checked (\d+)$/.exec(line);
+  const bad = /^\.\/(.*): FAILED/.exec(line);
+  return ok ? { matched: Number(ok[1]) } : bad ? { differs: bad[1]! } : null;
+}
+
+/**
+ * Checks the linked live files ("sha256  ./name" lines on stdin, then an end line; $1 the root)
+ * against the backup's bytes. Prints the lines of those that differ and how many matched.
+ */
+export const CHECK_LINKED = `cd "$1" && awk '$0 == "wild-backup-end" { exit } { print }' | sha256sum -c - 2>/dev/null | awk '/: OK$/ { n++; next } { print } END { print "wild-backup-checked " n + 0 }'`;
+
+async function checkLinked(client: KubeClient, target: PodTarget, root: string, checklist: Readable, signal: AbortSignal): Promise<{ matched: number; differ: string[] }> {
+  const ex = await execStream(client, { ...target, command: ['sh', '-c', CHECK_LINKED, 'wild-backup', root], stdin: checklist, stdinEndsItself: true, signal });
+  const differ: string[] = [];
+  let matched = -1;
+  for await (const line of createInterface({ input: ex.stdout, crlfDelay: Infinity })) {
+    const c = checkLine(line);
+    if (c && 'matched' in c) matched = c.matched;
+    else if (c) differ.push(c.differs);
+  }
+  await ex.done;
+  return { matched, differ };
+}
+
+const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
 async function helperFor(client: KubeClient, namespace: string, pvc: string, image?: string, signal?: AbortSignal): Promise<Helper> {
   const h = await createHelperPod(client, { namespace, pvc, image, readOnly: false, signal });
   try {
@@ -63,7 +126,7 @@ async function helperFor(client: KubeClient, namespace: string, pvc: string, ima
  * (after it was released, or in a recovery) a new one, made when a step needs it. Commit and
  * discard release it; so does close, whatever happened.
  */
-function handle(client: KubeClient, first: Helper | undefined, d: PvcDescription, image?: string, listing?: () => TarListing, recorded?: Record<string, unknown>): SideRestore {
+function handle(client: KubeClient, first: Helper | undefined, d: PvcDescription, image?: string, listing?: () => TarListing, recorded?: Record<string, unknown>, note?: () => string): SideRestore {
   let pod = first;
   const release = async (): Promise<void> => {
     const p = pod;
@@ -83,7 +146,7 @@ function handle(client: KubeClient, first: Helper | undefined, d: PvcDescription
       if (recorded?.listingSha256 && (got.files !== recorded.files || got.bytes !== recorded.bytes || got.listingSha256 !== recorded.listingSha256)) {
         throw new Error(`volume ${d.pvc}: restored ${got.files} files / ${got.bytes} bytes, backup had ${String(recorded.files)} files / ${String(recorded.bytes)} bytes (listing differs)`);
       }
-      return `volume ${d.pvc}: ${got.files} files, ${got.bytes} bytes, listing as recorded`;
+      return `volume ${d.pvc}: ${got.files} files, ${got.bytes} bytes, listing as recorded${note?.() ?? ''}`;
     },
     async swapIn(signal) {
       await sh(SWAP_IN, signal);
@@ -124,28 +187,79 @@ export const pvcRestorer: ArtifactRestorer = {
     // else restoreSide checks through its helper pod, once the app is stopped.
     const mount = await findPvcMount(t.client, t.app.name, artifact.name, { signal, timeoutMs: 15_000 });
     if (!mount || mount.subPath) return;
-    await ensureRoomFor(t.client, { namespace: t.app.name, pod: mount.pod, container: mount.container }, mount.mountPath, sideCopyBytes(artifact), `the restored copy of volume ${artifact.name}, written beside its live data on the same volume`, signal)
+    // The unchanged files will be linked, not copied: what must fit even if every live byte is
+    // the backup's is checked now (du of the volume), the rest as the copy is written.
+    const target = { namespace: t.app.name, pod: mount.pod, container: mount.container };
+    const live = await podText(t.client, target, ['du', '-s', '-k', '-x', mount.mountPath], signal).then((out) => (Number(out.split(/\s/)[0]) || 0) * 1024, () => 0);
+    await ensureRoomFor(t.client, target, mount.mountPath, sideCopyBytes(artifact), `the restored copy of volume ${artifact.name}, written beside its live data on the same volume`, signal, live)
       .catch((err: unknown) => { if (!programMissing(err)) throw err; }); // an image without df: the helper checks
   },
-  async restoreSide(t: RestoreTarget, artifact, stream: Readable, suffix, signal) {
+  async restoreSide(t: RestoreTarget, artifact, stream: Readable, suffix, signal, again) {
     const namespace = t.app.name;
     const pvc = artifact.name;
+    const what = `the restored copy of volume ${pvc}, written beside its live data on the same volume`;
     const pod = await helperFor(t.client, namespace, pvc, t.helperImage, signal);
+    let live: { files: LiveListing; bytes: number } | undefined;
+    let room: number;
     try {
-      await ensureRoomFor(t.client, pod.target, pod.root, sideCopyBytes(artifact), `the restored copy of volume ${pvc}, written beside its live data on the same volume`, signal);
+      // A restore stopped the app, so nothing changes the live files it links; a drill, beside the
+      // running app, writes every file.
+      if (t.quiesced && again) live = await liveFiles(t.client, pod.target, pod.root, signal).catch((err: unknown) => { if (programMissing(err)) return undefined; throw err; });
+      room = await ensureRoomFor(t.client, pod.target, pod.root, sideCopyBytes(artifact), what, signal, live?.bytes);
     } catch (err) {
       await pod.release().catch(() => undefined);
       throw err;
     }
     const d: PvcDescription = { kind: 'pvc', namespace, pvc, restoreDir: `${RESTORE_DIR_PREFIX}${suffix}`, oldDir: `${OLD_DIR_PREFIX}${suffix}` };
     const scanner = new TarScanner();
-    const h = handle(t.client, pod, d, t.helperImage, () => scanner.result(), artifact.meta);
+    const checklist = new PassThrough();
+    const linker = live && new TarLinker({ live: live.files, via: LIVE_LINK, checklist, budget: room, overBudget: () => outOfRoom(what, room) });
+    let rewritten = 0;
+    const note = linker && ((): string => {
+      const st = linker.stats;
+      return `; ${st.linkedFiles - rewritten} unchanged files (${mib(st.linkedBytes)}) kept from the live volume, their content checked, ${st.writtenFiles + rewritten} written (${mib(st.writtenBytes)})${rewritten > 0 ? `, ${rewritten} of them after their content differed from the backup's under the same size and time` : ''}`;
+    });
+    const h = handle(t.client, pod, d, t.helperImage, () => scanner.result(), artifact.meta, note);
     return filledOrDiscarded(h, async () => {
-      await createdThenAbortable(() => podText(t.client, pod.target, ['sh', '-c', 'cd "$1" && rm -rf -- "$2" && mkdir -- "$2"', 'wild-backup', pod.root, d.restoreDir]), signal);
+      await createdThenAbortable(() => podText(t.client, pod.target, ['sh', '-c', `cd "$1" && rm -rf -- "$2" && mkdir -- "$2"${linker ? ' && ln -s .. "$2/$3"' : ''}`, 'wild-backup', pod.root, d.restoreDir, LIVE_LINK]), signal);
       stream.once('error', (e) => scanner.destroy(e));
       scanner.on('error', () => undefined); // surfaced through the exec's own failure
       const into = `${pod.root.replace(/\/+$/, '')}/${d.restoreDir}`;
-      await streamIntoPod(t.client, pod.target, ['tar', '-x', '-p', '-f', '-', '-C', into], stream.pipe(scanner), artifact.sizeBytes, signal);
+      const untar = ['tar', '-x', '-p', '-f', '-', '-C', into];
+      if (!linker) {
+        await streamIntoPod(t.client, pod.target, untar, stream.pipe(scanner), artifact.sizeBytes, signal);
+        return;
+      }
+      scanner.once('error', (e) => linker.destroy(e));
+      linker.once('finish', () => checklist.end('wild-backup-end\n'));
+      const stop = new AbortController();
+      const checking = checkLinked(t.client, pod.target, pod.root, checklist, AbortSignal.any([signal, stop.signal]));
+      checking.catch((err: unknown) => linker.destroy(err as Error));
+      try {
+        // Shorter than the backup's stream by the linked files' bytes: tar stops at its end marker.
+        await streamIntoPod(t.client, pod.target, untar, stream.pipe(scanner).pipe(linker), 'ends-itself', signal);
+      } catch (err) {
+        stop.abort(err);
+        await checking.catch(() => undefined);
+        throw err;
+      }
+      const { matched, differ } = await checking;
+      if (matched + differ.length !== linker.stats.linkedFiles) {
+        throw new Error(`volume ${pvc}: the content check of the ${linker.stats.linkedFiles} files kept from the live volume answered for ${Math.max(0, matched) + differ.length} of them`);
+      }
+      await podText(t.client, pod.target, ['rm', '-f', '--', `${into}/${LIVE_LINK}`], signal);
+      if (differ.length === 0) return;
+      // Rare: a live file with the backup's size, mtime and owner but other bytes. Written from the
+      // backup in a second pass, and with it each name the backup hard-links to it.
+      const only = new Set(differ);
+      const names = [...only, ...linker.hardLinks.filter(([, to]) => only.has(to)).map(([name]) => name)];
+      await podText(t.client, pod.target, ['sh', '-c', 'cd "$1" && while IFS= read -r f; do rm -f -- "./$f"; done', 'wild-backup', into], signal, `${names.join('\n')}\n`);
+      const left = room - linker.stats.onDisk;
+      const second = new TarLinker({ only, budget: left, overBudget: () => outOfRoom(what, room) });
+      const again2 = again!();
+      again2.once('error', (e) => second.destroy(e));
+      await streamIntoPod(t.client, pod.target, untar, again2.pipe(second), 'ends-itself', signal);
+      rewritten = differ.length;
     }, t);
   },
   async fromDescription(t, desc) {

@@ -13,9 +13,9 @@ export interface TarListing {
   listingSha256: string;
 }
 
-const BLOCK = 512;
+export const BLOCK = 512;
 
-function octal(buf: Buffer, off: number, len: number): number {
+export function octal(buf: Buffer, off: number, len: number): number {
   const field = buf.subarray(off, off + len);
   if (field[0]! & 0x80) {
     // GNU base-256 for large values.
@@ -27,13 +27,13 @@ function octal(buf: Buffer, off: number, len: number): number {
   return s ? parseInt(s, 8) : 0;
 }
 
-function cstr(buf: Buffer, off: number, len: number): string {
+export function cstr(buf: Buffer, off: number, len: number): string {
   const field = buf.subarray(off, off + len);
   const end = field.indexOf(0);
   return field.subarray(0, end < 0 ? field.length : end).toString('utf8');
 }
 
-function parsePax(data: Buffer): Record<string, string> {
+export function parsePax(data: Buffer): Record<string, string> {
   const out: Record<string, string> = {};
   let pos = 0;
   while (pos < data.length) {
