@@ -77,8 +77,7 @@ it.skipIf(!hasBusybox)('busybox: live listing, links through the symlink, conten
   await mkdir(restoreDir);
   await symlink('..', path.join(restoreDir, LIVE_LINK));
   const checklist = new PassThrough();
-  const linker = new TarLinker({ live, via: LIVE_LINK, checklist });
-  linker.once('finish', () => checklist.end('wild-backup-end\n'));
+  const linker = new TarLinker({ live, via: LIVE_LINK, checklist, onEnd: () => checklist.end('wild-backup-end\n') });
   const check = bb(CHECK_LINKED, [v], checklist);
   await busyboxTar(Readable.from([archive]).pipe(linker), restoreDir);
   await check.done;

@@ -3,7 +3,8 @@
 // the backup's bytes), so a volume more than half full, with no room for a whole second copy, is
 // still restored exactly. A live file with the backup's size and time but other bytes is written
 // from the backup in a second pass. A volume whose changed files do not fit fails with
-// NOT_ENOUGH_SPACE, its data as it was. The volume is a real small filesystem (a tmpfs).
+// NOT_ENOUGH_SPACE, its data as it was; a drill there reads the backup back instead of failing.
+// The volume is a real small filesystem (a tmpfs).
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, link, mkdir, mkdtemp, readdir, rm, stat, statfs, utimes, writeFile } from 'node:fs/promises';
@@ -134,5 +135,19 @@ describe('a volume restore with little free space', () => {
     await expectNothingLeft();
     const replicas = (await listWorkloads(kubeClientFor(s.sim.kubeconfigPath), 'website')).map((w) => w.replicas);
     expect(replicas.every((r) => r > 0), JSON.stringify(replicas)).toBe(true);
+  }, 240_000);
+
+  it('a drill on a volume without room for a scratch copy reads the backup back whole and checks it, instead of failing', async (t) => {
+    if (!mounted) t.skip();
+    const b = await backupLatest(s, 'website');
+    const { free, total } = await freeAndTotal();
+    const pvcArtifact = (await s.app.services.backups.get(await s.app.services.store.requireInstance('test'), b.backupId))!.manifest!.artifacts.find((a) => a.kind === 'pvc')!;
+    expect(free, 'no room for a scratch copy').toBeLessThan(pvcArtifact.sizeBytes * 1.1 + Math.max(64 * MiB, total * 0.05));
+    const rec = await s.runOperation(`mutation($id: ID!) { verifyBackup(id: $id) { ${OP_FIELDS} } }`, { id: b.id });
+    expect(rec.status, JSON.stringify(rec.error)).toBe('SUCCEEDED');
+    const v = await s.gql<{ node: { verification: { ok: boolean; details: string } } }>(`query($id: ID!) { node(id: $id) { ... on Backup { verification { ok details } } } }`, { id: b.id });
+    expect(v.data!.node.verification.ok).toBe(true);
+    expect(v.data!.node.verification.details).toMatch(/volume website-content: \d+ files, \d+ bytes, listing as recorded; read back whole, not extracted: the volume has no room for a scratch copy beside its live data/);
+    await expectNothingLeft();
   }, 240_000);
 });

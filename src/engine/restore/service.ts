@@ -628,7 +628,7 @@ export class RestoreService {
     const restored = new Set(this.artifactsFor(b, new Set(['DATABASES', 'VOLUMES'])).filter((a) => a.kind in restorers));
     return this.drill(inst, b, app.name, b.manifest.artifacts, (a) => restored.has(a), async (ctx) => {
       const client = await this.cluster.client(inst);
-      const target: RestoreTarget = { client, inst, app, sourceApp: b.appName!, helperImage: this.opts.helperImage };
+      const target: RestoreTarget = { client, inst, app, sourceApp: b.appName!, helperImage: this.opts.helperImage, drill: true };
       // A drill's side copies are recorded like a restore's (never swapped, no replicas): a crash
       // or a silent cluster leaves a record by which the recovery drops them, instead of a full
       // copy of the database left on the server's shared volume for good.

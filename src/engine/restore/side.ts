@@ -39,6 +39,8 @@ export interface RestoreTarget {
   /** The app the backup was taken of. */
   sourceApp: string;
   helperImage?: string;
+  /** A restore drill: the side copies are scratch, checked and dropped, never swapped in; the app runs. */
+  drill?: boolean;
   /** How long a swap waits for a table lock another session holds (default DEFAULT_LOCK_WAIT_MS). */
   lockWaitMs?: number;
   /**

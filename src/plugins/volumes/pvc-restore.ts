@@ -8,13 +8,14 @@
 // copy takes a hard link to it (tar-link.ts), and its content is checked against the backup's
 // bytes as they pass. So the copy needs room only for the files that changed, not the whole volume.
 import { createInterface } from 'node:readline';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { createHelperPod, deleteHelperPod, execStream, findPvcMount, listPvcs, namespaceExists, waitForHelperPod, type KubeClient } from '../../kube/index.js';
 import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { podText, programMissing, streamIntoPod, type PodTarget } from '../exec-source.js';
 import { TarScanner, type TarListing } from './tar-scan.js';
 import { TarLinker, type LiveListing } from './tar-link.js';
-import { ensureRoomFor, outOfRoom, sideCopyBytes } from '../free-space.js';
+import { ensureRoomFor, NotEnoughSpaceError, outOfRoom, sideCopyBytes } from '../free-space.js';
 
 /**
  * The restore's (and a drill's) working directories at the volume root: the extracted backup, and
@@ -108,6 +109,38 @@ async function checkLinked(client: KubeClient, target: PodTarget, root: string, 
   return { matched, differ };
 }
 
+/** The drill's (or restore's) line for a volume whose listing is the backup's; throws when it is not. */
+function listingChecked(pvc: string, got: TarListing, recorded?: Record<string, unknown>): string {
+  if (recorded?.listingSha256 && (got.files !== recorded.files || got.bytes !== recorded.bytes || got.listingSha256 !== recorded.listingSha256)) {
+    throw new Error(`volume ${pvc}: restored ${got.files} files / ${got.bytes} bytes, backup had ${String(recorded.files)} files / ${String(recorded.bytes)} bytes (listing differs)`);
+  }
+  return `volume ${pvc}: ${got.files} files, ${got.bytes} bytes, listing as recorded`;
+}
+
+/**
+ * A drill's side copy is scratch, so on a volume without room for one (a big photo library on a
+ * volume more than half full) the drill reads the backup's tar back whole and checks its listing,
+ * and says it did not extract it, instead of failing for want of room at every drill. Nothing is
+ * made in the cluster, so there is nothing to record, swap or drop.
+ */
+async function readBackOnly(pvc: string, recorded: Record<string, unknown>, stream: Readable, signal: AbortSignal): Promise<SideRestore> {
+  const scanner = new TarScanner();
+  await pipeline(stream, scanner, new Writable({ write: (_chunk, _enc, cb) => cb() }), { signal });
+  const got = scanner.result();
+  const refuse = (): Promise<void> => Promise.reject(new Error(`volume ${pvc} was read back, not restored: there is nothing to swap in`));
+  return {
+    description: { kind: 'pvc', pvc, readBack: true },
+    check: async () => `${listingChecked(pvc, got, recorded)}; read back whole, not extracted: the volume has no room for a scratch copy beside its live data`,
+    swapIn: refuse,
+    swapBack: async () => undefined,
+    commit: refuse,
+    discard: async () => undefined,
+  };
+}
+
+/** How long the preflight's du of a volume may take. */
+const DU_BOUND_MS = 120_000;
+
 const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
 async function helperFor(client: KubeClient, namespace: string, pvc: string, image?: string, signal?: AbortSignal): Promise<Helper> {
@@ -142,11 +175,7 @@ function handle(client: KubeClient, first: Helper | undefined, d: PvcDescription
     close: release,
     async check() {
       const got = listing?.();
-      if (!got) return `volume ${d.pvc}: restored`;
-      if (recorded?.listingSha256 && (got.files !== recorded.files || got.bytes !== recorded.bytes || got.listingSha256 !== recorded.listingSha256)) {
-        throw new Error(`volume ${d.pvc}: restored ${got.files} files / ${got.bytes} bytes, backup had ${String(recorded.files)} files / ${String(recorded.bytes)} bytes (listing differs)`);
-      }
-      return `volume ${d.pvc}: ${got.files} files, ${got.bytes} bytes, listing as recorded${note?.() ?? ''}`;
+      return got ? listingChecked(d.pvc, got, recorded) + (note?.() ?? '') : `volume ${d.pvc}: restored`;
     },
     async swapIn(signal) {
       await sh(SWAP_IN, signal);
@@ -188,9 +217,14 @@ export const pvcRestorer: ArtifactRestorer = {
     const mount = await findPvcMount(t.client, t.app.name, artifact.name, { signal, timeoutMs: 15_000 });
     if (!mount || mount.subPath) return;
     // The unchanged files will be linked, not copied: what must fit even if every live byte is
-    // the backup's is checked now (du of the volume), the rest as the copy is written.
+    // the backup's is checked now (du of the volume), the rest as the copy is written. A du that
+    // cannot tell (none in the image, or slower than DU_BOUND_MS over a huge tree) leaves the
+    // check to the helper pod, once the app is stopped.
     const target = { namespace: t.app.name, pod: mount.pod, container: mount.container };
-    const live = await podText(t.client, target, ['du', '-s', '-k', '-x', mount.mountPath], signal).then((out) => (Number(out.split(/\s/)[0]) || 0) * 1024, () => 0);
+    const du = await podText(t.client, target, ['du', '-s', '-k', '-x', mount.mountPath], AbortSignal.any([signal, AbortSignal.timeout(DU_BOUND_MS)])).catch(() => '');
+    signal.throwIfAborted();
+    const live = Number(du.split(/\s/)[0]) * 1024;
+    if (!du || !Number.isFinite(live)) return;
     await ensureRoomFor(t.client, target, mount.mountPath, sideCopyBytes(artifact), `the restored copy of volume ${artifact.name}, written beside its live data on the same volume`, signal, live)
       .catch((err: unknown) => { if (!programMissing(err)) throw err; }); // an image without df: the helper checks
   },
@@ -203,21 +237,23 @@ export const pvcRestorer: ArtifactRestorer = {
     let room: number;
     try {
       // A restore stopped the app, so nothing changes the live files it links; a drill, beside the
-      // running app, writes every file.
+      // running app, writes every file (or, without room for them, reads them back: readBackOnly).
       if (t.quiesced && again) live = await liveFiles(t.client, pod.target, pod.root, signal).catch((err: unknown) => { if (programMissing(err)) return undefined; throw err; });
       room = await ensureRoomFor(t.client, pod.target, pod.root, sideCopyBytes(artifact), what, signal, live?.bytes);
     } catch (err) {
       await pod.release().catch(() => undefined);
+      if (t.drill && err instanceof NotEnoughSpaceError) return readBackOnly(pvc, artifact.meta, stream, signal);
       throw err;
     }
     const d: PvcDescription = { kind: 'pvc', namespace, pvc, restoreDir: `${RESTORE_DIR_PREFIX}${suffix}`, oldDir: `${OLD_DIR_PREFIX}${suffix}` };
     const scanner = new TarScanner();
     const checklist = new PassThrough();
-    const linker = live && new TarLinker({ live: live.files, via: LIVE_LINK, checklist, budget: room, overBudget: () => outOfRoom(what, room) });
-    let rewritten = 0;
+    const linker = live && new TarLinker({ live: live.files, via: LIVE_LINK, checklist, budget: room, overBudget: () => outOfRoom(what, room), onEnd: () => checklist.end('wild-backup-end\n') });
+    let second: TarLinker | undefined;
     const note = linker && ((): string => {
       const st = linker.stats;
-      return `; ${st.linkedFiles - rewritten} unchanged files (${mib(st.linkedBytes)}) kept from the live volume, their content checked, ${st.writtenFiles + rewritten} written (${mib(st.writtenBytes)})${rewritten > 0 ? `, ${rewritten} of them after their content differed from the backup's under the same size and time` : ''}`;
+      const again = second?.stats ?? { writtenFiles: 0, writtenBytes: 0 };
+      return `; ${st.linkedFiles - again.writtenFiles} unchanged files (${mib(st.linkedBytes)}) kept from the live volume, their content checked, ${st.writtenFiles + again.writtenFiles} written (${mib(st.writtenBytes + again.writtenBytes)})${again.writtenFiles > 0 ? `, ${again.writtenFiles} of them after their content differed from the backup's under the same size and time` : ''}`;
     });
     const h = handle(t.client, pod, d, t.helperImage, () => scanner.result(), artifact.meta, note);
     return filledOrDiscarded(h, async () => {
@@ -231,7 +267,6 @@ export const pvcRestorer: ArtifactRestorer = {
         return;
       }
       scanner.once('error', (e) => linker.destroy(e));
-      linker.once('finish', () => checklist.end('wild-backup-end\n'));
       const stop = new AbortController();
       const checking = checkLinked(t.client, pod.target, pod.root, checklist, AbortSignal.any([signal, stop.signal]));
       checking.catch((err: unknown) => linker.destroy(err as Error));
@@ -254,12 +289,11 @@ export const pvcRestorer: ArtifactRestorer = {
       const only = new Set(differ);
       const names = [...only, ...linker.hardLinks.filter(([, to]) => only.has(to)).map(([name]) => name)];
       await podText(t.client, pod.target, ['sh', '-c', 'cd "$1" && while IFS= read -r f; do rm -f -- "./$f"; done', 'wild-backup', into], signal, `${names.join('\n')}\n`);
-      const left = room - linker.stats.onDisk;
-      const second = new TarLinker({ only, budget: left, overBudget: () => outOfRoom(what, room) });
-      const again2 = again!();
-      again2.once('error', (e) => second.destroy(e));
-      await streamIntoPod(t.client, pod.target, untar, again2.pipe(second), 'ends-itself', signal);
-      rewritten = differ.length;
+      const only2 = new TarLinker({ only, budget: room - linker.stats.onDisk, overBudget: () => outOfRoom(what, room) });
+      const reread = again!();
+      reread.once('error', (e) => only2.destroy(e));
+      await streamIntoPod(t.client, pod.target, untar, reread.pipe(only2), 'ends-itself', signal);
+      second = only2;
     }, t);
   },
   async fromDescription(t, desc) {

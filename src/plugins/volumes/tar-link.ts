@@ -28,6 +28,11 @@ export interface TarLinkerOptions {
   /** Bytes the written files may take on disk; beyond it the stream fails with `overBudget()`. */
   budget?: number;
   overBudget?: () => Error;
+  /**
+   * Called once at the archive's end marker (or its end, when it has none): no more lines come.
+   * tar exits at the marker and may leave the padding after it unread, so 'finish' can be late.
+   */
+  onEnd?: () => void;
 }
 
 /** Names never linked: the checks' line formats cannot carry them, or tar would resolve them elsewhere. */
@@ -110,6 +115,11 @@ export class TarLinker extends Transform {
     list.once('close', closed);
   }
 
+  override _flush(cb: (err?: Error | null) => void): void {
+    if (!this.ended) this.o.onEnd?.();
+    cb();
+  }
+
   private scan(chunk: Buffer): void {
     let pos = 0;
     while (pos < chunk.length) {
@@ -178,6 +188,7 @@ export class TarLinker extends Transform {
     if (h.every((b) => b === 0)) {
       this.ended = true; // the end-of-archive marker; the rest is padding
       this.push(h);
+      this.o.onEnd?.();
       return;
     }
     const type = String.fromCharCode(h[156] || 0x30);
