@@ -4,7 +4,7 @@
 // the cluster is unreachable; mid-stream: STALLED); a restore fails within a bound, and once the
 // cluster answers again the live data and replicas are as before and nothing is left behind.
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { readdir, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HELPER_LABEL, kubeClientFor, listPods, listWorkloads } from '../../src/kube/index.js';
@@ -110,10 +110,18 @@ describe('the cluster API stops answering', () => {
     await expectClusterAsBefore(files, replicas);
   }, 30_000);
 
-  it('a restore whose stream freezes mid-way fails STALLED; when the cluster answers again the data and replicas are back', async () => {
+  // Files the same as the live ones are linked, not streamed into the pod: the pod then checks
+  // them after the stream, and a cluster that stops answering then must fail the restore too.
+  it.each([
+    ['its files written into the pod', true],
+    ['its files linked to the live ones', false],
+  ])('a restore whose stream freezes mid-way (%s) fails STALLED; when the cluster answers again the data and replicas are back', async (_how, touched) => {
     const client = kubeClientFor(s.sim.kubeconfigPath);
     const replicas = Object.fromEntries((await listWorkloads(client, 'website')).map((w) => [`${w.kind}/${w.name}`, w.replicas]));
-    await writeFile(path.join(s.sim.pvcDir('website', 'website-content'), 'written-after-backup.txt'), 'keep me');
+    const pvc = s.sim.pvcDir('website', 'website-content');
+    // Another mtime: no file is the backup's, so every one streams into the pod.
+    if (touched) for (const f of await readdir(pvc, { recursive: true })) await utimes(path.join(pvc, f), new Date(), new Date());
+    await writeFile(path.join(pvc, 'written-after-backup.txt'), 'keep me');
     const files = await treeDigest(s.sim.pvcDir('website', 'website-content'));
     const opId = await startOperation(s, `mutation($id: ID!) { restoreBackup(input: { backupId: $id, safetyBackup: false }) { ${OP_FIELDS} } }`, { id: firstBackup });
     // restic dump held after its first MiB, so that the hang lands mid-stream on any machine.

@@ -58,8 +58,12 @@ it.skipIf(!hasBusybox)('busybox: live listing, links through the symlink, conten
   const archive = execFileSync(path.join(bin, 'tar'), ['-c', '-f', '-', '-C', v, '.'], { env: { PATH: bin }, maxBuffer: 64 << 20 });
   const backedUp = await treeDigest(v);
 
-  // Since: one photo edited, one changed under the same size and mtime, the pair too.
+  // Since: one photo edited, one changed under the same size and mtime, the pair too (its second
+  // name gone: a file with other names is never linked, see below).
   await put('photos/p1.jpg', 1234);
+  await rm(path.join(v, 'pair/b.bin'));
+  await put('dup/x.bin', 5000);
+  await link(path.join(v, 'dup/x.bin'), path.join(v, 'dup/y.bin'));
   for (const rel of ['photos/p2.jpg', 'pair/a.bin']) {
     const f = path.join(v, rel);
     const st = await stat(f);
@@ -71,7 +75,8 @@ it.skipIf(!hasBusybox)('busybox: live listing, links through the symlink, conten
   await listing.done;
   const live = new Map<string, string>();
   for (const l of await listing.out) { const f = liveLine(l); if (f) live.set(f.name, f.meta); }
-  expect([...live.keys()].sort()).toEqual([LONG, 'empty', 'pair/a.bin', 'pair/b.bin', ...[0, 1, 2, 3, 4, 5].map((i) => `photos/p${i}.jpg`)].sort());
+  // dup/x.bin and dup/y.bin, one file with two names, are left out.
+  expect([...live.keys()].sort()).toEqual([LONG, 'empty', 'pair/a.bin', ...[0, 1, 2, 3, 4, 5].map((i) => `photos/p${i}.jpg`)].sort());
 
   const restoreDir = path.join(v, '.wild-backup-restore-x');
   await mkdir(restoreDir);

@@ -24,7 +24,7 @@ import { accountRestorers, componentOf, restorers } from '../../plugins/restorer
 import { detectDatabases } from '../../plugins/databases/registry.js';
 import { quiesce, resume, type ReplicaMap } from './quiesce.js';
 import { applyAppConfig, readAppConfig, restoreAppDir, type ConfigUndo } from './config.js';
-import { CLEANUP_STEP_MS, deadlineSignal, retrying, type RestoreTarget, type SideDescription, type SideRestore } from './side.js';
+import { RestoreStalledError, CLEANUP_STEP_MS, deadlineSignal, retrying, type RestoreTarget, type SideDescription, type SideRestore } from './side.js';
 import type { KubeClient } from '../../kube/index.js';
 
 export type RestoreComponent = 'DATABASES' | 'VOLUMES' | 'CONFIG';
@@ -50,11 +50,6 @@ export interface Verification {
 /** No byte restored for this long (by default) fails the artifact with code STALLED. */
 export const DEFAULT_RESTORE_STALL_TIMEOUT_MS = 5 * 60_000;
 
-/** The restore stopped moving: the cluster (or the repository) stopped answering mid-stream. */
-export class RestoreStalledError extends Error {
-  readonly code = 'STALLED';
-  override name = 'RestoreStalledError';
-}
 
 /**
  * The safety backup failed (a repository out of space, a volume that cannot be read): nothing was
@@ -398,7 +393,7 @@ export class RestoreService {
     const app = r.rebuild ? ((await this.store.app(inst, r.app)) ?? this.store.absentApp(inst, r.app)) : await this.store.requireApp(inst, r.app);
     ctx.log(`restoring backup ${backup.backupId} of ${backup.appName} into ${r.app}: ${r.artifacts.map((a) => `${a.kind}:${a.name}`).join(', ') || 'nothing'}`);
     const client = await this.cluster.client(inst);
-    const target: RestoreTarget = { client, inst, app, sourceApp: backup.appName!, helperImage: this.opts.helperImage, lockWaitMs: this.opts.lockWaitMs };
+    const target: RestoreTarget = { client, inst, app, sourceApp: backup.appName!, helperImage: this.opts.helperImage, lockWaitMs: this.opts.lockWaitMs, stallMs: this.stallTimeoutMs };
     // What can fail before the app is stopped fails now (the room for each side copy), and before
     // the safety backup's time is spent.
     ctx.progress({ phase: 'checking' });
@@ -628,7 +623,7 @@ export class RestoreService {
     const restored = new Set(this.artifactsFor(b, new Set(['DATABASES', 'VOLUMES'])).filter((a) => a.kind in restorers));
     return this.drill(inst, b, app.name, b.manifest.artifacts, (a) => restored.has(a), async (ctx) => {
       const client = await this.cluster.client(inst);
-      const target: RestoreTarget = { client, inst, app, sourceApp: b.appName!, helperImage: this.opts.helperImage, drill: true };
+      const target: RestoreTarget = { client, inst, app, sourceApp: b.appName!, helperImage: this.opts.helperImage, drill: true, stallMs: this.stallTimeoutMs };
       // A drill's side copies are recorded like a restore's (never swapped, no replicas): a crash
       // or a silent cluster leaves a record by which the recovery drops them, instead of a full
       // copy of the database left on the server's shared volume for good.

@@ -41,6 +41,8 @@ export interface RestoreTarget {
   helperImage?: string;
   /** A restore drill: the side copies are scratch, checked and dropped, never swapped in; the app runs. */
   drill?: boolean;
+  /** How long a restore may go without progress before it fails STALLED (the restore's stallTimeoutMs). */
+  stallMs?: number;
   /** How long a swap waits for a table lock another session holds (default DEFAULT_LOCK_WAIT_MS). */
   lockWaitMs?: number;
   /**
@@ -88,6 +90,45 @@ export interface ArtifactRestorer {
   restoreSide(target: RestoreTarget, artifact: ArtifactRecord, stream: Readable, suffix: string, signal: AbortSignal, again?: () => Readable): Promise<SideRestore>;
   /** Rebuilds a handle from a saved description (crash recovery). */
   fromDescription(target: Pick<RestoreTarget, 'client' | 'inst' | 'helperImage'>, d: SideDescription): Promise<SideRestore>;
+}
+
+/** The restore stopped moving: the cluster (or the repository) stopped answering mid-stream. */
+export class RestoreStalledError extends Error {
+  readonly code = 'STALLED';
+  override name = 'RestoreStalledError';
+}
+
+/**
+ * Waits for work in the cluster that shows no progress of its own while it runs (the pod checking
+ * a volume's live files after the stream has ended), asking the API server every 10 s meanwhile:
+ * when it has not answered for `stallMs`, the wait fails STALLED, as a stream that stops does. A
+ * cluster that stops answering must not hold the app at 0 replicas; a slow pod, answering, may.
+ */
+export async function whileClusterAnswers<T>(client: KubeClient, work: Promise<T>, stallMs: number | undefined, signal: AbortSignal): Promise<T> {
+  if (stallMs === undefined) return work;
+  let answered = Date.now();
+  let asked = 0;
+  let asking = false;
+  let timer: NodeJS.Timeout | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setInterval(() => {
+      if (Date.now() - answered > stallMs) {
+        clearInterval(timer);
+        reject(new RestoreStalledError(`no progress for ${Math.round(stallMs / 1000)} s: the cluster stopped answering`));
+      } else if (!asking && Date.now() - asked >= Math.min(10_000, stallMs / 4)) {
+        asking = true;
+        asked = Date.now();
+        client.call((o) => client.versionApi.getCode({}, o), { timeoutMs: Math.min(10_000, stallMs / 2), signal })
+          .then(() => { answered = Date.now(); }, () => undefined)
+          .finally(() => { asking = false; });
+      }
+    }, Math.min(1000, stallMs / 4));
+  });
+  try {
+    return await Promise.race([work, stalled]);
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 /** Bound of one removal of a side copy or of old data: a big volume's files can take long to remove. */

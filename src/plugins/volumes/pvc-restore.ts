@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createHelperPod, deleteHelperPod, execStream, findPvcMount, listPvcs, namespaceExists, waitForHelperPod, type KubeClient } from '../../kube/index.js';
-import { createdThenAbortable, filledOrDiscarded, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
+import { createdThenAbortable, filledOrDiscarded, whileClusterAnswers, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
 import { podText, programMissing, streamIntoPod, type PodTarget } from '../exec-source.js';
 import { TarScanner, type TarListing } from './tar-scan.js';
 import { TarLinker, type LiveListing } from './tar-link.js';
@@ -57,11 +57,11 @@ interface PvcDescription extends SideDescription {
 interface Helper { target: PodTarget; root: string; release: () => Promise<void> }
 
 /**
- * The live volume's regular files ($1 its root) with size, mtime, mode and owner: this server's work
- * directories left out, and names a line cannot carry (a newline, $2; a backslash, which
- * sha256sum's lines escape, $3). GNU and busybox find and stat alike.
+ * The live volume's regular files ($1 its root) with size, mtime, mode, owner and link count: this
+ * server's work directories left out, and names a line cannot carry (a newline, $2; a backslash,
+ * which sha256sum's lines escape, $3). GNU and busybox find and stat alike.
  */
-export const LIST_LIVE = `cd "$1" && find . -xdev -path './.wild-backup-*' -prune -o -type f ! -path "$2" ! -path "$3" -exec stat -c '%s %Y %a %u %g %n' {} +`;
+export const LIST_LIVE = `cd "$1" && find . -xdev -path './.wild-backup-*' -prune -o -type f ! -path "$2" ! -path "$3" -exec stat -c '%s %Y %a %u %g %h %n' {} +`;
 
 async function liveFiles(client: KubeClient, target: PodTarget, root: string, signal: AbortSignal): Promise<{ files: LiveListing; bytes: number }> {
   const ex = await execStream(client, { ...target, command: ['sh', '-c', LIST_LIVE, 'wild-backup', root, '*\n*', '*\\\\*'], signal });
@@ -77,10 +77,15 @@ async function liveFiles(client: KubeClient, target: PodTarget, root: string, si
   return { files, bytes };
 }
 
-/** One line of LIST_LIVE: the file's name (without "./") and its metadata as TarLinker compares it. */
+/**
+ * One line of LIST_LIVE: the file's name (without "./") and its metadata as TarLinker compares it;
+ * null for a file with other names too. Linking it would give the restored copy the live tree's
+ * sharing (two files of the backup made one by a dedup tool since), not the backup's.
+ */
 export function liveLine(line: string): { name: string; meta: string; size: number } | null {
-  const m = /^(\d+) (\d+) ([0-7]+) (\d+) (\d+) \.\/(.+)$/.exec(line);
-  return m ? { name: m[6]!, meta: `${m[1]} ${m[2]} ${parseInt(m[3]!, 8).toString(8)} ${m[4]} ${m[5]}`, size: Number(m[1]) } : null;
+  const m = /^(\d+) (\d+) ([0-7]+) (\d+) (\d+) (\d+) \.\/(.+)$/.exec(line);
+  if (!m || m[6] !== '1') return null;
+  return { name: m[7]!, meta: `${m[1]} ${m[2]} ${parseInt(m[3]!, 8).toString(8)} ${m[4]} ${m[5]}`, size: Number(m[1]) };
 }
 
 /** One line of CHECK_LINKED: how many matched (its last line), or a file that differs. */
@@ -247,7 +252,9 @@ export const pvcRestorer: ArtifactRestorer = {
     }
     const d: PvcDescription = { kind: 'pvc', namespace, pvc, restoreDir: `${RESTORE_DIR_PREFIX}${suffix}`, oldDir: `${OLD_DIR_PREFIX}${suffix}` };
     const scanner = new TarScanner();
-    const checklist = new PassThrough();
+    // Lines wait here while the pod hashes a big live file (a video at disk speed): 1 MiB holds
+    // ~12,000 of them, so the stream is not held up (and stalled) behind one file.
+    const checklist = new PassThrough({ highWaterMark: 1 << 20 });
     const linker = live && new TarLinker({ live: live.files, via: LIVE_LINK, checklist, budget: room, overBudget: () => outOfRoom(what, room), onEnd: () => checklist.end('wild-backup-end\n') });
     let second: TarLinker | undefined;
     const note = linker && ((): string => {
@@ -270,15 +277,19 @@ export const pvcRestorer: ArtifactRestorer = {
       const stop = new AbortController();
       const checking = checkLinked(t.client, pod.target, pod.root, checklist, AbortSignal.any([signal, stop.signal]));
       checking.catch((err: unknown) => linker.destroy(err as Error));
+      let checked: Awaited<typeof checking>;
       try {
         // Shorter than the backup's stream by the linked files' bytes: tar stops at its end marker.
-        await streamIntoPod(t.client, pod.target, untar, stream.pipe(scanner).pipe(linker), 'ends-itself', signal);
+        // The stream's own watchdog ends with it; the pod may still be checking the live files
+        // (after a stream that had little to write, all of them), bounded while the cluster answers.
+        await whileClusterAnswers(t.client, streamIntoPod(t.client, pod.target, untar, stream.pipe(scanner).pipe(linker), 'ends-itself', signal), t.stallMs, signal);
+        checked = await whileClusterAnswers(t.client, checking, t.stallMs, signal);
       } catch (err) {
         stop.abort(err);
         await checking.catch(() => undefined);
         throw err;
       }
-      const { matched, differ } = await checking;
+      const { matched, differ } = checked;
       if (matched + differ.length !== linker.stats.linkedFiles) {
         throw new Error(`volume ${pvc}: the content check of the ${linker.stats.linkedFiles} files kept from the live volume answered for ${Math.max(0, matched) + differ.length} of them`);
       }
