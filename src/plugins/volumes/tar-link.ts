@@ -106,12 +106,13 @@ export class TarLinker extends Transform {
     this.needDrain = false;
     const list = this.o.checklist!;
     const done = (err?: Error): void => {
-      list.off('drain', done);
+      list.off('drain', drained);
       list.off('close', closed);
       cb(err ?? null);
     };
+    const drained = (): void => done();
     const closed = (): void => done(new Error('the check of the linked files stopped'));
-    list.once('drain', () => done());
+    list.once('drain', drained);
     list.once('close', closed);
   }
 
