@@ -48,7 +48,7 @@ export async function ensureRoomFor(client: KubeClient, target: PodTarget, dir: 
   const reserve = Math.max(RESERVE_MIN_BYTES, Math.ceil(total * RESERVE_SHARE));
   const copy = Math.ceil(Math.max(0, bytes - (shared ?? 0)) * GROWTH);
   if (free < copy + reserve) {
-    const least = shared === undefined ? '' : ' at least (the files that differ from the live ones)';
+    const least = shared === undefined ? '' : ' at least, for the files that differ from the live ones,';
     throw new NotEnoughSpaceError(`not enough free space for ${what}: it needs${least} about ${gib(copy)} and ${gib(reserve)} must stay free, but only ${gib(free)} of ${gib(total)} is free. ${NOTHING_CHANGED}`);
   }
   return free - reserve;

@@ -50,7 +50,6 @@ export interface Verification {
 /** No byte restored for this long (by default) fails the artifact with code STALLED. */
 export const DEFAULT_RESTORE_STALL_TIMEOUT_MS = 5 * 60_000;
 
-
 /**
  * The safety backup failed (a repository out of space, a volume that cannot be read): nothing was
  * restored and the app was not stopped. The caller chooses: mend it, or restore without one.
