@@ -259,8 +259,8 @@ export const pvcRestorer: ArtifactRestorer = {
     let second: TarLinker | undefined;
     const note = linker && ((): string => {
       const st = linker.stats;
-      const again = second?.stats ?? { writtenFiles: 0, writtenBytes: 0 };
-      return `; ${st.linkedFiles - again.writtenFiles} unchanged files (${mib(st.linkedBytes)}) kept from the live volume, their content checked, ${st.writtenFiles + again.writtenFiles} written (${mib(st.writtenBytes + again.writtenBytes)})${again.writtenFiles > 0 ? `, ${again.writtenFiles} of them after their content differed from the backup's under the same size and time` : ''}`;
+      const redone = second?.stats ?? { writtenFiles: 0, writtenBytes: 0 };
+      return `; ${st.linkedFiles - redone.writtenFiles} unchanged files (${mib(st.linkedBytes)}) kept from the live volume, their content checked, ${st.writtenFiles + redone.writtenFiles} written (${mib(st.writtenBytes + redone.writtenBytes)})${redone.writtenFiles > 0 ? `, ${redone.writtenFiles} of them after their content differed from the backup's under the same size and time` : ''}`;
     });
     const h = handle(t.client, pod, d, t.helperImage, () => scanner.result(), artifact.meta, note);
     return filledOrDiscarded(h, async () => {
