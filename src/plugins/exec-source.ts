@@ -1,5 +1,6 @@
 // An artifact source that streams a command's stdout out of a pod (the database and volume
 // plugins' common shape): argv only, secrets through stdin, facts for the manifest at the end.
+import { createInterface } from 'node:readline';
 import type { Duplex, Readable } from 'node:stream';
 import { finished as finishedWriting } from 'node:stream/promises';
 import { CommandFailedError, execStream, execText, type KubeClient } from '../kube/index.js';
@@ -125,6 +126,17 @@ export async function streamIntoPod(client: KubeClient, target: PodTarget, comma
 /** The exec could not start the program: the container's image has none (a distroless one). */
 export function programMissing(err: unknown): boolean {
   return err instanceof CommandFailedError && err.exitCode === null && /executable file.* not found|no such file or directory/i.test(err.message);
+}
+
+/**
+ * Runs a command in a pod and hands each line of its stdout to `onLine` as it comes (a listing of
+ * a whole volume, never held whole); resolves when the command exited 0. `stdin`, when given, is
+ * read by a command that stops at its own end line (v4 has no close signal).
+ */
+export async function podLines(client: KubeClient, target: PodTarget, command: string[], onLine: (line: string) => void, signal: AbortSignal, stdin?: Readable): Promise<void> {
+  const ex = await execStream(client, { ...target, command, signal, ...(stdin ? { stdin, stdinEndsItself: true } : {}) });
+  for await (const line of createInterface({ input: ex.stdout, crlfDelay: Infinity })) onLine(line);
+  await ex.done;
 }
 
 /** Runs a short command in a pod and returns its trimmed stdout. */

@@ -7,12 +7,11 @@
 // In a restore (the app stopped), a file the same as the live one is not written again: the side
 // copy takes a hard link to it (tar-link.ts), and its content is checked against the backup's
 // bytes as they pass. So the copy needs room only for the files that changed, not the whole volume.
-import { createInterface } from 'node:readline';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createHelperPod, deleteHelperPod, execStream, findPvcMount, listPvcs, namespaceExists, waitForHelperPod, type KubeClient } from '../../kube/index.js';
+import { createHelperPod, deleteHelperPod, findPvcMount, listPvcs, namespaceExists, waitForHelperPod, type KubeClient } from '../../kube/index.js';
 import { createdThenAbortable, filledOrDiscarded, whileClusterAnswers, type ArtifactRestorer, type RestoreTarget, type SideDescription, type SideRestore } from '../../engine/restore/side.js';
-import { podText, programMissing, streamIntoPod, type PodTarget } from '../exec-source.js';
+import { podLines, podText, programMissing, streamIntoPod, type PodTarget } from '../exec-source.js';
 import { TarScanner, type TarListing } from './tar-scan.js';
 import { TarLinker, type LiveListing } from './tar-link.js';
 import { ensureRoomFor, NotEnoughSpaceError, outOfRoom, sideCopyBytes } from '../free-space.js';
@@ -64,16 +63,15 @@ interface Helper { target: PodTarget; root: string; release: () => Promise<void>
 export const LIST_LIVE = `cd "$1" && find . -xdev -path './.wild-backup-*' -prune -o -type f ! -path "$2" ! -path "$3" -exec stat -c '%s %Y %a %u %g %h %n' {} +`;
 
 async function liveFiles(client: KubeClient, target: PodTarget, root: string, signal: AbortSignal): Promise<{ files: LiveListing; bytes: number }> {
-  const ex = await execStream(client, { ...target, command: ['sh', '-c', LIST_LIVE, 'wild-backup', root, '*\n*', '*\\\\*'], signal });
   const files: LiveListing = new Map();
   let bytes = 0;
-  for await (const line of createInterface({ input: ex.stdout, crlfDelay: Infinity })) {
+  await podLines(client, target, ['sh', '-c', LIST_LIVE, 'wild-backup', root, '*\n*', '*\\\\*'], (line) => {
     const f = liveLine(line);
-    if (!f) continue;
-    files.set(f.name, f.meta);
-    bytes += f.size;
-  }
-  await ex.done;
+    if (f) {
+      files.set(f.name, f.meta);
+      bytes += f.size;
+    }
+  }, signal);
   return { files, bytes };
 }
 
@@ -102,15 +100,13 @@ export function checkLine(line: string): { matched: number } | { differs: string
 export const CHECK_LINKED = `cd "$1" && awk '$0 == "wild-backup-end" { exit } { print }' | sha256sum -c - 2>/dev/null | awk '/: OK$/ { n++; next } { print } END { print "wild-backup-checked " n + 0 }'`;
 
 async function checkLinked(client: KubeClient, target: PodTarget, root: string, checklist: Readable, signal: AbortSignal): Promise<{ matched: number; differ: string[] }> {
-  const ex = await execStream(client, { ...target, command: ['sh', '-c', CHECK_LINKED, 'wild-backup', root], stdin: checklist, stdinEndsItself: true, signal });
   const differ: string[] = [];
   let matched = -1;
-  for await (const line of createInterface({ input: ex.stdout, crlfDelay: Infinity })) {
+  await podLines(client, target, ['sh', '-c', CHECK_LINKED, 'wild-backup', root], (line) => {
     const c = checkLine(line);
     if (c && 'matched' in c) matched = c.matched;
     else if (c) differ.push(c.differs);
-  }
-  await ex.done;
+  }, signal, checklist);
   return { matched, differ };
 }
 
@@ -134,7 +130,7 @@ async function readBackOnly(pvc: string, recorded: Record<string, unknown>, stre
   const got = scanner.result();
   const refuse = (): Promise<void> => Promise.reject(new Error(`volume ${pvc} was read back, not restored: there is nothing to swap in`));
   return {
-    description: { kind: 'pvc', pvc, readBack: true },
+    description: { kind: 'pvc', pvc },
     check: async () => `${listingChecked(pvc, got, recorded)}; read back whole, not extracted: the volume has no room for a scratch copy beside its live data`,
     swapIn: refuse,
     swapBack: async () => undefined,

@@ -8,7 +8,7 @@
 // check is written from the backup in a second pass that keeps only such files (`only`).
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type Writable } from 'node:stream';
-import { BLOCK, cstr, octal, parsePax } from './tar-scan.js';
+import { BLOCK, bodyBytes, cstr, entryName, normalName, octal, parsePax } from './tar-scan.js';
 
 /** A live regular file as `stat -c '%s %Y %a %u %g'` prints it: "size mtime mode(octal) uid gid". */
 export type LiveListing = Map<string, string>;
@@ -37,8 +37,6 @@ export interface TarLinkerOptions {
 
 /** Names never linked: the checks' line formats cannot carry them, or tar would resolve them elsewhere. */
 const linkable = (name: string): boolean => !/[\n\\]/.test(name) && !name.split('/').includes('..');
-
-const normalize = (name: string): string => name.replace(/^\.\//, '').replace(/\/+$/, '');
 
 /** A header block of our own (GNU long-link 'K'), with its checksum. */
 function rawHeader(name: string, type: string, size: number): Buffer {
@@ -207,24 +205,23 @@ export class TarLinker extends Transform {
     const regular = type === '0' || type === '7';
     const paxSize = this.pending.size;
     const fileSize = regular && paxSize !== undefined ? paxSize : size;
-    const prefix = cstr(h, 345, 155);
-    const name = normalize(this.pending.path ?? (prefix ? `${prefix}/${cstr(h, 0, 100)}` : cstr(h, 0, 100)));
-    const target = type === '1' ? normalize(this.pending.linkpath ?? cstr(h, 157, 100)) : '';
+    const name = normalName(entryName(h, this.pending.path));
+    const target = type === '1' ? normalName(this.pending.linkpath ?? cstr(h, 157, 100)) : '';
     this.pending = {};
     const held = this.held;
     this.held = [];
-    const bodyBytes = type === '5' || type === '2' || type === '1' ? 0 : padded(fileSize);
+    const bytes = bodyBytes(type, fileSize);
     if (type === '1') this.hardLinks.push([name, target]);
     if (this.o.only) {
       const keep = regular ? this.o.only.has(name) : type === '1' && this.o.only.has(target);
-      this.begin(keep ? [...held, h] : [], keep ? 'pass' : 'drop', bodyBytes);
+      this.begin(keep ? [...held, h] : [], keep ? 'pass' : 'drop', bytes);
       if (keep && regular) this.written(fileSize);
       return;
     }
     const live = regular && paxSize === undefined && this.o.live && this.o.via !== undefined && linkable(name) ? this.o.live.get(name) : undefined;
     const mine = `${fileSize} ${octal(h, 136, 12)} ${(octal(h, 100, 8) & 0o7777).toString(8)} ${octal(h, 108, 8)} ${octal(h, 116, 8)}`;
     if (live === undefined || live !== mine) {
-      this.begin([...held, h], 'pass', bodyBytes);
+      this.begin([...held, h], 'pass', bytes);
       if (regular) this.written(fileSize);
       else this.stats.onDisk += type === '5' ? 4096 : 0;
       return;
@@ -243,13 +240,13 @@ export class TarLinker extends Transform {
     link.fill(0, 157, 257);
     link.write(linkname, 157, 100, 'utf8');
     out.push(checksummed(link));
-    this.begin(out, 'link', bodyBytes);
+    this.begin(out, 'link', bytes);
     this.stats.linkedFiles++;
     this.stats.linkedBytes += fileSize;
     this.hash = createHash('sha256');
     this.hashLeft = fileSize;
     this.linking = name;
-    if (bodyBytes === 0) this.linkDone();
+    if (bytes === 0) this.linkDone();
   }
 
   private begin(blocks: Buffer[], body: 'pass' | 'link' | 'drop', bytes: number): void {

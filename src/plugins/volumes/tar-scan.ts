@@ -33,6 +33,20 @@ export function cstr(buf: Buffer, off: number, len: number): string {
   return field.subarray(0, end < 0 ? field.length : end).toString('utf8');
 }
 
+/** An entry's name: one given before it (GNU long name, pax path), else its header's prefix/name. */
+export function entryName(h: Buffer, given?: string): string {
+  const prefix = cstr(h, 345, 155);
+  return given ?? (prefix ? `${prefix}/${cstr(h, 0, 100)}` : cstr(h, 0, 100));
+}
+
+/** A member name as listings compare it: no leading "./", no trailing "/". */
+export const normalName = (name: string): string => name.replace(/^\.\//, '').replace(/\/$/, '');
+
+/** The archive bytes of an entry's body: whole blocks, none for a directory, symlink or hard link. */
+export function bodyBytes(type: string, size: number): number {
+  return type === '5' || type === '2' || type === '1' ? 0 : Math.ceil(size / BLOCK) * BLOCK;
+}
+
 export function parsePax(data: Buffer): Record<string, string> {
   const out: Record<string, string> = {};
   let pos = 0;
@@ -128,8 +142,7 @@ export class TarScanner extends Transform {
       this.skip = padded;
       return;
     }
-    const prefix = cstr(h, 345, 155);
-    const name = this.pending.path ?? (prefix ? `${prefix}/${cstr(h, 0, 100)}` : cstr(h, 0, 100));
+    const name = entryName(h, this.pending.path);
     const mode = octal(h, 100, 8) & 0o7777;
     const mtime = octal(h, 136, 12);
     this.pending = {};
@@ -138,9 +151,8 @@ export class TarScanner extends Transform {
       this.listing.bytes += size;
     } else if (type === '5') this.listing.directories++;
     const kind = type === '0' || type === '7' ? 'f' : type === '5' ? 'd' : type === '2' ? 'l' : type;
-    const normalized = name.replace(/^\.\//, '').replace(/\/$/, '');
-    this.hash.update(`${kind} ${mode.toString(8)} ${kind === 'f' ? size : 0} ${mtime} ${normalized}\n`);
-    this.skip = type === '5' || type === '2' || type === '1' ? 0 : padded;
+    this.hash.update(`${kind} ${mode.toString(8)} ${kind === 'f' ? size : 0} ${mtime} ${normalName(name)}\n`);
+    this.skip = bodyBytes(type, size);
   }
 
   /** The end-of-archive marker went past: the archive is whole. */
